@@ -1,0 +1,65 @@
+"""The ``campushub`` command: check, init and up."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import resources
+from pathlib import Path
+
+from . import __version__
+from .settings import SiteError, config_path, load_site, warnings_for
+
+
+def check(path: Path) -> int:
+    """Validate the site file: ``ok`` and 0, or one line per problem and 2."""
+    try:
+        site = load_site(path)
+    except SiteError as e:
+        for problem in e.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    for note in warnings_for(site):
+        print(f"warning: {note}", file=sys.stderr)
+    print("ok")
+    return 0
+
+
+def init(path: Path) -> int:
+    """Write the starter site file (the embedded default), never over an existing one."""
+    if path.exists():
+        print(f"campushub: {path} already exists; leaving it as it is", file=sys.stderr)
+        return 0
+    path.write_text(resources.files("campushub").joinpath("templates/starter.yaml").read_text())
+    print(f"campushub: wrote {path}")
+    return 0
+
+
+def up(path: Path) -> int:
+    from .runner import run_hub
+
+    return run_hub(path)
+
+
+COMMANDS = {"check": check, "init": init, "up": up}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="campushub", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"campushub {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    helps = {
+        "check": "validate the site file",
+        "init": "write a starter site file (the embedded default) if there is none",
+        "up": "run the hub in the foreground until Ctrl-C",
+    }
+    for name, text in helps.items():
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("--config", metavar="PATH",
+                       help="site file (default: $CAMPUSHUB_CONFIG, else ./campushub.yaml)")
+    args = parser.parse_args(argv)
+    return COMMANDS[args.command](config_path(args.config))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

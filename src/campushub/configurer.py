@@ -1,0 +1,156 @@
+"""Turn a validated site file into JupyterHub's traitlets config.
+
+This is the only place that writes to ``c``: one small function per section,
+applied in order by :func:`configure`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+from pathlib import Path
+
+from . import state
+from .backends import spawner_for
+from .settings import RemoteUserAuth, Site, SiteError, config_path, load_site
+
+CULLER_SERVICE = "jupyterhub-idle-culler-service"
+CULLER_ROLE = "jupyterhub-idle-culler-role"
+#: exactly the seed deployment's scopes; deleting users (culler.users) also needs admin:users
+CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+
+
+def hub(c, site: Site):
+    settings = site.hub
+    state_dir = state.prepare(settings.state_dir)
+    c.JupyterHub.bind_url = settings.bind_url
+    c.JupyterHub.hub_ip = settings.hub_ip
+    c.JupyterHub.hub_port = settings.hub_port
+    if settings.hub_connect_ip:
+        c.JupyterHub.hub_connect_ip = settings.hub_connect_ip
+    c.JupyterHub.cookie_secret_file = str(state_dir / "jupyterhub_cookie_secret")
+    c.JupyterHub.db_url = settings.db_url or f"sqlite:///{state.private_file(state_dir / 'jupyterhub.sqlite')}"
+    c.Authenticator.admin_users = set(settings.admin_users)
+
+
+def proxy(c, site: Site):
+    state_dir = site.hub.state_dir
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{site.hub.proxy_api_port}"
+    c.ConfigurableHTTPProxy.auth_token = state.secret(state_dir / "proxy_auth_token")[0]
+    c.ConfigurableHTTPProxy.pid_file = str(state_dir / "proxy.pid")
+    c.ConfigurableHTTPProxy.command = [proxy_command()]
+
+
+def proxy_command() -> str:
+    """configurable-http-proxy beside this Python (a venv's bin), else on PATH."""
+    beside = Path(sys.executable).parent / "configurable-http-proxy"
+    found = str(beside) if beside.exists() else shutil.which("configurable-http-proxy")
+    if not found:
+        raise SiteError(["configurable-http-proxy: not found beside Python or on PATH"
+                         " (install it with `npm install -g configurable-http-proxy`; scripts/up does this)"])
+    return found
+
+
+def auth(c, site: Site):
+    settings = site.auth
+    c.Authenticator.allow_all = True  # the SSO's required groups, or the shared password, are the gate
+    if isinstance(settings, RemoteUserAuth):
+        remote_user(c, settings)
+    else:
+        shared_password(c, site)
+
+
+def remote_user(c, settings: RemoteUserAuth):
+    c.JupyterHub.authenticator_class = "campushub.remote_user.RemoteUserAuthenticator"
+    a = c.RemoteUserAuthenticator
+    for key in ("user_header", "groups_header", "groups_separator", "required_groups", "admin_groups"):
+        setattr(a, key, getattr(settings, key))
+    a.missing_user_redirect = settings.missing_user_redirect or ""
+    a.missing_group_redirect = settings.missing_group_redirect or ""
+    a.trusted_proxies = [str(net) for net in settings.trusted_proxies]
+    if settings.proxy_secret:
+        a.proxy_secret_header = settings.proxy_secret.header
+        a.proxy_secret = read_proxy_secret(settings)
+    a.auto_login = True
+    a.manage_groups = True
+    a.auth_refresh_age = settings.refresh_seconds
+    a.refresh_pre_spawn = True
+
+
+def read_proxy_secret(settings: RemoteUserAuth) -> str:
+    source = settings.proxy_secret
+    try:
+        value = os.environ[source.env] if source.env else source.file.read_text()
+    except KeyError:
+        raise SiteError([f"auth.proxy_secret.env: environment variable {source.env} is not set"]) from None
+    except OSError as e:
+        raise SiteError([f"auth.proxy_secret.file: cannot read {source.file}: {e.strerror}"]) from None
+    if len(value.strip()) < 16:
+        where = "env" if source.env else "file"
+        raise SiteError([f"auth.proxy_secret.{where}: the secret is shorter than 16 characters"])
+    return value.strip()
+
+
+def shared_password(c, site: Site):
+    c.JupyterHub.authenticator_class = "shared-password"
+    state_dir = site.hub.state_dir
+    password, created = state.secret(state_dir / "shared_password", make=lambda: secrets.token_urlsafe(12))
+    c.SharedPasswordAuthenticator.user_password = password
+    if created:
+        announce(f"the shared password for this hub is {password} (kept in {state_dir / 'shared_password'})")
+    if site.hub.admin_users:
+        admin, created = state.secret(state_dir / "admin_password", make=lambda: secrets.token_urlsafe(32))
+        c.SharedPasswordAuthenticator.admin_password = admin
+        if created:
+            announce(f"admins ({', '.join(site.hub.admin_users)}) log in with {admin}"
+                     f" (kept in {state_dir / 'admin_password'})")
+
+
+def announce(message: str):
+    print(f"campushub: {message}", file=sys.stderr, flush=True)
+
+
+def profiles(c, site: Site):
+    c.JupyterHub.spawner_class = "campushub.profiles.CampusProfilesSpawner"
+    s = c.CampusProfilesSpawner
+    s.profiles = [(p.name, p.slug, *spawner_for(site, i)) for i, p in enumerate(site.profiles)]
+    s.default_profile = site.default_profile.slug
+    s.profile_groups = {p.slug: p.groups for p in site.profiles if p.groups}
+    s.default_url = site.spawner.default_url
+
+
+def culler(c, site: Site):
+    settings = site.culler
+    c.JupyterHub.last_activity_interval = settings.activity_interval
+    if not settings.enabled:
+        return
+    command = [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={settings.timeout}",
+               f"--cull-every={settings.every}", f"--max-age={settings.max_age}"]
+    scopes = list(CULLER_SCOPES)
+    if settings.users:
+        command.append("--cull-users")
+        scopes.append("admin:users")
+    c.JupyterHub.services = [{"name": CULLER_SERVICE, "command": command}]
+    c.JupyterHub.load_roles = [{"name": CULLER_ROLE, "scopes": scopes, "services": [CULLER_SERVICE]}]
+
+
+SECTIONS = (hub, proxy, auth, profiles, culler)
+
+
+def configure(c, site: Site):
+    """Apply every section of ``site`` to the JupyterHub config object ``c``."""
+    for section in SECTIONS:
+        section(c, site)
+
+
+def configure_from_env(c):
+    """Entry point for ``jupyterhub_config.py``: the site file from $CAMPUSHUB_CONFIG or ./campushub.yaml."""
+    path = config_path()
+    try:
+        configure(c, load_site(path))
+    except SiteError as e:
+        for problem in e.problems:
+            print(f"{path}: {problem}", file=sys.stderr)
+        raise SystemExit(2) from None

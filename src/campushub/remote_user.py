@@ -1,0 +1,133 @@
+"""Log users in from the identity headers that the campus single sign-on proxy sets.
+
+The headers are believed only when the request reached the hub's proxy from an
+address in ``trusted_proxies`` (and, when configured, carries the proxy secret).
+Login goes through JupyterHub's own ``login_user``, so username normalisation,
+block lists, admin mapping, group sync and ``post_auth_hook`` all apply.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+
+from jupyterhub.auth import Authenticator
+from jupyterhub.handlers import BaseHandler
+from tornado import web
+from traitlets import List, Unicode
+
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+
+class LoginRefused(web.HTTPError):
+    """A refused header login: a 403 page, or a redirect when the site configured one.
+
+    ``kind`` is ``untrusted``, ``no_user`` or ``no_group``.
+    """
+
+    def __init__(self, kind: str, message: str, redirect: str = ""):
+        super().__init__(403, message)
+        self.kind = kind
+        self.redirect = redirect
+
+
+def _ip(text: str):
+    address = ipaddress.ip_address(text.strip().strip("[]"))
+    return getattr(address, "ipv4_mapped", None) or address
+
+
+def client_address(request):
+    """The address that connected to the hub's proxy, or None if it cannot be known.
+
+    The hub's own peer is configurable-http-proxy on loopback, which appends the
+    address it saw to X-Forwarded-For: that last entry is the one to judge. Earlier
+    entries, and X-Real-Ip, are whatever the client chose to send.
+    """
+    try:
+        direct = _ip(request.connection.context.address[0])
+        if any(direct in net for net in LOOPBACK):
+            forwarded = request.headers.get("X-Forwarded-For", "")
+            if forwarded:
+                return _ip(forwarded.split(",")[-1])
+        return direct
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None
+
+
+class LoginHandler(BaseHandler):
+    """``/hub/login``: no form; the SSO proxy has already authenticated the browser."""
+
+    async def get(self):
+        try:
+            user = await self.login_user()
+        except LoginRefused as refusal:
+            self.log.warning("Header login refused (%s) from %s: %s", refusal.kind,
+                             client_address(self.request), refusal.log_message)
+            if refusal.redirect:
+                return self.redirect(refusal.redirect)
+            raise
+        if user is None:
+            raise web.HTTPError(403, "Your account is not allowed to use this hub.")
+        self.redirect(self.get_next_url(user))
+
+
+class RemoteUserAuthenticator(Authenticator):
+    """Authenticate from the SSO proxy's user and group headers."""
+
+    user_header = Unicode("Cn", config=True, help="Header holding the user name.")
+    groups_header = Unicode("isMemberOf", config=True, help="Header holding the user's groups.")
+    groups_separator = Unicode(";", config=True, help="Separator between groups in the groups header.")
+    required_groups = List(Unicode(), config=True, help="A user must be in at least one of these; empty: no gate.")
+    admin_groups = List(Unicode(), config=True, help="Members of any of these groups are hub admins.")
+    missing_user_redirect = Unicode("", config=True, help="Where to send a request with no user header.")
+    missing_group_redirect = Unicode("", config=True, help="Where to send a user outside the required groups.")
+    trusted_proxies = List(Unicode(), ["127.0.0.1/32", "::1/128"], config=True,
+                           help="Networks (CIDR) the SSO proxy connects from; headers from elsewhere are refused.")
+    proxy_secret_header = Unicode("X-Campushub-Proxy-Secret", config=True,
+                                  help="Header in which the SSO proxy sends the shared secret.")
+    proxy_secret = Unicode("", config=True, help="Shared secret the SSO proxy must send; empty: not required.")
+
+    def get_handlers(self, app):
+        return [(r"/login", LoginHandler)]
+
+    def identify(self, request) -> dict:
+        """The auth model for ``request``'s headers, or raise :class:`LoginRefused`."""
+        peer = client_address(request)
+        networks = [ipaddress.ip_network(n) for n in self.trusted_proxies]
+        if peer is None or not any(peer in net for net in networks):
+            raise LoginRefused("untrusted", f"Identity headers from {peer} are not trusted: "
+                               "sign in through the campus single sign-on.")
+        if self.proxy_secret:
+            sent = request.headers.get(self.proxy_secret_header, "")
+            if not hmac.compare_digest(sent.encode(), self.proxy_secret.encode()):
+                raise LoginRefused("untrusted", "The request did not come through the campus single sign-on.")
+        name = request.headers.get(self.user_header, "").strip()
+        if not name:
+            raise LoginRefused("no_user", "The single sign-on did not say who you are.",
+                               self.missing_user_redirect)
+        raw = request.headers.get(self.groups_header, "")
+        groups = sorted({g.strip() for g in raw.split(self.groups_separator) if g.strip()})
+        if self.required_groups and not set(groups) & set(self.required_groups):
+            raise LoginRefused("no_group", f"{name} is not in a group that may use this hub.",
+                               self.missing_group_redirect)
+        model = {"name": name, "groups": groups}
+        if self.admin_groups:
+            model["admin"] = bool(set(groups) & set(self.admin_groups)) or (
+                self.normalize_username(name) in self.admin_users)
+        return model
+
+    async def authenticate(self, handler, data=None):
+        return self.identify(handler.request)
+
+    async def refresh_user(self, user, handler=None):
+        """Re-read the headers: another identity, or a lost required group, means log in again."""
+        if handler is None:
+            return True
+        try:
+            model = self.identify(handler.request)
+        except LoginRefused as refusal:
+            # untrusted or header-less requests (API tokens, services) say nothing about the session
+            return refusal.kind != "no_group"
+        if self.normalize_username(model["name"]) != user.name:
+            return False
+        return model

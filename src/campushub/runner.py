@@ -1,0 +1,107 @@
+"""``campushub up``: run JupyterHub in the foreground, say when it is ready, stop it cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from importlib import resources
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from . import state
+from .configurer import proxy_command
+from .settings import SiteError, load_site
+
+READY_TIMEOUT = 180  # s; a cold start on a loaded 2-core machine takes ~10
+STOP_TIMEOUT = 30
+
+
+def health_url(bind_url: str) -> str:
+    """``/hub/health`` through the proxy, on loopback when the hub listens on every address."""
+    parts = urlsplit(bind_url)
+    host = parts.hostname or ""
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    path = parts.path.rstrip("/") + "/hub/health"
+    return urlunsplit((parts.scheme, netloc, path, "", ""))
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def run_hub(path: Path) -> int:
+    """Start the hub for the site file at ``path``; return the exit code for the command."""
+    try:
+        site = load_site(path)
+        proxy_command()
+    except SiteError as e:
+        for problem in e.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    state_dir = state.prepare(site.hub.state_dir)
+    hub_config = resources.files("campushub").joinpath("jupyterhub_config.py")
+    env = {**os.environ, "CAMPUSHUB_CONFIG": str(path.absolute())}
+    print(f"campushub: starting JupyterHub for {path} (state in {state_dir})", file=sys.stderr, flush=True)
+    hub = subprocess.Popen(
+        [sys.executable, "-m", "jupyterhub", "-f", str(hub_config)],
+        env=env, cwd=state_dir, start_new_session=True,
+    )
+    stopping = []
+
+    def stop(signum, _frame):
+        if not stopping:
+            print("campushub: stopping the hub", file=sys.stderr, flush=True)
+            hub.send_signal(signal.SIGTERM)
+        stopping.append(signum)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        return _supervise(hub, site.hub.bind_url, stopping)
+    finally:
+        if hub.poll() is None:
+            hub.kill()
+            hub.wait()
+
+
+def _supervise(hub: subprocess.Popen, bind_url: str, stopping: list) -> int:
+    url = health_url(bind_url)
+    deadline = time.monotonic() + READY_TIMEOUT
+    ready = False
+    while hub.poll() is None:
+        if stopping:
+            try:
+                hub.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                print("campushub: the hub did not stop in time; killing it", file=sys.stderr)
+                hub.kill()
+            return 0
+        if not ready:
+            if _answers(url):
+                ready = True
+                print(f"campushub: ready at {bind_url}", flush=True)
+            elif time.monotonic() > deadline:
+                print(f"campushub: the hub did not answer {url} within {READY_TIMEOUT} s; stopping it",
+                      file=sys.stderr)
+                hub.terminate()
+                hub.wait(STOP_TIMEOUT)
+                return 1
+        time.sleep(0.25)
+    if stopping:
+        return 0
+    when = "while running" if ready else "before it was ready"
+    print(f"campushub: the hub exited {when} (code {hub.returncode}); see the messages above", file=sys.stderr)
+    return hub.returncode or 1

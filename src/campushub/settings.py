@@ -1,0 +1,337 @@
+"""The site file: its schema, how it is read, and the checks that span fields.
+
+Every problem is reported as ``dotted.field.path: reason``; nothing here touches
+JupyterHub config (that is :mod:`campushub.configurer`'s job).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from jupyterhub.traitlets import ByteSpecification
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    ValidationError,
+    model_validator,
+)
+from traitlets import TraitError
+
+DEFAULT_PATH = "campushub.yaml"
+
+#: The seed deployment's environment variables and the site-file field each one sets.
+#: They override the file, as they did in the seed's ``jupyterhub_config.py``.
+ENV_OVERRIDES = {
+    "HUB_IP": ("hub", "hub_ip"),
+    "DOCKER_JUPYTER_CONTAINER": ("container", "image"),
+    "DOCKER_NETWORK_NAME": ("container", "network"),
+    "DOCKER_NOTEBOOK_DIR": ("container", "notebook_dir"),
+}
+
+
+class SiteError(Exception):
+    """The site file cannot be used; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{value!r} is not an http:// or https:// URL")
+    return value
+
+
+def _byte_size(value: str | int) -> str | int:
+    try:
+        ByteSpecification().validate(None, value)
+    except TraitError:
+        raise ValueError(
+            f"{value!r} is not a size JupyterHub understands (use a number of bytes or K, M, G, T: '4G')"
+        ) from None
+    return value
+
+
+def _header_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", value):
+        raise ValueError(f"{value!r} is not a valid HTTP header name")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+ByteSize = Annotated[str | int, AfterValidator(_byte_size)]
+HeaderName = Annotated[str, AfterValidator(_header_name)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Name = Annotated[str, Field(min_length=1)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HubSettings(Model):
+    bind_url: HttpUrl = "http://127.0.0.1:8000"
+    hub_ip: Name = "127.0.0.1"
+    hub_port: Port = 8081
+    hub_connect_ip: Name | None = None
+    proxy_api_port: Port = 8001
+    state_dir: Path = Path("state")
+    db_url: Name | None = None
+    admin_users: list[Name] = []
+
+
+class ProxySecret(Model):
+    header: HeaderName = "X-Campushub-Proxy-Secret"
+    env: Name | None = None
+    file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of 'env' (a variable name) or 'file' (a path)")
+        return self
+
+
+class SharedPasswordAuth(Model):
+    type: Literal["shared_password"]
+
+
+class RemoteUserAuth(Model):
+    type: Literal["remote_user"]
+    user_header: HeaderName = "Cn"
+    groups_header: HeaderName = "isMemberOf"
+    groups_separator: Annotated[str, Field(min_length=1)] = ";"
+    required_groups: list[Name] = []
+    admin_groups: list[Name] = []
+    missing_user_redirect: HttpUrl | None = None
+    missing_group_redirect: HttpUrl | None = None
+    trusted_proxies: list[IPvAnyNetwork] = ["127.0.0.1/32", "::1/128"]
+    proxy_secret: ProxySecret | None = None
+    refresh_seconds: Annotated[int, Field(ge=0)] = 60
+
+
+Auth = Annotated[SharedPasswordAuth | RemoteUserAuth, Field(discriminator="type")]
+
+
+class SpawnerSettings(Model):
+    default_url: Name = "/lab"
+    notebook_dir: Name | None = None
+    start_timeout: Annotated[int, Field(gt=0)] = 120
+    http_timeout: Annotated[int, Field(gt=0)] = 120
+    environment: dict[str, str] = {}
+
+
+class ContainerDefaults(Model):
+    """Defaults for every ``container`` profile; the seed's DOCKER_* variables set these."""
+
+    image: Name | None = None
+    network: Name | None = None
+    notebook_dir: Name = "/home/jovyan/work"
+    volume: Name = "jupyterhub-user-{username}"
+
+
+class ProfileBase(Model):
+    slug: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=63)]
+    name: Name
+    cpu: Annotated[float, Field(gt=0)] | None = None
+    memory: ByteSize | None = None
+    environment: dict[str, str] = {}
+    groups: list[Name] = []
+    default: bool = False
+
+
+class LocalProfile(ProfileBase):
+    backend: Literal["local"]
+    system_users: bool = False
+
+
+class ContainerProfile(ProfileBase):
+    backend: Literal["container"]
+    image: Name | None = None
+    network: Name | None = None
+    notebook_dir: Name | None = None
+    volumes: dict[Name, Name] = {}
+
+
+class SlurmProfile(ProfileBase):
+    backend: Literal["slurm"]
+    partition: Name | None = None
+    runtime: Annotated[str, Field(pattern=r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$")] | None = None
+    options: list[Name] = []
+
+
+Profile = Annotated[LocalProfile | ContainerProfile | SlurmProfile, Field(discriminator="backend")]
+
+
+class CullerSettings(Model):
+    enabled: bool = True
+    timeout: Annotated[int, Field(gt=0)] = 3600
+    every: Annotated[int, Field(gt=0)] = 600
+    max_age: Annotated[int, Field(ge=0)] = 0
+    users: bool = False
+
+    @property
+    def activity_interval(self) -> int:
+        """How often (s) servers and the proxy report activity: often enough for ``every``."""
+        return min(300, self.every)
+
+
+class Site(Model):
+    hub: HubSettings = HubSettings()
+    auth: Auth = SharedPasswordAuth(type="shared_password")
+    spawner: SpawnerSettings = SpawnerSettings()
+    container: ContainerDefaults = ContainerDefaults()
+    profiles: Annotated[list[Profile], Field(min_length=1)]
+    culler: CullerSettings = CullerSettings()
+
+    @property
+    def default_profile(self):
+        """The profile marked ``default``, or else the first one."""
+        return next((p for p in self.profiles if p.default), self.profiles[0])
+
+
+# ---------------------------------------------------------------- reading
+
+
+def config_path(given: str | os.PathLike | None = None) -> Path:
+    """The site file to use: the one given, else $CAMPUSHUB_CONFIG, else ./campushub.yaml."""
+    return Path(given or os.environ.get("CAMPUSHUB_CONFIG") or DEFAULT_PATH)
+
+
+def load_site(path: str | os.PathLike, environ=os.environ) -> Site:
+    """Read, override from the environment, validate and cross-check a site file.
+
+    Relative paths in the file are taken relative to the file's folder.
+    Raises :class:`SiteError` listing every problem found.
+    """
+    path = Path(path)
+    raw = _read_yaml(path)
+    from_env = _apply_env_overrides(raw, environ)
+    try:
+        site = Site.model_validate(raw)
+    except ValidationError as e:
+        raise SiteError([_describe(err, from_env) for err in e.errors()]) from None
+    problems = cross_check(site)
+    if problems:
+        raise SiteError(problems)
+    site.hub.state_dir = (path.parent / site.hub.state_dir).absolute()
+    secret = getattr(site.auth, "proxy_secret", None)
+    if secret and secret.file:
+        secret.file = (path.parent / secret.file).absolute()
+    return site
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SiteError([f"{path}: no such site file (write one with `campushub init`)"]) from None
+    except OSError as e:
+        raise SiteError([f"{path}: cannot read: {e.strerror}"]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise SiteError([f"{path}: not valid YAML: {e}".replace("\n", " ")]) from None
+    if not isinstance(raw, dict):
+        raise SiteError([f"{path}: the site file must be a mapping of sections (hub, auth, profiles, ...)"])
+    return raw
+
+
+def _apply_env_overrides(raw: dict, environ) -> dict[tuple, str]:
+    """Put the seed's environment variables into ``raw``; return {field path: variable}."""
+    applied = {}
+    for var, (section, key) in ENV_OVERRIDES.items():
+        if environ.get(var):
+            block = raw.setdefault(section, {})
+            if isinstance(block, dict):
+                block[key] = environ[var]
+                applied[(section, key)] = var
+    return applied
+
+
+_UNION_TAGS = {"shared_password", "remote_user", "local", "container", "slurm"}
+
+
+def _describe(err: dict, from_env: dict[tuple, str]) -> str:
+    """One line for one pydantic error: ``dotted.path: reason``."""
+    # pydantic puts a union's tag (``remote_user``, ``local``...) in the path; the file has no such level
+    loc = [
+        part
+        for i, part in enumerate(err["loc"])
+        if not (part in _UNION_TAGS and i > 0 and (err["loc"][i - 1] == "auth" or isinstance(err["loc"][i - 1], int)))
+    ]
+    kind = err["type"]
+    msg = err["msg"]
+    if kind == "extra_forbidden":
+        msg = "unknown key (see docs/site-file.md for the keys this section takes)"
+    elif kind in ("union_tag_not_found", "union_tag_invalid"):
+        field = err["ctx"]["discriminator"].strip("'")
+        loc.append(field)
+        expected = err["ctx"].get("expected_tags", "")
+        msg = f"must be one of {expected}" if expected else msg
+    elif kind == "value_error":
+        msg = msg.removeprefix("Value error, ")
+    path = ".".join(str(p) for p in loc) or "(top level)"
+    env = from_env.get(tuple(loc))
+    if env:
+        msg += f" (set by environment variable {env})"
+    return f"{path}: {msg}"
+
+
+def cross_check(site: Site) -> list[str]:
+    """Problems that no single field shows: duplicates, defaults, missing images."""
+    problems = []
+    seen = {}
+    for i, profile in enumerate(site.profiles):
+        if profile.slug in seen:
+            problems.append(f"profiles.{i}.slug: {profile.slug!r} is already used by profiles.{seen[profile.slug]}")
+        seen.setdefault(profile.slug, i)
+        if isinstance(profile, ContainerProfile) and not (profile.image or site.container.image):
+            problems.append(
+                f"profiles.{i}.image: no image: set it here, in container.image, or with DOCKER_JUPYTER_CONTAINER"
+            )
+    defaults = [i for i, p in enumerate(site.profiles) if p.default]
+    for i in defaults[1:]:
+        problems.append(f"profiles.{i}.default: only one profile can be the default (profiles.{defaults[0]} already is)")
+    if site.default_profile.groups:
+        i = site.profiles.index(site.default_profile)
+        problems.append(
+            f"profiles.{i}.groups: the default profile must be open to everyone, or a user outside its groups has none"
+        )
+    return problems
+
+
+def warnings_for(site: Site, environ=os.environ) -> list[str]:
+    """Things that will work but not as an admin might assume."""
+    notes = []
+    for i, profile in enumerate(site.profiles):
+        if isinstance(profile, LocalProfile):
+            for field in ("cpu", "memory"):
+                if getattr(profile, field) is not None:
+                    notes.append(
+                        f"profiles.{i}.{field}: the local backend cannot enforce this limit;"
+                        " it is only passed to the server as an environment variable"
+                    )
+    auth = site.auth
+    if isinstance(auth, RemoteUserAuth):
+        if auth.proxy_secret is None and any(isinstance(p, LocalProfile) for p in site.profiles):
+            notes.append(
+                "auth.proxy_secret: not set, and users' servers run on the hub host:"
+                " a user's own process could send identity headers from a trusted address"
+            )
+        secret = auth.proxy_secret
+        if secret and secret.env and not environ.get(secret.env):
+            notes.append(f"auth.proxy_secret.env: {secret.env} is not set here; the hub will refuse to start without it")
+        if secret and secret.file and not secret.file.is_file():
+            notes.append(f"auth.proxy_secret.file: {secret.file} does not exist here; the hub will refuse to start without it")
+    return notes
