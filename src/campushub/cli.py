@@ -35,13 +35,13 @@ def init(path: Path) -> int:
     return 0
 
 
-def up(path: Path) -> int:
+def up(path: Path, as_user: str | None = None) -> int:
     from .runner import run_hub
 
-    return run_hub(path)
+    return run_hub(path, as_user)
 
 
-COMMANDS = {"check": check, "init": init, "up": up}
+COMMANDS = {"check": check, "init": init}
 
 
 def main(argv=None) -> int:
@@ -57,8 +57,12 @@ def main(argv=None) -> int:
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--config", metavar="PATH",
                        help="site file (default: $CAMPUSHUB_CONFIG, else ./campushub.yaml)")
+        if name == "up":
+            p.add_argument("--as-user", metavar="ACCOUNT",
+                           help="when started as root, run the hub as this unprivileged account")
     args = parser.parse_args(argv)
-    return COMMANDS[args.command](config_path(args.config))
+    path = config_path(args.config)
+    return up(path, args.as_user) if args.command == "up" else COMMANDS[args.command](path)
 
 
 if __name__ == "__main__":

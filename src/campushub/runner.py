@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -13,8 +14,10 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from traitlets.config import Config
+
 from . import state
-from .configurer import proxy_command
+from .configurer import configure
 from .settings import SiteError, load_site
 
 READY_TIMEOUT = 180  # s; a cold start on a loaded 2-core machine takes ~10
@@ -42,11 +45,35 @@ def _answers(url: str) -> bool:
         return False
 
 
-def run_hub(path: Path) -> int:
-    """Start the hub for the site file at ``path``; return the exit code for the command."""
+def become(account: str, state_dir: Path):
+    """Hand the state directory to ``account`` and drop this process's root privileges to it."""
+    try:
+        pw = pwd.getpwnam(account)
+    except KeyError:
+        raise SiteError([f"--as-user: there is no account {account!r} (create it: useradd --system {account})"]) from None
+    if os.geteuid() != 0:
+        raise SiteError(["--as-user: only root can run the hub as another account"])
+    state.prepare(state_dir)
+    for folder, dirs, files in os.walk(state_dir):
+        for name in [folder, *(os.path.join(folder, n) for n in dirs + files)]:
+            os.lchown(name, pw.pw_uid, pw.pw_gid)
+    os.initgroups(account, pw.pw_gid)
+    os.setgid(pw.pw_gid)
+    os.setuid(pw.pw_uid)
+    os.environ.update(HOME=pw.pw_dir, USER=account, LOGNAME=account)
+
+
+def run_hub(path: Path, as_user: str | None = None) -> int:
+    """Start the hub for the site file at ``path``; return the exit code for the command.
+
+    Everything the hub's config will do is done once here first, so a bad site
+    file, a missing proxy or an unreadable secret stops us before anything starts.
+    """
     try:
         site = load_site(path)
-        proxy_command()
+        if as_user:
+            become(as_user, site.hub.state_dir)
+        configure(Config(), load_site(path))
     except SiteError as e:
         for problem in e.problems:
             print(problem, file=sys.stderr)

@@ -216,11 +216,11 @@ def load_site(path: str | os.PathLike, environ=os.environ) -> Site:
     """
     path = Path(path)
     raw = _read_yaml(path)
-    from_env = _apply_env_overrides(raw, environ)
+    _apply_env_overrides(raw, environ)
     try:
         site = Site.model_validate(raw)
     except ValidationError as e:
-        raise SiteError([_describe(err, from_env) for err in e.errors()]) from None
+        raise SiteError([_describe(err) for err in e.errors()]) from None
     problems = cross_check(site)
     if problems:
         raise SiteError(problems)
@@ -247,45 +247,42 @@ def _read_yaml(path: Path) -> dict:
     return raw
 
 
-def _apply_env_overrides(raw: dict, environ) -> dict[tuple, str]:
-    """Put the seed's environment variables into ``raw``; return {field path: variable}."""
-    applied = {}
+def _apply_env_overrides(raw: dict, environ) -> None:
+    """Put the seed's environment variables, where set, into ``raw``."""
     for var, (section, key) in ENV_OVERRIDES.items():
-        if environ.get(var):
-            block = raw.setdefault(section, {})
-            if isinstance(block, dict):
-                block[key] = environ[var]
-                applied[(section, key)] = var
-    return applied
+        if environ.get(var) and isinstance(raw.setdefault(section, {}), dict):
+            raw[section][key] = environ[var]
 
 
-_UNION_TAGS = {"shared_password", "remote_user", "local", "container", "slurm"}
+#: each tagged union's tag field and the values it takes
+_UNION_TAGS = {
+    "type": ("shared_password", "remote_user"),
+    "backend": ("local", "container", "slurm"),
+}
 
 
-def _describe(err: dict, from_env: dict[tuple, str]) -> str:
+def _describe(err: dict) -> str:
     """One line for one pydantic error: ``dotted.path: reason``."""
+    tags = {tag for values in _UNION_TAGS.values() for tag in values}
     # pydantic puts a union's tag (``remote_user``, ``local``...) in the path; the file has no such level
     loc = [
         part
         for i, part in enumerate(err["loc"])
-        if not (part in _UNION_TAGS and i > 0 and (err["loc"][i - 1] == "auth" or isinstance(err["loc"][i - 1], int)))
+        if not (part in tags and i > 0 and (err["loc"][i - 1] == "auth" or isinstance(err["loc"][i - 1], int)))
     ]
-    kind = err["type"]
-    msg = err["msg"]
+    kind, msg = err["type"], err["msg"]
     if kind == "extra_forbidden":
         msg = "unknown key (see docs/site-file.md for the keys this section takes)"
     elif kind in ("union_tag_not_found", "union_tag_invalid"):
         field = err["ctx"]["discriminator"].strip("'")
         loc.append(field)
-        expected = err["ctx"].get("expected_tags", "")
-        msg = f"must be one of {expected}" if expected else msg
+        choices = ", ".join(_UNION_TAGS[field])
+        msg = f"required: one of {choices}" if kind == "union_tag_not_found" else f"must be one of {choices}"
     elif kind == "value_error":
         msg = msg.removeprefix("Value error, ")
-    path = ".".join(str(p) for p in loc) or "(top level)"
-    env = from_env.get(tuple(loc))
-    if env:
-        msg += f" (set by environment variable {env})"
-    return f"{path}: {msg}"
+    elif kind.startswith("ip_"):
+        msg = f"{err['input']!r} is not a network in CIDR form (such as 192.0.2.0/24, host bits zero)"
+    return f"{'.'.join(str(p) for p in loc) or '(top level)'}: {msg}"
 
 
 def cross_check(site: Site) -> list[str]:

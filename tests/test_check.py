@@ -1,0 +1,113 @@
+"""`campushub check`: the real command, on good and bad site files."""
+
+import subprocess
+
+import pytest
+import yaml
+
+from conftest import CAMPUSHUB, base_site
+
+
+def check(tmp_path, site, env=None, text=None):
+    path = tmp_path / "site.yaml"
+    path.write_text(text if text is not None else yaml.safe_dump(site))
+    return subprocess.run([CAMPUSHUB, "check", "--config", str(path)], capture_output=True, text=True, env=env)
+
+
+def with_profiles(*profiles, **sections):
+    return base_site(profiles=list(profiles), **sections)
+
+
+LOCAL = {"slug": "local", "name": "Local", "backend": "local"}
+
+
+def test_valid_site_prints_ok(tmp_path):
+    result = check(tmp_path, base_site())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("site, path, reason", [
+    pytest.param(base_site(hub={"bind_ulr": "http://127.0.0.1:8000"}), "hub.bind_ulr", "unknown key", id="unknown-key"),
+    pytest.param(base_site(culler={"timeout": "an hour"}), "culler.timeout", "integer", id="wrong-type"),
+    pytest.param(base_site(auth={"type": "remote_user", "trusted_proxies": ["10.0.0.1/8"]}),
+                 "auth.trusted_proxies.0", "network", id="bad-cidr"),
+    pytest.param(with_profiles({**LOCAL, "memory": "4 gigs"}), "profiles.0.memory", "size", id="bad-memory"),
+    pytest.param(with_profiles(LOCAL, {**LOCAL, "name": "Again"}), "profiles.1.slug", "already used",
+                 id="duplicate-slug"),
+    pytest.param(with_profiles(), "profiles", "at least 1", id="no-profiles"),
+    pytest.param(base_site(auth={"type": "remote_user", "missing_user_redirect": "ftp://x.edu/"}),
+                 "auth.missing_user_redirect", "http", id="redirect-not-http"),
+    pytest.param(with_profiles({**LOCAL, "default": True}, {**LOCAL, "slug": "other", "default": True}),
+                 "profiles.1.default", "only one", id="two-defaults"),
+    pytest.param(with_profiles({"slug": "x", "name": "X", "backend": "cloud"}), "profiles.0.backend",
+                 "local", id="unknown-backend"),
+    pytest.param(base_site(auth={"type": "remote_user", "proxy_secret": {"env": "A", "file": "b"}}),
+                 "auth.proxy_secret", "exactly one", id="two-secret-sources"),
+    pytest.param(with_profiles({**LOCAL, "groups": ["staff"]}), "profiles.0.groups", "default",
+                 id="closed-default-profile"),
+])
+def test_invalid_site_names_field_and_exits_2(tmp_path, site, path, reason):
+    result = check(tmp_path, site)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert any(line.startswith(f"{path}: ") and reason in line for line in lines), result.stderr
+
+
+def test_every_problem_is_reported(tmp_path):
+    site = base_site(culler={"timeout": -1, "every": "x"}, hub={"colour": "red"})
+    lines = check(tmp_path, site).stderr.strip().splitlines()
+    assert {line.split(":")[0] for line in lines} == {"culler.timeout", "culler.every", "hub.colour"}
+
+
+def test_not_yaml_and_missing_file(tmp_path):
+    result = check(tmp_path, None, text="hub: [unclosed")
+    assert result.returncode == 2 and "not valid YAML" in result.stderr
+    missing = subprocess.run([CAMPUSHUB, "check", "--config", str(tmp_path / "nope.yaml")],
+                             capture_output=True, text=True)
+    assert missing.returncode == 2 and "no such site file" in missing.stderr
+
+
+def test_seed_environment_variables_override_the_file(tmp_path):
+    from campushub.settings import load_site
+
+    site = base_site(hub={"hub_ip": "127.0.0.1"}, container={"image": "localhost/lab:file"},
+                     profiles=[{"slug": "c", "name": "C", "backend": "container", "default": True}])
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(site))
+    env = {"HUB_IP": "jupyterhub", "DOCKER_JUPYTER_CONTAINER": "localhost/lab:env",
+           "DOCKER_NETWORK_NAME": "jupyterhub-net", "DOCKER_NOTEBOOK_DIR": "/home/jovyan/data"}
+    loaded = load_site(path, environ=env)
+    assert loaded.hub.hub_ip == "jupyterhub"
+    assert (loaded.container.image, loaded.container.network, loaded.container.notebook_dir) == (
+        "localhost/lab:env", "jupyterhub-net", "/home/jovyan/data")
+    assert load_site(path, environ={}).container.image == "localhost/lab:file"
+
+
+def test_container_profile_needs_an_image_from_file_or_environment(tmp_path):
+    import os
+
+    site = base_site(profiles=[{"slug": "c", "name": "C", "backend": "container", "default": True}])
+    env = {k: v for k, v in os.environ.items() if k != "DOCKER_JUPYTER_CONTAINER"}
+    result = check(tmp_path, site, env=env)
+    assert result.returncode == 2 and result.stderr.startswith("profiles.0.image: no image"), result.stderr
+    result = check(tmp_path, site, env={**env, "DOCKER_JUPYTER_CONTAINER": "localhost/lab:1"})
+    assert result.returncode == 0, result.stderr
+
+
+def test_local_limits_are_a_warning_not_an_error(tmp_path):
+    result = check(tmp_path, with_profiles({**LOCAL, "cpu": 1, "memory": "4G"}))
+    assert result.returncode == 0 and result.stdout.strip() == "ok"
+    assert "profiles.0.cpu: the local backend cannot enforce" in result.stderr
+    assert "profiles.0.memory: the local backend cannot enforce" in result.stderr
+
+
+def test_starter_file_from_init_is_valid(tmp_path):
+    config = tmp_path / "campushub.yaml"
+    assert subprocess.run([CAMPUSHUB, "init", "--config", str(config)], check=True).returncode == 0
+    before = config.read_text()
+    subprocess.run([CAMPUSHUB, "init", "--config", str(config)], check=True)
+    assert config.read_text() == before  # never overwritten
+    result = subprocess.run([CAMPUSHUB, "check", "--config", str(config)], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr

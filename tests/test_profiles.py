@@ -1,0 +1,70 @@
+"""Profiles on the `local` backend: real JupyterLab servers and kernels through the proxy."""
+
+import pytest
+
+from conftest import base_site
+
+GROUP = "SAM-SSLVPNSAMUsers"
+
+SITE = base_site(
+    spawner={"environment": {"SITE_VAR": "site", "SHARED": "from-spawner"}},
+    profiles=[
+        {"slug": "local", "name": "Small", "backend": "local", "default": True,
+         "environment": {"PROFILE_VAR": "local"}},
+        {"slug": "big", "name": "Big", "backend": "local", "environment": {"PROFILE_VAR": "big"}},
+        {"slug": "gpu", "name": "GPU", "backend": "local", "groups": ["gpu-users"],
+         "environment": {"PROFILE_VAR": "gpu", "SHARED": "from-profile"}},
+    ],
+)
+
+ENV_PROBE = "import os; '|'.join(os.environ.get(k, '-') for k in ('SITE_VAR', 'PROFILE_VAR', 'SHARED'))"
+
+
+@pytest.fixture(scope="module")
+def hub(module_hub):
+    return module_hub
+
+
+def test_default_profile_runs_a_kernel_through_the_proxy(hub):
+    s = hub.login("alice")
+    hub.start_server(s, "alice")  # no profile named: the default
+    token = hub.token(s, "alice")
+    assert hub.run_code("alice", token, "1+1") == "2"
+    # shared settings are merged into the profile, not replaced by it
+    assert hub.run_code("alice", token, ENV_PROBE) == "'site|local|from-spawner'"
+    # files live in a per-user folder in the state directory, not in /tmp
+    cwd = hub.run_code("alice", token, "import os; os.getcwd()")
+    assert cwd == repr(str(hub.state / "home" / "alice"))
+    hub.stop_server(s, "alice")
+
+
+def test_forbidden_and_unknown_profiles_are_refused_by_the_api(hub):
+    s = hub.login("bob")
+    r = hub.api(s, "POST", "users/bob/server", json={"profile": "gpu"})
+    assert r.status_code == 403, r.text
+    assert "may not use the profile 'gpu'" in r.json()["message"]
+    r = hub.api(s, "POST", "users/bob/server", json={"profile": "nope"})
+    assert r.status_code == 400, r.text
+    assert hub.whoami_user(s, "bob")["servers"] == {}
+
+
+def test_the_form_offers_only_allowed_profiles_and_refuses_the_others(hub):
+    s = hub.login("carol")
+    form = hub.get(s, "/hub/spawn")
+    assert form.status_code == 200
+    assert 'value="local" selected' in form.text and 'value="big"' in form.text
+    assert 'value="gpu"' not in form.text
+    r = s.post(f"{hub.url}/hub/spawn/carol", data={"profile": "gpu"}, allow_redirects=False,
+               headers={"X-XSRFToken": s.cookies.get("_xsrf", path="/hub/")})
+    assert r.status_code == 403
+    assert "may not use the profile" in r.text
+    assert hub.whoami_user(s, "carol")["servers"] == {}
+
+
+def test_a_group_member_starts_a_restricted_profile(hub):
+    s = hub.login("dave", f"{GROUP};gpu-users")
+    assert 'value="gpu"' in hub.get(s, "/hub/spawn").text
+    hub.start_server(s, "dave", profile="gpu")
+    token = hub.token(s, "dave")
+    assert hub.run_code("dave", token, ENV_PROBE) == "'site|gpu|from-profile'"
+    hub.stop_server(s, "dave")
