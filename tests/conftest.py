@@ -91,13 +91,14 @@ class Hub:
         return self.folder / "state"
 
     def start(self, timeout: float = 120):
+        offset = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "a") as log:
             command = [CAMPUSHUB, "up", "--config", str(self.config)]
             if self.as_user:
                 command += ["--as-user", self.as_user]
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.monotonic() + timeout
-        while "campushub: ready at" not in self.log.read_text():
+        while "campushub: ready at" not in self.log.read_text()[offset:]:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise AssertionError(f"hub did not become ready:\n{self.tail()}")

@@ -1,0 +1,72 @@
+"""The idle culler: a hub-managed service with its own role, culling real servers."""
+
+import threading
+import time
+
+import pytest
+import requests
+from traitlets.config import Config
+
+from campushub.configurer import CULLER_ROLE, CULLER_SERVICE, culler
+from campushub.settings import Site
+from conftest import base_site
+
+TIMEOUT, EVERY, MARGIN = 10, 5, 15
+SITE = base_site(culler={"enabled": True, "timeout": TIMEOUT, "every": EVERY})
+
+
+def test_culler_role_has_exactly_the_seed_scopes():
+    c = Config()
+    culler(c, Site.model_validate(base_site(culler={"timeout": 3600})))
+    assert c.JupyterHub.load_roles == [{
+        "name": CULLER_ROLE, "services": [CULLER_SERVICE],
+        "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+    }]
+    assert "--timeout=3600" in c.JupyterHub.services[0]["command"]
+    assert c.JupyterHub.last_activity_interval == 300
+
+
+def test_culling_users_adds_only_the_scope_it_needs():
+    c = Config()
+    culler(c, Site.model_validate(base_site(culler={"users": True, "every": 60})))
+    assert c.JupyterHub.load_roles[0]["scopes"][-1] == "admin:users"
+    assert "--cull-users" in c.JupyterHub.services[0]["command"]
+    assert c.JupyterHub.last_activity_interval == 60
+
+
+def test_idle_server_is_culled_and_active_one_kept(module_hub):
+    hub = module_hub
+    admin = hub.login("root-admin", "SAM-SSLVPNSAMUsers;crc-admins")
+    service = hub.api(admin, "GET", f"services/{CULLER_SERVICE}").json()
+    assert service["roles"] == [CULLER_ROLE]
+
+    bob = hub.login("bob")
+    hub.start_server(bob, "bob")
+    bob_ready = time.monotonic()
+    token = hub.token(bob, "bob")
+    stop = threading.Event()
+
+    def keep_busy():  # a user working in JupyterLab: requests through the proxy every 2 s
+        while not stop.is_set():
+            requests.get(f"{hub.url}/user/bob/api/contents", headers={"Authorization": f"token {token}"}, timeout=10)
+            stop.wait(2)
+
+    busy = threading.Thread(target=keep_busy, daemon=True)
+    busy.start()
+    try:
+        alice = hub.login("alice")
+        hub.start_server(alice, "alice")
+        alice_ready = time.monotonic()
+        while hub.whoami_user(alice, "alice")["servers"]:
+            assert time.monotonic() - alice_ready < TIMEOUT + EVERY + MARGIN, "idle server was not culled"
+            time.sleep(1)
+        culled_after = time.monotonic() - alice_ready
+        assert culled_after > TIMEOUT - 1, f"culled after {culled_after:.0f} s, before its timeout"
+        # bob has now been running longer than the timeout, and must still be there
+        while time.monotonic() - bob_ready < TIMEOUT + EVERY + MARGIN:
+            time.sleep(1)
+        assert hub.whoami_user(bob, "bob")["servers"][""]["ready"]
+    finally:
+        stop.set()
+        busy.join()
+    hub.stop_server(bob, "bob")

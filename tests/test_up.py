@@ -1,0 +1,95 @@
+"""`campushub up` itself: refusing bad input before anything starts, and stopping cleanly."""
+
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from conftest import CAMPUSHUB, IN_CI, base_site, free_port
+
+
+def require_root():
+    if os.geteuid() != 0:
+        if IN_CI:
+            pytest.fail("CI runs as root; these tests need it")
+        pytest.skip("needs root")
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_a_bad_site_file_starts_nothing(tmp_path):
+    port = free_port()
+    site = base_site(hub={"bind_url": f"http://127.0.0.1:{port}", "state_dir": str(tmp_path / "state")},
+                     culler={"timeout": "soon"})
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(site))
+    result = subprocess.run([CAMPUSHUB, "up", "--config", str(tmp_path / "bad.yaml")], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.startswith("culler.timeout: ")
+    assert not listening(port)
+    assert not (tmp_path / "state").exists()
+
+
+def test_root_never_runs_users_servers_as_root(tmp_path):
+    require_root()
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(base_site(hub={"state_dir": str(tmp_path / "state")})))
+    result = subprocess.run([CAMPUSHUB, "up", "--config", str(tmp_path / "site.yaml")], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    assert "profiles.0.system_users: the hub runs as root" in result.stderr
+    assert "--as-user" in result.stderr
+
+
+def processes_in(folder) -> dict[str, str]:
+    """{pid: command} of the processes working in ``folder`` (the hub, its proxy, servers)."""
+    found = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.readlink(f"/proc/{pid}/cwd").startswith(str(folder)):
+                found[pid] = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+    return found
+
+
+def test_sigterm_stops_hub_proxy_and_servers(hub_factory):
+    hub = hub_factory(base_site())
+    s = hub.login("alice")
+    hub.start_server(s, "alice")
+    running = " ".join(processes_in(hub.folder).values())
+    assert "configurable-http-proxy" in running and "jupyterhub-singleuser" in running
+    hub.process.send_signal(signal.SIGTERM)
+    assert hub.process.wait(60) == 0
+    assert "campushub: stopping the hub" in hub.log.read_text()
+    assert not listening(hub.port)
+    deadline = time.monotonic() + 10
+    while processes_in(hub.folder):
+        assert time.monotonic() < deadline, processes_in(hub.folder)
+        time.sleep(0.5)
+
+
+def test_system_users_run_their_servers_as_themselves(hub_factory):
+    require_root()
+    name = "chtest-sysuser"
+    subprocess.run(["userdel", "-r", name], capture_output=True)
+    subprocess.run(["useradd", "--create-home", name], check=True)
+    try:
+        site = base_site(profiles=[{"slug": "mine", "name": "As me", "backend": "local", "system_users": True}])
+        hub = hub_factory(site, as_root=True)
+        s = hub.login(name)
+        hub.start_server(s, name)
+        token = hub.token(s, name)
+        account = pwd.getpwnam(name)
+        assert hub.run_code(name, token, "import os; os.getuid(), os.getcwd()") == repr(
+            (account.pw_uid, account.pw_dir))
+        hub.stop_server(s, name)
+    finally:
+        subprocess.run(["userdel", "-r", name], capture_output=True)
