@@ -1,11 +1,14 @@
 """`campushub check`: the real command, on good and bad site files."""
 
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import CAMPUSHUB, base_site
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
 def check(tmp_path, site, env=None, text=None):
@@ -110,4 +113,10 @@ def test_starter_file_from_init_is_valid(tmp_path):
     subprocess.run([CAMPUSHUB, "init", "--config", str(config)], check=True)
     assert config.read_text() == before  # never overwritten
     result = subprocess.run([CAMPUSHUB, "check", "--config", str(config)], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_examples_are_valid(example):
+    result = subprocess.run([CAMPUSHUB, "check", "--config", str(example)], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr

@@ -312,13 +312,16 @@ def warnings_for(site: Site, environ=os.environ) -> list[str]:
     """Things that will work but not as an admin might assume."""
     notes = []
     for i, profile in enumerate(site.profiles):
-        if isinstance(profile, LocalProfile):
-            for field in ("cpu", "memory"):
-                if getattr(profile, field) is not None:
-                    notes.append(
-                        f"profiles.{i}.{field}: the local backend cannot enforce this limit;"
-                        " it is only passed to the server as an environment variable"
-                    )
+        if not isinstance(profile, LocalProfile):
+            notes.append(f"profiles.{i}.backend: {profile.backend!r} profiles are not run by this version yet;"
+                         " campushub up refuses to start with them")
+            continue
+        for field in ("cpu", "memory"):
+            if getattr(profile, field) is not None:
+                notes.append(
+                    f"profiles.{i}.{field}: the local backend cannot enforce this limit;"
+                    " it is only passed to the server as an environment variable"
+                )
     auth = site.auth
     if isinstance(auth, RemoteUserAuth):
         if auth.proxy_secret is None and any(isinstance(p, LocalProfile) for p in site.profiles):

@@ -1,0 +1,102 @@
+"""Login to first kernel result, for N users at once, on a real hub (not a test).
+
+For each N in --users, N clients at once: log in through the SSO header path, start a server
+on --profile, wait until it is ready, start a kernel and get the result of ``1+1``. Prints the
+p50 and p95 of each step and writes everything to JSON.
+
+    .venv/bin/python benchmarks/spawn.py --users 1,10,30 --out benchmarks/results/spawn.json
+
+Absolute times on a shared 2-core machine are noisy: compare figures from the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from campushub.testing import Hub, ensure_account
+
+STEPS = ("login", "spawn", "kernel", "total")
+GROUP = "SAM-SSLVPNSAMUsers"
+
+
+def default_site(profile: str) -> dict:
+    return {
+        "auth": {"type": "remote_user", "required_groups": [GROUP]},
+        # 30 JupyterLab servers starting together need ~90 s of CPU on 2 cores
+        "spawner": {"start_timeout": 600, "http_timeout": 600},
+        "profiles": [{"slug": profile, "name": profile, "backend": "local", "default": True}],
+        "culler": {"enabled": False},
+    }
+
+
+def one_user(hub: Hub, name: str, profile: str) -> dict:
+    t0 = time.perf_counter()
+    session = hub.login(name, GROUP)
+    t1 = time.perf_counter()
+    hub.start_server(session, name, timeout=900, profile=profile)
+    t2 = time.perf_counter()
+    result = hub.run_code(name, hub.token(session, name), "1+1", timeout=300)
+    t3 = time.perf_counter()
+    assert result == "2", result
+    return {"login": t1 - t0, "spawn": t2 - t1, "kernel": t3 - t2, "total": t3 - t0, "session": session}
+
+
+def percentile(values: list[float], q: float) -> float:
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+def run_round(hub: Hub, n: int, profile: str, round_no: int) -> dict:
+    names = [f"bench{round_no}-{i}" for i in range(n)]
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        results = list(pool.map(lambda name: one_user(hub, name, profile), names))
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        list(pool.map(lambda pair: hub.stop_server(pair[0]["session"], pair[1]), zip(results, names)))
+    summary = {"users": n, "profile": profile}
+    for step in STEPS:
+        values = sorted(r[step] for r in results)
+        summary[step] = {"p50": percentile(values, 50), "p95": percentile(values, 95), "all": values}
+    return summary
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", default="1,10,30", help="comma-separated user counts (default 1,10,30)")
+    parser.add_argument("--profile", default="local", help="profile slug to start (default local)")
+    parser.add_argument("--site", type=Path, help="site file to use instead of a one-profile local site")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/spawn.json"))
+    args = parser.parse_args(argv)
+
+    import yaml
+
+    site = yaml.safe_load(args.site.read_text()) if args.site else default_site(args.profile)
+    ensure_account()
+    folder = Path(tempfile.mkdtemp(prefix="campushub-bench-"))
+    folder.chmod(0o755)
+    hub = Hub(folder / "hub", site).start()
+    rounds = []
+    try:
+        for i, n in enumerate(int(x) for x in args.users.split(",")):
+            print(f"spawn: {n} user(s) on profile {args.profile!r} ...", file=sys.stderr, flush=True)
+            summary = run_round(hub, n, args.profile, i)
+            rounds.append(summary)
+            print(f"  users={n:<3}" + "".join(
+                f"  {step} p50={summary[step]['p50']:.2f}s p95={summary[step]['p95']:.2f}s" for step in STEPS))
+    finally:
+        hub.stop()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"benchmark": "spawn", "rounds": rounds}, indent=2))
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

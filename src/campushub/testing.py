@@ -1,0 +1,220 @@
+"""A harness for tests and benchmarks: real hubs started with ``campushub up``, and clients for them.
+
+It needs the ``test`` extras (requests, websocket-client).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import requests
+import websocket
+import yaml
+from requests.adapters import HTTPAdapter
+
+CAMPUSHUB = str(Path(sys.executable).parent / "campushub")
+#: as root, hubs run as this unprivileged account (campushub up --as-user), as scripts/up does
+HUB_ACCOUNT = "campushub-test"
+
+
+def ensure_account(name: str = HUB_ACCOUNT):
+    """Create the unprivileged system account hubs run as, when running as root."""
+    if os.geteuid() == 0 and subprocess.run(["id", name], capture_output=True).returncode:
+        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--shell",
+                        "/usr/sbin/nologin", name], check=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SourceAddress(HTTPAdapter):
+    """Connect from a chosen loopback address (127.0.0.2 plays an untrusted host)."""
+
+    def __init__(self, address: str):
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["source_address"] = (self.address, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+class Hub:
+    """One ``campushub up`` process on free loopback ports, with its own site file and state."""
+
+    def __init__(self, folder: Path, site: dict, env: dict | None = None, as_root: bool = False):
+        self.folder = folder
+        self.as_user = HUB_ACCOUNT if os.geteuid() == 0 and not as_root else None
+        folder.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        hub = {"bind_url": f"http://127.0.0.1:{self.port}", "hub_port": free_port(),
+               "proxy_api_port": free_port(), "state_dir": "state"}
+        hub.update(site.get("hub", {}))
+        self.site = {**site, "hub": hub}
+        self.config = folder / "campushub.yaml"
+        self.config.write_text(yaml.safe_dump(self.site))
+        self.env = {**os.environ, **(env or {})}
+        self.log = folder / "hub.log"
+        self.process = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def state(self) -> Path:
+        return self.folder / "state"
+
+    def start(self, timeout: float = 120):
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        with open(self.log, "a") as log:
+            command = [CAMPUSHUB, "up", "--config", str(self.config)]
+            if self.as_user:
+                command += ["--as-user", self.as_user]
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        deadline = time.monotonic() + timeout
+        while "campushub: ready at" not in self.log.read_text()[offset:]:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"hub did not become ready:\n{self.tail()}")
+            time.sleep(0.2)
+        return self
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log.read_text().splitlines()[-lines:])
+
+    # ------------------------------------------------------------ clients
+
+    def session(self, user: str | None = None, groups: str | None = None, source: str | None = None,
+                extra: dict | None = None) -> requests.Session:
+        """A client that sends the SSO proxy's headers (``Cn``, ``isMemberOf``) on every request."""
+        s = requests.Session()
+        if source:
+            s.mount("http://", SourceAddress(source))
+        if user is not None:
+            s.headers["Cn"] = user
+        if groups is not None:
+            s.headers["isMemberOf"] = groups
+        s.headers.update(extra or {})
+        return s
+
+    def get(self, session: requests.Session, path: str, **kwargs) -> requests.Response:
+        """GET, following redirects only while they stay on this hub; the last response is returned."""
+        url = urljoin(self.url, path)
+        for _ in range(10):
+            r = session.get(url, allow_redirects=False, timeout=30, **kwargs)
+            if r.status_code not in (301, 302, 303, 307) or "Location" not in r.headers:
+                return r
+            url = urljoin(url, r.headers["Location"])
+            if not url.startswith(self.url):
+                return r
+        raise AssertionError(f"redirect loop at {url}")
+
+    def login(self, user: str, groups: str = "SAM-SSLVPNSAMUsers", **kwargs) -> requests.Session:
+        s = self.session(user, groups, **kwargs)
+        r = self.get(s, "/hub/home")
+        assert r.status_code == 200, (r.status_code, r.headers.get("Location"), r.text[:500])
+        return s
+
+    def api(self, session: requests.Session, method: str, path: str, **kwargs) -> requests.Response:
+        """A hub API call authenticated by ``session``'s cookie, with its XSRF token."""
+        headers = {"X-XSRFToken": session.cookies.get("_xsrf", path="/hub/") or ""}
+        return session.request(method, urljoin(self.url, "/hub/api/" + path), headers=headers, timeout=30,
+                               **kwargs)
+
+    def whoami(self, session: requests.Session) -> dict:
+        r = self.api(session, "GET", "user")
+        assert r.status_code == 200, (r.status_code, r.text)
+        return r.json()
+
+    def token(self, session: requests.Session, user: str) -> str:
+        r = self.api(session, "POST", f"users/{user}/tokens", json={"note": "tests", "expires_in": 3600})
+        assert r.status_code in (200, 201), (r.status_code, r.text)
+        return r.json()["token"]
+
+    def start_server(self, session: requests.Session, user: str, timeout: float = 180, **options) -> dict:
+        r = self.api(session, "POST", f"users/{user}/server", json=options)
+        assert r.status_code in (201, 202), (r.status_code, r.text)
+        return self.wait_ready(session, user, timeout)
+
+    def wait_ready(self, session: requests.Session, user: str, timeout: float = 180) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            server = self.whoami_user(session, user)["servers"].get("")
+            if server and server["ready"]:
+                return server
+            if server is None or not server.get("pending"):
+                raise AssertionError(f"{user}'s server stopped while starting:\n{self.tail()}")
+            time.sleep(0.5)
+        raise AssertionError(f"{user}'s server not ready after {timeout} s:\n{self.tail()}")
+
+    def whoami_user(self, session: requests.Session, user: str) -> dict:
+        r = self.api(session, "GET", f"users/{user}")
+        assert r.status_code == 200, (r.status_code, r.text)
+        return r.json()
+
+    def stop_server(self, session: requests.Session, user: str):
+        r = self.api(session, "DELETE", f"users/{user}/server")
+        assert r.status_code in (202, 204), (r.status_code, r.text)
+        deadline = time.monotonic() + 60
+        while self.whoami_user(session, user)["servers"].get(""):
+            assert time.monotonic() < deadline, "server did not stop"
+            time.sleep(0.5)
+
+    def run_code(self, user: str, token: str, code: str, timeout: float = 120) -> str:
+        """Start a kernel on ``user``'s server through the proxy, run ``code``, return its text result."""
+        return run_in_kernel(self.url, user, token, code, timeout)
+
+
+def run_in_kernel(hub_url: str, user: str, token: str, code: str, timeout: float = 120) -> str:
+    """Kernel REST call and websocket, both through the hub's proxy; returns ``text/plain`` of the result."""
+    auth = {"Authorization": f"token {token}"}
+    base = f"{hub_url}/user/{user}/api/kernels"
+    r = requests.post(base, headers=auth, json={"name": "python3"}, timeout=60)
+    assert r.status_code == 201, (r.status_code, r.text[:500])
+    kernel = r.json()["id"]
+    ws_url = urlsplit(hub_url)._replace(scheme="ws").geturl() + f"/user/{user}/api/kernels/{kernel}/channels"
+    ws = websocket.create_connection(ws_url, header=[f"Authorization: token {token}"], timeout=timeout)
+    try:
+        msg_id = uuid.uuid4().hex
+        ws.send(json.dumps({
+            "header": {"msg_id": msg_id, "username": user, "session": uuid.uuid4().hex,
+                       "msg_type": "execute_request", "version": "5.3", "date": ""},
+            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
+                        "allow_stdin": False, "stop_on_error": True},
+        }))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = json.loads(ws.recv())
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "execute_result":
+                return msg["content"]["data"]["text/plain"]
+            if msg["msg_type"] == "error":
+                raise AssertionError(f"kernel error: {msg['content']['ename']}: {msg['content']['evalue']}")
+        raise AssertionError("no result from the kernel")
+    finally:
+        ws.close()
+        requests.delete(f"{base}/{kernel}", headers=auth, timeout=30)
