@@ -68,3 +68,16 @@ def test_a_group_member_starts_a_restricted_profile(hub):
     token = hub.token(s, "dave")
     assert hub.run_code("dave", token, ENV_PROBE) == "'site|gpu|from-profile'"
     hub.stop_server(s, "dave")
+
+
+def test_timeouts_reach_the_spawner_jupyterhub_waits_on():
+    from traitlets.config import Config
+
+    from campushub.configurer import profiles
+    from campushub.settings import Site
+
+    c = Config()
+    site = base_site(spawner={"start_timeout": 301, "http_timeout": 302},
+                     profiles=[{"slug": "me", "name": "Me", "backend": "local", "system_users": True}])
+    profiles(c, Site.model_validate(site))
+    assert (c.CampusProfilesSpawner.start_timeout, c.CampusProfilesSpawner.http_timeout) == (301, 302)

@@ -5,12 +5,18 @@ import pwd
 import signal
 import socket
 import subprocess
+import tempfile
 import time
+from importlib.resources import files
+from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
 from conftest import CAMPUSHUB, IN_CI, base_site, free_port
+
+REPO = Path(__file__).parent.parent
 
 
 def require_root():
@@ -93,3 +99,35 @@ def test_system_users_run_their_servers_as_themselves(hub_factory):
         hub.stop_server(s, name)
     finally:
         subprocess.run(["userdel", "-r", name], capture_output=True)
+
+
+def test_readme_up_command_brings_up_a_hub(hub_root):
+    """`scripts/up` (the README's first command) on an existing site file: bootstrap, then a working hub."""
+    folder = Path(tempfile.mkdtemp(dir=hub_root))
+    folder.chmod(0o755)
+    port = free_port()
+    starter = yaml.safe_load(files("campushub").joinpath("templates/starter.yaml").read_text())
+    starter["hub"].update(bind_url=f"http://127.0.0.1:{port}", hub_port=free_port(), proxy_api_port=free_port())
+    config = folder / "campushub.yaml"
+    config.write_text(yaml.safe_dump(starter))
+    log = folder / "up.log"
+    with open(log, "w") as out:
+        up = subprocess.Popen([str(REPO / "scripts" / "up")], stdout=out, stderr=subprocess.STDOUT,
+                              env={**os.environ, "CAMPUSHUB_CONFIG": str(config)})
+    try:
+        deadline = time.monotonic() + 300
+        while f"campushub: ready at http://127.0.0.1:{port}" not in log.read_text():
+            assert up.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        password = (folder / "state" / "shared_password").read_text().strip()
+        assert f"the shared password for this hub is {password}" in log.read_text()
+        s = requests.Session()
+        s.get(f"http://127.0.0.1:{port}/hub/login", timeout=30)
+        r = s.post(f"http://127.0.0.1:{port}/hub/login", allow_redirects=False, timeout=30,
+                   data={"username": "ada", "password": password, "_xsrf": s.cookies.get("_xsrf", path="/hub/")})
+        assert r.status_code == 302
+        if os.geteuid() == 0:  # the hub runs as the unprivileged account scripts/up made
+            assert (folder / "state").stat().st_uid == pwd.getpwnam("campushub").pw_uid
+    finally:
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(60) == 0

@@ -118,7 +118,9 @@ def profiles(c, site: Site):
     s.profiles = [(p.name, p.slug, *spawner_for(site, i)) for i, p in enumerate(site.profiles)]
     s.default_profile = site.default_profile.slug
     s.profile_groups = {p.slug: p.groups for p in site.profiles if p.groups}
-    s.default_url = site.spawner.default_url
+    # JupyterHub waits on the wrapping spawner's timeouts, not on the profile's
+    s.start_timeout = site.spawner.start_timeout
+    s.http_timeout = site.spawner.http_timeout
 
 
 def culler(c, site: Site):

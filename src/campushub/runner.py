@@ -73,12 +73,12 @@ def run_hub(path: Path, as_user: str | None = None) -> int:
         site = load_site(path)
         if as_user:
             become(as_user, site.hub.state_dir)
-        configure(Config(), load_site(path))
+        configure(Config(), site)
     except SiteError as e:
         for problem in e.problems:
             print(problem, file=sys.stderr)
         return 2
-    state_dir = state.prepare(site.hub.state_dir)
+    state_dir = site.hub.state_dir
     hub_config = resources.files("campushub").joinpath("jupyterhub_config.py")
     env = {**os.environ, "CAMPUSHUB_CONFIG": str(path.absolute())}
     print(f"campushub: starting JupyterHub for {path} (state in {state_dir})", file=sys.stderr, flush=True)
