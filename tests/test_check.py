@@ -14,7 +14,8 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 def check(tmp_path, site, env=None, text=None):
     path = tmp_path / "site.yaml"
     path.write_text(text if text is not None else yaml.safe_dump(site))
-    return subprocess.run([CAMPUSHUB, "check", "--config", str(path)], capture_output=True, text=True, env=env)
+    return subprocess.run([CAMPUSHUB, "check", "--offline", "--config", str(path)], capture_output=True, text=True,
+                          env=env)
 
 
 def with_profiles(*profiles, **sections):
@@ -118,5 +119,6 @@ def test_starter_file_from_init_is_valid(tmp_path):
 
 @pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
 def test_examples_are_valid(example):
-    result = subprocess.run([CAMPUSHUB, "check", "--config", str(example)], capture_output=True, text=True)
+    result = subprocess.run([CAMPUSHUB, "check", "--offline", "--config", str(example)], capture_output=True,
+                            text=True)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr

@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from .settings import LocalProfile, Site, SiteError
+from .settings import ContainerProfile, LocalProfile, Site, SiteError
 
 SINGLEUSER = str(Path(sys.executable).parent / "jupyterhub-singleuser")
 
@@ -33,6 +33,8 @@ def spawner_for(site: Site, index: int) -> tuple[str, dict]:
             config[trait] = getattr(profile, field)
     if isinstance(profile, LocalProfile):
         return _local(site, index, config)
+    if isinstance(profile, ContainerProfile):
+        return _container(site, profile, config)
     raise SiteError([f"profiles.{index}.backend: {profile.backend!r} profiles are not available in this version"])
 
 
@@ -52,3 +54,34 @@ def _local(site: Site, index: int, config: dict) -> tuple[str, dict]:
     # servers run as the hub's own user, each in a private folder kept in the state directory
     config["home_dir_template"] = str(site.hub.state_dir / "home" / "{username}")
     return "jupyterhub.spawner.SimpleLocalProcessSpawner", config
+
+
+def _container(site: Site, profile: ContainerProfile, config: dict) -> tuple[str, dict]:
+    """DockerSpawner on ``container.socket`` (default: $DOCKER_HOST, else /var/run/docker.sock)."""
+    defaults = site.container
+    notebook_dir = profile.notebook_dir or defaults.notebook_dir
+    if defaults.socket:
+        config["client_kwargs"] = {"base_url": defaults.socket}
+    config.update(
+        image=profile.image or defaults.image,
+        pull_policy="never",  # images come from scripts/images or the site's registry, never implicitly
+        remove=True,  # a stopped server's container goes (and the next start uses the current image)
+        # {username} is escaped by DockerSpawner (a-z0-9, '-' escapes): names cannot collide
+        volumes={defaults.volume: notebook_dir, **profile.volumes},
+        notebook_dir=notebook_dir,
+        network_name=profile.network or defaults.network or "bridge",
+        # wrapspawner would otherwise hand the container the hub host's process settings
+        ip="0.0.0.0",
+        port=8888,
+        cmd=None,  # the image's own command
+    )
+    if profile.gpus:
+        config["extra_host_config"] = {
+            "device_requests": [{"Driver": "", "Count": profile.gpus, "Capabilities": [["gpu"]]}]
+        }
+    return "dockerspawner.DockerSpawner", config
+
+
+def has_persistent_servers(site: Site) -> bool:
+    """Whether users' servers can outlive the hub (containers), so a hub restart must leave them running."""
+    return any(isinstance(p, ContainerProfile) for p in site.profiles)

@@ -7,14 +7,16 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from . import __version__
-from .settings import SiteError, config_path, load_site, warnings_for
+from . import __version__, engine
+from .settings import SiteError, config_path, load_site, raise_problems, warnings_for
 
 
-def check(path: Path) -> int:
-    """Validate the site file: ``ok`` and 0, or one line per problem and 2."""
+def check(path: Path, offline: bool = False) -> int:
+    """Validate the site file (and, unless offline, ask the container engine): ``ok`` and 0, or problems and 2."""
     try:
         site = load_site(path)
+        if not offline:
+            raise_problems(engine.problems(site))
     except SiteError as e:
         for problem in e.problems:
             print(problem, file=sys.stderr)
@@ -41,9 +43,6 @@ def up(path: Path, as_user: str | None = None) -> int:
     return run_hub(path, as_user)
 
 
-COMMANDS = {"check": check, "init": init}
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="campushub", description=__doc__)
     parser.add_argument("--version", action="version", version=f"campushub {__version__}")
@@ -57,12 +56,19 @@ def main(argv=None) -> int:
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--config", metavar="PATH",
                        help="site file (default: $CAMPUSHUB_CONFIG, else ./campushub.yaml)")
+        if name == "check":
+            p.add_argument("--offline", action="store_true",
+                           help="only read the file: do not ask the container engine about sockets and images")
         if name == "up":
             p.add_argument("--as-user", metavar="ACCOUNT",
                            help="when started as root, run the hub as this unprivileged account")
     args = parser.parse_args(argv)
     path = config_path(args.config)
-    return up(path, args.as_user) if args.command == "up" else COMMANDS[args.command](path)
+    if args.command == "up":
+        return up(path, args.as_user)
+    if args.command == "check":
+        return check(path, args.offline)
+    return init(path)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from . import state
-from .backends import spawner_for
+from .backends import has_persistent_servers, spawner_for
 from .settings import RemoteUserAuth, Site, SiteError, config_path, load_site
 
 CULLER_SERVICE = "jupyterhub-idle-culler-service"
@@ -118,6 +118,7 @@ def profiles(c, site: Site):
     s.profiles = [(p.name, p.slug, *spawner_for(site, i)) for i, p in enumerate(site.profiles)]
     s.default_profile = site.default_profile.slug
     s.profile_groups = {p.slug: p.groups for p in site.profiles if p.groups}
+    c.JupyterHub.cleanup_servers = not has_persistent_servers(site)
     # JupyterHub waits on the wrapping spawner's timeouts, not on the profile's
     s.start_timeout = site.spawner.start_timeout
     s.http_timeout = site.spawner.http_timeout

@@ -8,16 +8,15 @@ block lists, admin mapping, group sync and ``post_auth_hook`` all apply.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
+import socket
 
 from jupyterhub.auth import Authenticator
 from jupyterhub.handlers import BaseHandler
 from tornado import web
 from traitlets import List, Unicode
-
-LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
-
 
 class LoginRefused(web.HTTPError):
     """A refused header login: a 403 page, or a redirect when the site configured one.
@@ -36,16 +35,32 @@ def _ip(text: str):
     return getattr(address, "ipv4_mapped", None) or address
 
 
+@functools.lru_cache(maxsize=256)
+def is_local(address) -> bool:
+    """Whether ``address`` belongs to this host (or container): only local addresses can be bound."""
+    if address.is_loopback:
+        return True
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.bind((str(address), 0))
+        return True
+    except OSError:
+        return False
+
+
 def client_address(request):
     """The address that connected to the hub's proxy, or None if it cannot be known.
 
-    The hub's own peer is configurable-http-proxy on loopback, which appends the
-    address it saw to X-Forwarded-For: that last entry is the one to judge. Earlier
-    entries, and X-Real-Ip, are whatever the client chose to send.
+    The hub's own peer is configurable-http-proxy, which the hub runs beside itself
+    (so it connects from one of this host's addresses) and which appends the address
+    it saw to X-Forwarded-For: that last entry is the one to judge. Earlier entries,
+    and X-Real-Ip, are whatever the client chose to send. A request from elsewhere
+    reached the hub's own port directly, and is judged by its own address.
     """
     try:
         direct = _ip(request.connection.context.address[0])
-        if any(direct in net for net in LOOPBACK):
+        if is_local(direct):
             forwarded = request.headers.get("X-Forwarded-For", "")
             if forwarded:
                 return _ip(forwarded.split(",")[-1])

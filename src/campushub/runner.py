@@ -16,9 +16,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from traitlets.config import Config
 
-from . import state
+from . import engine, state
 from .configurer import configure
-from .settings import SiteError, load_site
+from .settings import SiteError, load_site, raise_problems
 
 READY_TIMEOUT = 180  # s; a cold start on a loaded 2-core machine takes ~10
 STOP_TIMEOUT = 30
@@ -66,14 +66,16 @@ def become(account: str, state_dir: Path):
 def run_hub(path: Path, as_user: str | None = None) -> int:
     """Start the hub for the site file at ``path``; return the exit code for the command.
 
-    Everything the hub's config will do is done once here first, so a bad site
-    file, a missing proxy or an unreadable secret stops us before anything starts.
+    Everything the hub's config will do is done once here first, and the container
+    engine is asked about sockets and images, so a bad site file, a missing proxy,
+    an unreadable secret or a missing image stops us before anything starts.
     """
     try:
         site = load_site(path)
         if as_user:
             become(as_user, site.hub.state_dir)
         configure(Config(), site)
+        raise_problems(engine.problems(site))
     except SiteError as e:
         for problem in e.problems:
             print(problem, file=sys.stderr)

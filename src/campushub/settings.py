@@ -45,6 +45,11 @@ class SiteError(Exception):
         self.problems = problems
 
 
+def raise_problems(problems: list[str]):
+    if problems:
+        raise SiteError(problems)
+
+
 def _http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -134,10 +139,11 @@ class SpawnerSettings(Model):
 class ContainerDefaults(Model):
     """Defaults for every ``container`` profile; the seed's DOCKER_* variables set these."""
 
+    socket: Annotated[str, Field(pattern=r"^(unix|tcp|ssh)://.+")] | None = None
     image: Name | None = None
     network: Name | None = None
     notebook_dir: Name = "/home/jovyan/work"
-    volume: Name = "jupyterhub-user-{username}"
+    volume: Annotated[str, Field(pattern=r"^[A-Za-z0-9{][A-Za-z0-9_.{}-]*$")] = "jupyterhub-user-{username}"
 
 
 class ProfileBase(Model):
@@ -161,6 +167,7 @@ class ContainerProfile(ProfileBase):
     network: Name | None = None
     notebook_dir: Name | None = None
     volumes: dict[Name, Name] = {}
+    gpus: Annotated[int, Field(ge=0)] = 0
 
 
 class SlurmProfile(ProfileBase):
@@ -221,9 +228,7 @@ def load_site(path: str | os.PathLike, environ=os.environ) -> Site:
         site = Site.model_validate(raw)
     except ValidationError as e:
         raise SiteError([_describe(err) for err in e.errors()]) from None
-    problems = cross_check(site)
-    if problems:
-        raise SiteError(problems)
+    raise_problems(cross_check(site))
     site.hub.state_dir = (path.parent / site.hub.state_dir).absolute()
     secret = getattr(site.auth, "proxy_secret", None)
     if secret and secret.file:
@@ -312,9 +317,10 @@ def warnings_for(site: Site, environ=os.environ) -> list[str]:
     """Things that will work but not as an admin might assume."""
     notes = []
     for i, profile in enumerate(site.profiles):
-        if not isinstance(profile, LocalProfile):
-            notes.append(f"profiles.{i}.backend: {profile.backend!r} profiles are not run by this version yet;"
+        if isinstance(profile, SlurmProfile):
+            notes.append(f"profiles.{i}.backend: 'slurm' profiles are not run by this version yet;"
                          " campushub up refuses to start with them")
+        if not isinstance(profile, LocalProfile):
             continue
         for field in ("cpu", "memory"):
             if getattr(profile, field) is not None:

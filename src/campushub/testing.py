@@ -51,60 +51,15 @@ class SourceAddress(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
 
-class Hub:
-    """One ``campushub up`` process on free loopback ports, with its own site file and state."""
+class HubClient:
+    """Clients for a running hub at ``url``: SSO-header sessions, API calls, servers, kernels."""
 
-    def __init__(self, folder: Path, site: dict, env: dict | None = None, as_root: bool = False):
-        self.folder = folder
-        self.as_user = HUB_ACCOUNT if os.geteuid() == 0 and not as_root else None
-        folder.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        hub = {"bind_url": f"http://127.0.0.1:{self.port}", "hub_port": free_port(),
-               "proxy_api_port": free_port(), "state_dir": "state"}
-        hub.update(site.get("hub", {}))
-        self.site = {**site, "hub": hub}
-        self.config = folder / "campushub.yaml"
-        self.config.write_text(yaml.safe_dump(self.site))
-        self.env = {**os.environ, **(env or {})}
-        self.log = folder / "hub.log"
-        self.process = None
+    def __init__(self, url: str):
+        self.url = url
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def state(self) -> Path:
-        return self.folder / "state"
-
-    def start(self, timeout: float = 120):
-        offset = self.log.stat().st_size if self.log.exists() else 0
-        with open(self.log, "a") as log:
-            command = [CAMPUSHUB, "up", "--config", str(self.config)]
-            if self.as_user:
-                command += ["--as-user", self.as_user]
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env)
-        deadline = time.monotonic() + timeout
-        while "campushub: ready at" not in self.log.read_text()[offset:]:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError(f"hub did not become ready:\n{self.tail()}")
-            time.sleep(0.2)
-        return self
-
-    def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log.read_text().splitlines()[-lines:])
-
-    # ------------------------------------------------------------ clients
+    def tail(self) -> str:
+        """The hub's recent log, for failure messages."""
+        return ""
 
     def session(self, user: str | None = None, groups: str | None = None, source: str | None = None,
                 extra: dict | None = None) -> requests.Session:
@@ -187,34 +142,110 @@ class Hub:
         return run_in_kernel(self.url, user, token, code, timeout)
 
 
-def run_in_kernel(hub_url: str, user: str, token: str, code: str, timeout: float = 120) -> str:
-    """Kernel REST call and websocket, both through the hub's proxy; returns ``text/plain`` of the result."""
-    auth = {"Authorization": f"token {token}"}
-    base = f"{hub_url}/user/{user}/api/kernels"
-    r = requests.post(base, headers=auth, json={"name": "python3"}, timeout=60)
-    assert r.status_code == 201, (r.status_code, r.text[:500])
-    kernel = r.json()["id"]
-    ws_url = urlsplit(hub_url)._replace(scheme="ws").geturl() + f"/user/{user}/api/kernels/{kernel}/channels"
-    ws = websocket.create_connection(ws_url, header=[f"Authorization: token {token}"], timeout=timeout)
-    try:
+class Hub(HubClient):
+    """One ``campushub up`` process on free loopback ports, with its own site file and state."""
+
+    def __init__(self, folder: Path, site: dict, env: dict | None = None, as_root: bool = False):
+        self.folder = folder
+        self.as_user = HUB_ACCOUNT if os.geteuid() == 0 and not as_root else None
+        folder.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        super().__init__(f"http://127.0.0.1:{self.port}")
+        hub = {"bind_url": f"http://127.0.0.1:{self.port}", "hub_port": free_port(),
+               "proxy_api_port": free_port(), "state_dir": "state"}
+        hub.update(site.get("hub", {}))
+        self.site = {**site, "hub": hub}
+        self.config = folder / "campushub.yaml"
+        self.config.write_text(yaml.safe_dump(self.site))
+        self.env = {**os.environ, **(env or {})}
+        self.log = folder / "hub.log"
+        self.process = None
+
+    @property
+    def state(self) -> Path:
+        return self.folder / "state"
+
+    def start(self, timeout: float = 120):
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        with open(self.log, "a") as log:
+            command = [CAMPUSHUB, "up", "--config", str(self.config)]
+            if self.as_user:
+                command += ["--as-user", self.as_user]
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        deadline = time.monotonic() + timeout
+        while "campushub: ready at" not in self.log.read_text()[offset:]:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"hub did not become ready:\n{self.tail()}")
+            time.sleep(0.2)
+        return self
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log.read_text().splitlines()[-lines:])
+
+class Kernel:
+    """A kernel on a user's server, reached through the hub's proxy: REST to start it, websocket to run code."""
+
+    def __init__(self, hub_url: str, user: str, token: str, timeout: float = 120):
+        self.auth = {"Authorization": f"token {token}"}
+        self.base = f"{hub_url}/user/{user}/api/kernels"
+        r = requests.post(self.base, headers=self.auth, json={"name": "python3"}, timeout=60)
+        assert r.status_code == 201, (r.status_code, r.text[:500])
+        self.id = r.json()["id"]
+        ws_url = urlsplit(hub_url)._replace(scheme="ws").geturl() + f"/user/{user}/api/kernels/{self.id}/channels"
+        self.user = user
+        self.ws = websocket.create_connection(ws_url, header=[f"Authorization: token {token}"], timeout=timeout)
+
+    def execute(self, code: str, timeout: float = 120) -> dict:
+        """Run ``code``: {"result": text/plain or None, "error": "Name: value" or None, "died": bool}."""
         msg_id = uuid.uuid4().hex
-        ws.send(json.dumps({
-            "header": {"msg_id": msg_id, "username": user, "session": uuid.uuid4().hex,
+        self.ws.send(json.dumps({
+            "header": {"msg_id": msg_id, "username": self.user, "session": uuid.uuid4().hex,
                        "msg_type": "execute_request", "version": "5.3", "date": ""},
             "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
             "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
                         "allow_stdin": False, "stop_on_error": True},
         }))
+        outcome = {"result": None, "error": None, "died": False}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            msg = json.loads(ws.recv())
+            msg = json.loads(self.ws.recv())
+            kind, content = msg["msg_type"], msg.get("content", {})
+            if kind == "status" and content.get("execution_state") in ("restarting", "dead"):
+                return {**outcome, "died": True}
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
-            if msg["msg_type"] == "execute_result":
-                return msg["content"]["data"]["text/plain"]
-            if msg["msg_type"] == "error":
-                raise AssertionError(f"kernel error: {msg['content']['ename']}: {msg['content']['evalue']}")
-        raise AssertionError("no result from the kernel")
-    finally:
-        ws.close()
-        requests.delete(f"{base}/{kernel}", headers=auth, timeout=30)
+            if kind == "execute_result":
+                outcome["result"] = content["data"]["text/plain"]
+            elif kind == "error":
+                outcome["error"] = f"{content['ename']}: {content['evalue']}"
+            elif kind == "status" and content.get("execution_state") == "idle":
+                return outcome
+        raise AssertionError(f"no answer from the kernel within {timeout} s")
+
+    def close(self):
+        self.ws.close()
+        requests.delete(f"{self.base}/{self.id}", headers=self.auth, timeout=30)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def run_in_kernel(hub_url: str, user: str, token: str, code: str, timeout: float = 120) -> str:
+    """Run ``code`` in a new kernel on ``user``'s server; return the ``text/plain`` of its result."""
+    with Kernel(hub_url, user, token, timeout) as kernel:
+        outcome = kernel.execute(code, timeout)
+    assert outcome["error"] is None and not outcome["died"], outcome
+    return outcome["result"]

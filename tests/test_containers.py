@@ -1,0 +1,230 @@
+"""The compose deployment on a real Podman: images, SSO login, container profiles, limits, volumes."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from dockerspawner import DockerSpawner
+
+from campushub.testing import HubClient, Kernel
+from conftest import CAMPUSHUB, IN_CI, free_port
+
+REPO = Path(__file__).parent.parent
+PODMAN_COMPOSE = str(Path(sys.executable).parent / "podman-compose")
+GROUP = "SAM-SSLVPNSAMUsers"
+LAB_IMAGE = "localhost/campushub-lab-slim:latest"
+MEMORY = 256 * 1024 * 1024
+PROJECT = f"chtest{os.getpid()}"
+VOLUME = PROJECT + "-user-{username}"  # never touch volumes this run did not make
+SITE = {
+    "hub": {"bind_url": "http://0.0.0.0:8000", "hub_ip": "0.0.0.0", "hub_connect_ip": "hub",
+            "state_dir": "/srv/campushub/state"},
+    # requests published on the host's loopback reach the hub from the compose network's gateway
+    "auth": {"type": "remote_user", "required_groups": [GROUP], "trusted_proxies": ["10.89.77.1/32"]},
+    "container": {"volume": VOLUME},
+    "profiles": [{"slug": "lab", "name": "JupyterLab", "backend": "container", "cpu": 0.5, "memory": "256M",
+                  "default": True}],
+    "culler": {"enabled": False},
+}
+
+
+def podman(*args, check=True) -> str:
+    return subprocess.run(["podman", *args], capture_output=True, text=True, check=check).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def engine():
+    """Podman's Docker API socket, and the hub and slim lab images built from Debian's mirror."""
+    if os.geteuid() != 0:
+        if IN_CI:
+            pytest.fail("CI runs as root; the rootful Podman tests need it")
+        pytest.skip("needs root for a rootful Podman")
+    socket = subprocess.run([str(REPO / "scripts" / "engine"), "start", "podman"], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    env = {**os.environ, "IMAGES": "hub lab-slim", "EXTRA_CA_CERTS_DIR": "/usr/local/share/ca-certificates"}
+    subprocess.run([str(REPO / "scripts" / "images")], check=True, env=env)
+    return socket
+
+
+class Compose(HubClient):
+    """A compose deployment of this repository's compose.yaml under its own project name."""
+
+    def __init__(self, folder: Path, site: dict, project: str, socket: str):
+        self.port = free_port()
+        super().__init__(f"http://127.0.0.1:{self.port}")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "campushub.yaml").write_text(yaml.safe_dump(site))
+        self.project = project
+        self.env = {**os.environ, "COMPOSE_PROJECT_NAME": project, "CAMPUSHUB_PORT": str(self.port),
+                    "CAMPUSHUB_SITE_FILE": str(folder / "campushub.yaml"), "LAB_IMAGE": LAB_IMAGE,
+                    "CONTAINER_SOCKET": socket.removeprefix("unix://")}
+
+    def compose(self, *args):
+        result = subprocess.run([PODMAN_COMPOSE, "-f", str(REPO / "compose.yaml"), *args], env=self.env,
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+    @property
+    def hub_container(self) -> str:
+        return f"{self.project}_hub_1"
+
+    def wait_healthy(self, timeout: float = 180):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.url}/hub/health", timeout=5).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"the hub did not answer within {timeout} s:\n{self.tail()}")
+
+    def up(self):
+        self.compose("up", "-d", "hub")
+        self.wait_healthy()
+
+    def tail(self) -> str:
+        return podman("logs", "--tail", "60", self.hub_container, check=False)
+
+
+@pytest.fixture(scope="module")
+def deployment(engine, hub_root):
+    compose = Compose(hub_root / "compose", SITE, PROJECT, engine)
+    compose.up()
+    yield compose
+    compose.compose("down")
+    for volume in podman("volume", "ls", "--format", "{{.Name}}").split():
+        if volume.startswith(PROJECT):
+            podman("volume", "rm", "-f", volume, check=False)
+
+
+def volume_of(name: str) -> str:
+    return VOLUME.format(username=DockerSpawner._escape(name))
+
+
+def containers() -> list[str]:
+    return podman("ps", "-a", "--format", "{{.Names}}").split()
+
+
+def test_round_trip_files_survive_a_stopped_server(deployment):
+    s = deployment.login("alice")
+    deployment.start_server(s, "alice")
+    token = deployment.token(s, "alice")
+    assert deployment.run_code("alice", token, "1+1") == "2"
+    code = "open('/home/jovyan/work/notes.txt', 'w').write('kept'); import os; os.getcwd()"
+    assert deployment.run_code("alice", token, code) == "'/home/jovyan/work'"
+    assert "jupyter-alice" in containers()
+
+    deployment.stop_server(s, "alice")
+    assert "jupyter-alice" not in containers()  # removed on stop
+    assert volume_of("alice") in podman("volume", "ls", "--format", "{{.Name}}").split()
+
+    deployment.start_server(s, "alice")
+    assert deployment.run_code("alice", token, "open('/home/jovyan/work/notes.txt').read()") == "'kept'"
+
+
+def test_cgroup_limits_match_the_profile_and_oom_kills_only_the_kernel(deployment):
+    s = deployment.login("bob")
+    deployment.start_server(s, "bob")
+    token = deployment.token(s, "bob")
+    probe = ("import pathlib; r = lambda p: int(pathlib.Path('/sys/fs/cgroup', p).read_text());"
+             " (r('memory/memory.limit_in_bytes'), r('cpu/cpu.cfs_quota_us') / r('cpu/cpu.cfs_period_us'))")
+    assert deployment.run_code("bob", token, probe) == repr((MEMORY, 0.5))
+    with Kernel(deployment.url, "bob", token) as kernel:
+        assert kernel.execute("1+1")["result"] == "2"
+        outcome = kernel.execute(f"x = bytearray({2 * MEMORY}); len(x)", timeout=120)
+        assert outcome["died"], outcome
+    # the server and the hub live on; a new kernel works
+    assert requests.get(f"{deployment.url}/hub/health", timeout=10).status_code == 200
+    assert deployment.run_code("bob", token, "2+2") == "4"
+    deployment.stop_server(s, "bob")
+
+
+def test_users_get_separate_volumes_and_cannot_see_each_other(deployment):
+    carol, dave = deployment.login("carol"), deployment.login("dave")
+    for name, s in (("carol", carol), ("dave", dave)):
+        deployment.start_server(s, name)
+    carol_token, dave_token = deployment.token(carol, "carol"), deployment.token(dave, "dave")
+    deployment.run_code("carol", carol_token, "open('/home/jovyan/work/carol.txt', 'w').write('mine')")
+    assert deployment.run_code("dave", dave_token, "import os; os.listdir('/home/jovyan/work')") == "[]"
+    mounts = json.loads(podman("inspect", "jupyter-carol", "jupyter-dave"))
+    sources = [{m.get("Name") for m in c["Mounts"]} for c in mounts]
+    assert sources == [{volume_of("carol")}, {volume_of("dave")}]
+    for name, s in (("carol", carol), ("dave", dave)):
+        deployment.stop_server(s, name)
+
+
+HOSTILE = ["a.b", "a-2eb", "a_b", "a-5fb", "ålice", "alice-", "alice-2d", "x" * 120, "x" * 119 + "-",
+           "-alice", "alice--", "a b"]
+
+
+def test_hostile_names_never_share_a_volume():
+    """DockerSpawner's escaping (which campushub keeps) is one-to-one, and every volume name is valid."""
+    names = [volume_of(name) for name in HOSTILE]
+    assert len(set(names)) == len(HOSTILE)
+    assert all(n.replace("-", "").isalnum() and n.isascii() for n in names)
+
+
+def test_hostile_names_get_their_own_volumes_for_real(deployment):
+    pair = ["a.b", "a-2eb"]  # the second is what a naive escape would make of the first
+    for name in pair:
+        s = deployment.login(name)
+        deployment.start_server(s, name)
+        deployment.run_code(name, deployment.token(s, name), f"open('/home/jovyan/work/owner', 'w').write({name!r})")
+        deployment.stop_server(s, name)
+    for name in pair:
+        owner = podman("run", "--rm", "-v", f"{volume_of(name)}:/v", "--entrypoint", "cat", LAB_IMAGE, "/v/owner")
+        assert owner == name
+
+
+def test_restarting_the_hub_leaves_servers_running_and_reachable(deployment):
+    s = deployment.login("erin")
+    deployment.start_server(s, "erin")
+    token = deployment.token(s, "erin")
+    started = podman("inspect", "--format", "{{.State.StartedAt}}", "jupyter-erin")
+    podman("restart", deployment.hub_container)
+    deployment.wait_healthy()
+    assert podman("inspect", "--format", "{{.State.StartedAt}}", "jupyter-erin") == started
+    assert deployment.run_code("erin", token, "3*3") == "9"
+    deployment.stop_server(s, "erin")
+
+
+def test_compose_down_keeps_users_volumes(deployment):
+    s = deployment.login("frank")
+    deployment.start_server(s, "frank")
+    deployment.run_code("frank", deployment.token(s, "frank"), "open('/home/jovyan/work/f.txt', 'w').write('f')")
+    deployment.compose("down")
+    assert volume_of("frank") in podman("volume", "ls", "--format", "{{.Name}}").split()
+    deployment.up()
+    s = deployment.login("frank")
+    # users' servers are not compose's: frank's ran on, and the new hub found it
+    assert deployment.whoami_user(s, "frank")["servers"][""]["ready"]
+    deployment.stop_server(s, "frank")
+    deployment.start_server(s, "frank")  # a new container on the same volume
+    assert deployment.run_code("frank", deployment.token(s, "frank"), "open('/home/jovyan/work/f.txt').read()") == "'f'"
+
+
+def check(tmp_path, site, env=None):
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))
+    return subprocess.run([CAMPUSHUB, "check", "--config", str(tmp_path / "site.yaml")], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})})
+
+
+def test_check_names_a_missing_image_and_an_unreachable_socket(engine, tmp_path):
+    site = {**SITE, "container": {"socket": engine, "network": "bridge", "image": LAB_IMAGE}}
+    ok = check(tmp_path, site)
+    assert ok.returncode == 0 and ok.stdout.strip() == "ok", ok.stderr
+    site["container"]["image"] = "localhost/no-such-image:1"
+    missing = check(tmp_path, site)
+    assert missing.returncode == 2
+    assert missing.stderr.startswith("profiles.0.image: localhost/no-such-image:1 is not in the engine")
+    site["container"] = {"socket": "unix:///run/nowhere.sock", "image": LAB_IMAGE}
+    dead = check(tmp_path, site)
+    assert dead.returncode == 2
+    assert dead.stderr.startswith("container.socket: no container engine answers at unix:///run/nowhere.sock")
