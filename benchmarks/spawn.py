@@ -1,10 +1,14 @@
 """Login to first kernel result, for N users at once, on a real hub (not a test).
 
-For each N in --users, N clients at once: log in through the SSO header path, start a server
-on --profile, wait until it is ready, start a kernel and get the result of ``1+1``. Prints the
-p50 and p95 of each step and writes everything to JSON.
+For each profile in --profiles and each N in --users, N clients at once: log in through the
+SSO header path, start a server on that profile, wait until it is ready, start a kernel and get
+the result of ``1+1``. Prints the p50 and p95 of each step and writes everything to JSON.
 
-    .venv/bin/python benchmarks/spawn.py --users 1,10,30 --out benchmarks/results/spawn.json
+    .venv/bin/python benchmarks/spawn.py --users 1,10,30
+    .venv/bin/python benchmarks/spawn.py --profiles local,container --users 1,10
+
+``local`` runs servers as processes on this host; ``container`` runs the slim lab image
+(scripts/images) on the engine at $DOCKER_HOST (default: Podman's socket, scripts/engine).
 
 Absolute times on a shared 2-core machine are noisy: compare figures from the same run.
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -20,20 +25,33 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from campushub.testing import Hub, ensure_account
+from campushub.testing import Hub, ensure_account, free_port
 
 STEPS = ("login", "spawn", "kernel", "total")
 GROUP = "SAM-SSLVPNSAMUsers"
 
 
+PROFILES = {
+    "local": {"backend": "local"},
+    "container": {"backend": "container", "image": "localhost/campushub-lab-slim:latest"},
+}
+
+
 def default_site(profile: str) -> dict:
-    return {
+    site = {
         "auth": {"type": "remote_user", "required_groups": [GROUP]},
         # 30 JupyterLab servers starting together need ~90 s of CPU on 2 cores
         "spawner": {"start_timeout": 600, "http_timeout": 600},
-        "profiles": [{"slug": profile, "name": profile, "backend": "local", "default": True}],
+        "profiles": [{"slug": profile, "name": profile, "default": True, **PROFILES[profile]}],
         "culler": {"enabled": False},
     }
+    if profile == "container":
+        # the hub runs on this host; containers on the engine's default network call it back there
+        port = free_port()
+        site["hub"] = {"hub_ip": "0.0.0.0", "hub_port": port}
+        site["container"] = {"socket": os.environ.get("DOCKER_HOST", "unix:///run/podman/podman.sock"),
+                             "hub_connect_url": f"http://host.containers.internal:{port}"}
+    return site
 
 
 def one_user(hub: Hub, name: str, profile: str) -> dict:
@@ -70,28 +88,31 @@ def run_round(hub: Hub, n: int, profile: str, round_no: int) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", default="1,10,30", help="comma-separated user counts (default 1,10,30)")
-    parser.add_argument("--profile", default="local", help="profile slug to start (default local)")
-    parser.add_argument("--site", type=Path, help="site file to use instead of a one-profile local site")
+    parser.add_argument("--profiles", default="local", help="comma-separated: local, container (default local)")
+    parser.add_argument("--site", type=Path, help="a site file to use (its profiles named in --profiles)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/spawn.json"))
     args = parser.parse_args(argv)
 
     import yaml
 
-    site = yaml.safe_load(args.site.read_text()) if args.site else default_site(args.profile)
     ensure_account()
     folder = Path(tempfile.mkdtemp(prefix="campushub-bench-"))
     folder.chmod(0o755)
-    hub = Hub(folder / "hub", site).start()
     rounds = []
-    try:
-        for i, n in enumerate(int(x) for x in args.users.split(",")):
-            print(f"spawn: {n} user(s) on profile {args.profile!r} ...", file=sys.stderr, flush=True)
-            summary = run_round(hub, n, args.profile, i)
-            rounds.append(summary)
-            print(f"  users={n:<3}" + "".join(
-                f"  {step} p50={summary[step]['p50']:.2f}s p95={summary[step]['p95']:.2f}s" for step in STEPS))
-    finally:
-        hub.stop()
+    for profile in args.profiles.split(","):
+        site = yaml.safe_load(args.site.read_text()) if args.site else default_site(profile)
+        # the engine's socket is root's: a container hub runs as root, a local one never does
+        hub = Hub(folder / profile, site, as_root=profile == "container").start()
+        try:
+            for n in (int(x) for x in args.users.split(",")):
+                print(f"spawn: {n} user(s) on profile {profile!r} ...", file=sys.stderr, flush=True)
+                summary = run_round(hub, n, profile, len(rounds))
+                rounds.append(summary)
+                print(f"  {profile:<10} users={n:<3}" + "".join(
+                    f"  {step} p50={summary[step]['p50']:.2f}s p95={summary[step]['p95']:.2f}s"
+                    for step in STEPS))
+        finally:
+            hub.stop()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"benchmark": "spawn", "rounds": rounds}, indent=2))
     print(f"wrote {args.out}", file=sys.stderr)

@@ -62,6 +62,8 @@ def _container(site: Site, profile: ContainerProfile, config: dict) -> tuple[str
     notebook_dir = profile.notebook_dir or defaults.notebook_dir
     if defaults.socket:
         config["client_kwargs"] = {"base_url": defaults.socket}
+    if defaults.hub_connect_url:
+        config["hub_connect_url"] = defaults.hub_connect_url
     config.update(
         image=profile.image or defaults.image,
         pull_policy="never",  # images come from scripts/images or the site's registry, never implicitly

@@ -140,6 +140,7 @@ class ContainerDefaults(Model):
     """Defaults for every ``container`` profile; the seed's DOCKER_* variables set these."""
 
     socket: Annotated[str, Field(pattern=r"^(unix|tcp|ssh)://.+")] | None = None
+    hub_connect_url: HttpUrl | None = None
     image: Name | None = None
     network: Name | None = None
     notebook_dir: Name = "/home/jovyan/work"
