@@ -33,13 +33,19 @@ def base_site(**sections) -> dict:
 
 
 @pytest.fixture(scope="session")
-def hub_root():
-    """A folder for hubs' site files and state that the hub account can reach (pytest's tmp is 0700)."""
+def hub_root(request):
+    """A folder for hubs' site files, state and logs that the hub account can reach (pytest's tmp is 0700).
+
+    Kept, and named, when a test failed: the hubs' logs are there.
+    """
     ensure_account()
     root = Path(tempfile.mkdtemp(prefix="campushub-tests-"))
     root.chmod(0o755)
     yield root
-    shutil.rmtree(root, ignore_errors=True)
+    if request.session.testsfailed:
+        print(f"\nhub logs kept in {root}")
+    else:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
 
-from .settings import ContainerProfile, LocalProfile, Site, SiteError
+from jupyterhub.traitlets import ByteSpecification
 
-SINGLEUSER = str(Path(sys.executable).parent / "jupyterhub-singleuser")
+from .settings import ContainerProfile, LocalProfile, Site, SiteError, SlurmProfile
+
+BIN = Path(sys.executable).parent
+SINGLEUSER = str(BIN / "jupyterhub-singleuser")
 
 
 def spawner_for(site: Site, index: int) -> tuple[str, dict]:
@@ -35,7 +39,7 @@ def spawner_for(site: Site, index: int) -> tuple[str, dict]:
         return _local(site, index, config)
     if isinstance(profile, ContainerProfile):
         return _container(site, profile, config)
-    raise SiteError([f"profiles.{index}.backend: {profile.backend!r} profiles are not available in this version"])
+    return _slurm(site, profile, config)
 
 
 def _local(site: Site, index: int, config: dict) -> tuple[str, dict]:
@@ -84,6 +88,54 @@ def _container(site: Site, profile: ContainerProfile, config: dict) -> tuple[str
     return "dockerspawner.DockerSpawner", config
 
 
+def _slurm(site: Site, profile: SlurmProfile, config: dict) -> tuple[str, dict]:
+    """batchspawner's SlurmSpawner (campushub's fail-fast subclass), submitting as the user."""
+    defaults = site.slurm
+    python_bin = defaults.python_bin or BIN  # the same venv path must exist on the compute nodes
+    cluster = f" -M {profile.cluster}" if profile.cluster else ""
+    query = f"squeue -h{cluster} -j {{job_id}} -o '%T %r %B'"
+    if cluster:
+        query += " | grep -v '^CLUSTER'"  # -M puts a "CLUSTER: name" line before the job's
+    config.pop("cpu_limit", None)  # Slurm's cgroups enforce cpus and memory; the server needs no hint
+    config.pop("mem_limit", None)
+    config.update(
+        cmd=[str(python_bin / "jupyterhub-singleuser")],
+        batchspawner_singleuser_cmd=str(python_bin / "batchspawner-singleuser"),
+        req_partition=profile.partition or "",
+        req_runtime=profile.runtime or "",
+        req_nprocs=str(math.ceil(profile.cpu)) if profile.cpu else "",
+        req_memory=f"{math.ceil(ByteSpecification().validate(None, profile.memory) / 2**20)}M"
+        if profile.memory else "",
+        req_gres=profile.gres or "",
+        req_options=" ".join(_sbatch_options(profile)),
+        req_prologue=profile.prologue,
+        req_epilogue=profile.epilogue,
+        batch_query_cmd=query,
+        batch_cancel_cmd=f"scancel{cluster} {{job_id}}",
+    )
+    if defaults.submit_as == "sudo":
+        config.update(exec_prefix="sudo -E -u {username}", batch_submit_cmd=f"sbatch --parsable{cluster}")
+    else:  # the hub is root and Slurm switches user itself
+        config.update(exec_prefix="",
+                      batch_submit_cmd=f"sbatch --parsable{cluster} --uid={{username}} --gid={{username}}")
+    if defaults.conf:
+        config["slurm_conf"] = str(defaults.conf)
+    if defaults.hub_connect_url:
+        config["hub_connect_url"] = defaults.hub_connect_url
+    return "campushub.slurm.CampusSlurmSpawner", config
+
+
+def _sbatch_options(profile: SlurmProfile) -> list[str]:
+    options = [f"--account={profile.account}"] if profile.account else []
+    if profile.qos:
+        options.append(f"--qos={profile.qos}")
+    return options + profile.options
+
+
 def has_persistent_servers(site: Site) -> bool:
-    """Whether users' servers can outlive the hub (containers), so a hub restart must leave them running."""
-    return any(isinstance(p, ContainerProfile) for p in site.profiles)
+    """Whether users' servers can outlive the hub (containers, jobs), so a hub restart must leave them running."""
+    return any(isinstance(p, (ContainerProfile, SlurmProfile)) for p in site.profiles)
+
+
+def needs_batchspawner(site: Site) -> bool:
+    return any(isinstance(p, SlurmProfile) for p in site.profiles)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from . import state
-from .backends import has_persistent_servers, spawner_for
+from .backends import has_persistent_servers, needs_batchspawner, spawner_for
 from .settings import RemoteUserAuth, Site, SiteError, config_path, load_site
 
 CULLER_SERVICE = "jupyterhub-idle-culler-service"
@@ -113,6 +113,8 @@ def announce(message: str):
 
 
 def profiles(c, site: Site):
+    if needs_batchspawner(site):
+        import batchspawner  # noqa: F401 (registers /hub/api/batchspawner, where jobs report their port)
     c.JupyterHub.spawner_class = "campushub.profiles.CampusProfilesSpawner"
     s = c.CampusProfilesSpawner
     s.profiles = [(p.name, p.slug, *spawner_for(site, i)) for i, p in enumerate(site.profiles)]
@@ -122,6 +124,7 @@ def profiles(c, site: Site):
     # JupyterHub waits on the wrapping spawner's timeouts, not on the profile's
     s.start_timeout = site.spawner.start_timeout
     s.http_timeout = site.spawner.http_timeout
+    s.poll_interval = site.spawner.poll_interval
 
 
 def culler(c, site: Site):

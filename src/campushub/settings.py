@@ -133,6 +133,7 @@ class SpawnerSettings(Model):
     notebook_dir: Name | None = None
     start_timeout: Annotated[int, Field(gt=0)] = 120
     http_timeout: Annotated[int, Field(gt=0)] = 120
+    poll_interval: Annotated[int, Field(gt=0)] = 30
     environment: dict[str, str] = {}
 
 
@@ -171,11 +172,26 @@ class ContainerProfile(ProfileBase):
     gpus: Annotated[int, Field(ge=0)] = 0
 
 
+class SlurmDefaults(Model):
+    """How the hub talks to Slurm; shared by every ``slurm`` profile."""
+
+    conf: Path | None = None
+    submit_as: Literal["sudo", "sbatch_uid"] = "sudo"
+    hub_connect_url: HttpUrl | None = None
+    python_bin: Path | None = None
+
+
 class SlurmProfile(ProfileBase):
     backend: Literal["slurm"]
     partition: Name | None = None
     runtime: Annotated[str, Field(pattern=r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$")] | None = None
+    gres: Name | None = None
+    cluster: Name | None = None
+    account: Name | None = None
+    qos: Name | None = None
     options: list[Name] = []
+    prologue: str = ""
+    epilogue: str = ""
 
 
 Profile = Annotated[LocalProfile | ContainerProfile | SlurmProfile, Field(discriminator="backend")]
@@ -199,6 +215,7 @@ class Site(Model):
     auth: Auth = SharedPasswordAuth(type="shared_password")
     spawner: SpawnerSettings = SpawnerSettings()
     container: ContainerDefaults = ContainerDefaults()
+    slurm: SlurmDefaults = SlurmDefaults()
     profiles: Annotated[list[Profile], Field(min_length=1)]
     culler: CullerSettings = CullerSettings()
 
@@ -231,6 +248,8 @@ def load_site(path: str | os.PathLike, environ=os.environ) -> Site:
         raise SiteError([_describe(err) for err in e.errors()]) from None
     raise_problems(cross_check(site))
     site.hub.state_dir = (path.parent / site.hub.state_dir).absolute()
+    if site.slurm.conf:
+        site.slurm.conf = (path.parent / site.slurm.conf).absolute()
     secret = getattr(site.auth, "proxy_secret", None)
     if secret and secret.file:
         secret.file = (path.parent / secret.file).absolute()
@@ -318,9 +337,6 @@ def warnings_for(site: Site, environ=os.environ) -> list[str]:
     """Things that will work but not as an admin might assume."""
     notes = []
     for i, profile in enumerate(site.profiles):
-        if isinstance(profile, SlurmProfile):
-            notes.append(f"profiles.{i}.backend: 'slurm' profiles are not run by this version yet;"
-                         " campushub up refuses to start with them")
         if not isinstance(profile, LocalProfile):
             continue
         for field in ("cpu", "memory"):

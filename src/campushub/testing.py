@@ -95,8 +95,8 @@ class HubClient:
     def api(self, session: requests.Session, method: str, path: str, **kwargs) -> requests.Response:
         """A hub API call authenticated by ``session``'s cookie, with its XSRF token."""
         headers = {"X-XSRFToken": session.cookies.get("_xsrf", path="/hub/") or ""}
-        return session.request(method, urljoin(self.url, "/hub/api/" + path), headers=headers, timeout=30,
-                               **kwargs)
+        kwargs.setdefault("timeout", 30)
+        return session.request(method, urljoin(self.url, "/hub/api/" + path), headers=headers, **kwargs)
 
     def whoami(self, session: requests.Session) -> dict:
         r = self.api(session, "GET", "user")
