@@ -8,7 +8,11 @@ the result of ``1+1``. Prints the p50 and p95 of each step and writes everything
     .venv/bin/python benchmarks/spawn.py --profiles local,container --users 1,10
 
 ``local`` runs servers as processes on this host; ``container`` runs the slim lab image
-(scripts/images) on the engine at $DOCKER_HOST (default: Podman's socket, scripts/engine).
+(scripts/images) on the engine at $DOCKER_HOST (default: Podman's socket, scripts/engine);
+``slurm`` submits jobs to the cluster at $SLURM_CONF (scripts/slurm), as system accounts that
+the benchmark creates and removes. --repeat R repeats every round R times (p50 of 5: --repeat 5).
+
+    .venv/bin/python benchmarks/spawn.py --profiles local,slurm --users 1 --repeat 5
 
 Absolute times on a shared 2-core machine are noisy: compare figures from the same run.
 """
@@ -19,6 +23,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +39,10 @@ GROUP = "SAM-SSLVPNSAMUsers"
 PROFILES = {
     "local": {"backend": "local"},
     "container": {"backend": "container", "image": "localhost/campushub-lab-slim:latest"},
+    "slurm": {"backend": "slurm", "cpu": 1, "memory": "1G"},
 }
+#: the engine's socket is root's, and Slurm jobs are submitted as users: those hubs run as root
+AS_ROOT = {"container", "slurm"}
 
 
 def default_site(profile: str) -> dict:
@@ -51,7 +59,16 @@ def default_site(profile: str) -> dict:
         site["hub"] = {"hub_ip": "0.0.0.0", "hub_port": port}
         site["container"] = {"socket": os.environ.get("DOCKER_HOST", "unix:///run/podman/podman.sock"),
                              "hub_connect_url": f"http://host.containers.internal:{port}"}
+    if profile == "slurm":
+        site["slurm"] = {"conf": os.environ.get("SLURM_CONF", "/var/lib/campushub-slurm/slurm.conf")}
     return site
+
+
+def accounts(names: list[str], make: bool):
+    """Create (or remove) the system accounts Slurm jobs run as."""
+    for name in names:
+        command = ["useradd", "--create-home", name] if make else ["userdel", "--remove", name]
+        subprocess.run(command, capture_output=True, check=make)
 
 
 def one_user(hub: Hub, name: str, profile: str) -> dict:
@@ -72,13 +89,22 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
-def run_round(hub: Hub, n: int, profile: str, round_no: int) -> dict:
-    names = [f"bench{round_no}-{i}" for i in range(n)]
-    with ThreadPoolExecutor(max_workers=n) as pool:
-        results = list(pool.map(lambda name: one_user(hub, name, profile), names))
-    with ThreadPoolExecutor(max_workers=n) as pool:
-        list(pool.map(lambda pair: hub.stop_server(pair[0]["session"], pair[1]), zip(results, names)))
-    summary = {"users": n, "profile": profile}
+def run_round(hub: Hub, n: int, profile: str, round_no: int, repeat: int) -> dict:
+    results = []
+    for r in range(repeat):
+        names = [f"bench{round_no}-{r}-{i}" for i in range(n)]
+        if profile == "slurm":
+            accounts(names, make=True)
+        try:
+            with ThreadPoolExecutor(max_workers=n) as pool:
+                batch = list(pool.map(lambda name: one_user(hub, name, profile), names))
+            with ThreadPoolExecutor(max_workers=n) as pool:
+                list(pool.map(lambda pair: hub.stop_server(pair[0]["session"], pair[1]), zip(batch, names)))
+        finally:
+            if profile == "slurm":
+                accounts(names, make=False)
+        results += batch
+    summary = {"users": n, "profile": profile, "repeat": repeat}
     for step in STEPS:
         values = sorted(r[step] for r in results)
         summary[step] = {"p50": percentile(values, 50), "p95": percentile(values, 95), "all": values}
@@ -88,7 +114,8 @@ def run_round(hub: Hub, n: int, profile: str, round_no: int) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", default="1,10,30", help="comma-separated user counts (default 1,10,30)")
-    parser.add_argument("--profiles", default="local", help="comma-separated: local, container (default local)")
+    parser.add_argument("--profiles", default="local", help="comma-separated: local, container, slurm (default local)")
+    parser.add_argument("--repeat", type=int, default=1, help="run every round this many times (default 1)")
     parser.add_argument("--site", type=Path, help="a site file to use (its profiles named in --profiles)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/spawn.json"))
     args = parser.parse_args(argv)
@@ -101,12 +128,11 @@ def main(argv=None) -> int:
     rounds = []
     for profile in args.profiles.split(","):
         site = yaml.safe_load(args.site.read_text()) if args.site else default_site(profile)
-        # the engine's socket is root's: a container hub runs as root, a local one never does
-        hub = Hub(folder / profile, site, as_root=profile == "container").start()
+        hub = Hub(folder / profile, site, as_root=profile in AS_ROOT).start()
         try:
             for n in (int(x) for x in args.users.split(",")):
                 print(f"spawn: {n} user(s) on profile {profile!r} ...", file=sys.stderr, flush=True)
-                summary = run_round(hub, n, profile, len(rounds))
+                summary = run_round(hub, n, profile, len(rounds), args.repeat)
                 rounds.append(summary)
                 print(f"  {profile:<10} users={n:<3}" + "".join(
                     f"  {step} p50={summary[step]['p50']:.2f}s p95={summary[step]['p95']:.2f}s"
