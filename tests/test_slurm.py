@@ -54,7 +54,8 @@ def hub(slurm_conf, hub_root):
         profiles=[
             {"slug": "local", "name": "On the hub host", "backend": "local", "system_users": True,
              "default": True},
-            {"slug": "batch", "name": "Slurm: 1 CPU, 256 MB", "backend": "slurm", "partition": "campus",
+            {"slug": "batch", "name": "Slurm: 1 CPU, 256 MB", "backend": "slurm", "cluster": "campushub",
+             "partition": "campus",
              "runtime": "00:30:00", "cpu": 1, "memory": "256M"},
             {"slug": "huge", "name": "Slurm: 64 CPUs", "backend": "slurm", "cpu": 64},
             {"slug": "nowhere", "name": "Slurm: no such partition", "backend": "slurm", "partition": "nope"},
