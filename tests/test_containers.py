@@ -228,3 +228,47 @@ def test_check_names_a_missing_image_and_an_unreachable_socket(engine, tmp_path)
     dead = check(tmp_path, site)
     assert dead.returncode == 2
     assert dead.stderr.startswith("container.socket: no container engine answers at unix:///run/nowhere.sock")
+
+
+@pytest.fixture(scope="module")
+def docker_engine(engine):
+    """Debian's Docker Engine beside Podman, with the slim lab image copied over from Podman."""
+    socket = subprocess.run([str(REPO / "scripts" / "engine"), "start", "docker"], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    if subprocess.run(["docker", "image", "inspect", LAB_IMAGE], capture_output=True).returncode:
+        archive = subprocess.Popen(["podman", "save", "--format", "docker-archive", LAB_IMAGE], stdout=subprocess.PIPE)
+        subprocess.run(["docker", "load"], stdin=archive.stdout, check=True, capture_output=True)
+        assert archive.wait() == 0
+    gateway = subprocess.run(["ip", "-4", "-o", "addr", "show", "docker0"], capture_output=True, text=True,
+                             check=True).stdout.split()[3].split("/")[0]
+    return socket, gateway
+
+
+def test_the_same_profile_runs_on_docker(docker_engine, hub_factory):
+    """A hub on the host, a container profile on Docker's socket: limits, a volume that outlives the server."""
+    socket, gateway = docker_engine
+    hub_port = free_port()
+    site = {
+        "hub": {"hub_ip": "0.0.0.0", "hub_port": hub_port},
+        "auth": {"type": "remote_user", "required_groups": [GROUP]},
+        "container": {"socket": socket, "image": LAB_IMAGE, "volume": VOLUME,
+                      "hub_connect_url": f"http://{gateway}:{hub_port}"},
+        "profiles": [{"slug": "lab", "name": "JupyterLab", "backend": "container", "cpu": 0.5, "memory": "256M",
+                      "default": True}],
+        "culler": {"enabled": False},
+    }
+    hub = hub_factory(site, as_root=True)  # Docker's socket is root's
+    s = hub.login("gina")
+    hub.start_server(s, "gina")
+    token = hub.token(s, "gina")
+    probe = ("import pathlib; r = lambda p: int(pathlib.Path('/sys/fs/cgroup', p).read_text());"
+             " (r('memory/memory.limit_in_bytes'), r('cpu/cpu.cfs_quota_us') / r('cpu/cpu.cfs_period_us'))")
+    assert hub.run_code("gina", token, probe) == repr((MEMORY, 0.5))
+    hub.run_code("gina", token, "open('/home/jovyan/work/d.txt', 'w').write('docker')")
+    hub.stop_server(s, "gina")
+    docker_ps = subprocess.run(["docker", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True)
+    assert "jupyter-gina" not in docker_ps.stdout.split()
+    hub.start_server(s, "gina")
+    assert hub.run_code("gina", token, "open('/home/jovyan/work/d.txt').read()") == "'docker'"
+    hub.stop_server(s, "gina")
+    subprocess.run(["docker", "volume", "rm", "-f", volume_of("gina")], capture_output=True)
