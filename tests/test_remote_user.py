@@ -14,7 +14,7 @@ SECRET = "s3cret-from-the-front-door-0123456789"
 def hub(hub_root):
     """Redirects configured; identity re-checked every second."""
     site = base_site()
-    site["auth"]["refresh_seconds"] = 1
+    site["auth"].update(refresh_seconds=1, logout_url=f"{EXTERNAL}/logout")
     hub = Hub(hub_root / "redirects", site).start()
     yield hub
     hub.stop()
@@ -110,3 +110,25 @@ def test_a_change_of_identity_is_noticed_on_refresh(hub):
     s.headers["Cn"] = "heidi"
     assert hub.get(s, "/hub/home").status_code == 200
     assert hub.whoami(s)["name"] == "heidi"
+
+
+def test_logout_ends_the_hub_session_then_goes_to_the_sso_logout(hub, strict_hub):
+    s = hub.login("ivan")
+    r = s.get(f"{hub.url}/hub/logout", allow_redirects=False, headers={"Cn": "", "isMemberOf": ""})
+    assert (r.status_code, r.headers["Location"]) == (302, f"{EXTERNAL}/logout")
+    assert hub.api(s, "GET", "user").status_code == 403
+    # without a logout_url, the hub's own logout page
+    s = strict_hub.session("judy", GROUP, extra={"X-Campushub-Proxy-Secret": SECRET})
+    strict_hub.get(s, "/hub/home")
+    r = s.get(f"{strict_hub.url}/hub/logout", allow_redirects=False)
+    assert r.status_code == 200 and "logged out" in r.text.lower()
+
+
+def test_cookies_are_httponly_and_secure_behind_an_https_public_url(hub_factory):
+    hub = hub_factory(base_site(hub={"public_url": "https://hub.example.edu/"}))
+    s = hub.session("kate", GROUP)
+    r = s.get(f"{hub.url}/hub/login", allow_redirects=False)
+    cookies = r.raw.headers.getlist("Set-Cookie")
+    session = [c for c in cookies if c.startswith(("jupyterhub-hub-login", "jupyterhub-session-id"))]
+    assert len(session) == 2, cookies
+    assert all("HttpOnly" in c and "Secure" in c for c in session), session

@@ -26,6 +26,8 @@ def hub(c, site: Site):
     settings = site.hub
     state_dir = state.prepare(settings.state_dir)
     c.JupyterHub.bind_url = settings.bind_url
+    if settings.public_url:
+        c.JupyterHub.public_url = settings.public_url  # https here makes every hub cookie Secure
     c.JupyterHub.hub_ip = settings.hub_ip
     c.JupyterHub.hub_port = settings.hub_port
     if settings.hub_connect_ip:
@@ -69,6 +71,7 @@ def remote_user(c, settings: RemoteUserAuth):
         setattr(a, key, getattr(settings, key))
     a.missing_user_redirect = settings.missing_user_redirect or ""
     a.missing_group_redirect = settings.missing_group_redirect or ""
+    a.sso_logout_url = settings.logout_url or ""
     a.trusted_proxies = [str(net) for net in settings.trusted_proxies]
     if settings.proxy_secret:
         a.proxy_secret_header = settings.proxy_secret.header

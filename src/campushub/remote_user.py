@@ -15,6 +15,7 @@ import socket
 
 from jupyterhub.auth import Authenticator
 from jupyterhub.handlers import BaseHandler
+from jupyterhub.handlers.login import LogoutHandler as HubLogoutHandler
 from tornado import web
 from traitlets import List, Unicode
 
@@ -86,6 +87,18 @@ class LoginHandler(BaseHandler):
         self.redirect(self.get_next_url(user))
 
 
+class LogoutHandler(HubLogoutHandler):
+    """``/hub/logout``: end the hub's session, then the SSO's when ``sso_logout_url`` is set.
+
+    Without the SSO's logout, the next request would carry the same headers and log in again.
+    """
+
+    async def render_logout_page(self):
+        if self.authenticator.sso_logout_url:
+            return self.redirect(self.authenticator.sso_logout_url)
+        await super().render_logout_page()
+
+
 class RemoteUserAuthenticator(Authenticator):
     """Authenticate from the SSO proxy's user and group headers."""
 
@@ -101,9 +114,10 @@ class RemoteUserAuthenticator(Authenticator):
     proxy_secret_header = Unicode("X-Campushub-Proxy-Secret", config=True,
                                   help="Header in which the SSO proxy sends the shared secret.")
     proxy_secret = Unicode("", config=True, help="Shared secret the SSO proxy must send; empty: not required.")
+    sso_logout_url = Unicode("", config=True, help="The SSO's logout, where /hub/logout sends the browser next.")
 
     def get_handlers(self, app):
-        return [(r"/login", LoginHandler)]
+        return [(r"/login", LoginHandler), (r"/logout", LogoutHandler)]
 
     def identify(self, request) -> dict:
         """The auth model for ``request``'s headers, or raise :class:`LoginRefused`."""

@@ -86,6 +86,7 @@ class Model(BaseModel):
 
 class HubSettings(Model):
     bind_url: HttpUrl = "http://127.0.0.1:8000"
+    public_url: HttpUrl | None = None
     hub_ip: Name = "127.0.0.1"
     hub_port: Port = 8081
     hub_connect_ip: Name | None = None
@@ -120,6 +121,7 @@ class RemoteUserAuth(Model):
     admin_groups: list[Name] = []
     missing_user_redirect: HttpUrl | None = None
     missing_group_redirect: HttpUrl | None = None
+    logout_url: HttpUrl | None = None
     trusted_proxies: list[IPvAnyNetwork] = ["127.0.0.1/32", "::1/128"]
     proxy_secret: ProxySecret | None = None
     refresh_seconds: Annotated[int, Field(ge=0)] = 60
