@@ -37,6 +37,26 @@ def init(path: Path) -> int:
     return 0
 
 
+def frontdoor(path: Path, out: Path) -> int:
+    """Write the Apache configuration of the front door (TLS, SSO) into ``out``."""
+    from . import frontdoor as door
+
+    try:
+        site = load_site(path)
+        if not site.front_door:
+            raise SiteError(["front_door: not in the site file (see docs/front-door.md)"])
+        conf = door.write(site, out)
+    except SiteError as e:
+        for problem in e.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    print(f"campushub: wrote {conf} and {out / 'campushub-vhost.conf'}")
+    print(f"campushub: run it with: apache2 -f {conf} -DFOREGROUND")
+    if site.front_door.certificate.source == "local_ca":
+        print(f"campushub: browsers must trust {site.hub.state_dir / 'frontdoor' / 'ca' / 'ca.pem'}")
+    return 0
+
+
 def up(path: Path, as_user: str | None = None) -> int:
     from .runner import run_hub
 
@@ -51,6 +71,7 @@ def main(argv=None) -> int:
         "check": "validate the site file",
         "init": "write a starter site file (the embedded default) if there is none",
         "up": "run the hub in the foreground until Ctrl-C",
+        "frontdoor": "write the Apache configuration of the HTTPS and SSO front door",
     }
     for name, text in helps.items():
         p = sub.add_parser(name, help=text, description=text)
@@ -59,6 +80,9 @@ def main(argv=None) -> int:
         if name == "check":
             p.add_argument("--offline", action="store_true",
                            help="only read the file: do not ask the container engine about sockets and images")
+        if name == "frontdoor":
+            p.add_argument("--out", metavar="DIR", type=Path, default=Path("frontdoor"),
+                           help="folder for httpd.conf and campushub-vhost.conf (default ./frontdoor)")
         if name == "up":
             p.add_argument("--as-user", metavar="ACCOUNT",
                            help="when started as root, run the hub as this unprivileged account")
@@ -68,6 +92,8 @@ def main(argv=None) -> int:
         return up(path, args.as_user)
     if args.command == "check":
         return check(path, args.offline)
+    if args.command == "frontdoor":
+        return frontdoor(path, args.out)
     return init(path)
 
 

@@ -6,7 +6,6 @@ applied in order by :func:`configure`.
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 import sys
@@ -75,25 +74,11 @@ def remote_user(c, settings: RemoteUserAuth):
     a.trusted_proxies = [str(net) for net in settings.trusted_proxies]
     if settings.proxy_secret:
         a.proxy_secret_header = settings.proxy_secret.header
-        a.proxy_secret = read_proxy_secret(settings)
+        a.proxy_secret = settings.proxy_secret.read("auth.proxy_secret", min_length=16)
     a.auto_login = True
     a.manage_groups = True
     a.auth_refresh_age = settings.refresh_seconds
     a.refresh_pre_spawn = True
-
-
-def read_proxy_secret(settings: RemoteUserAuth) -> str:
-    source = settings.proxy_secret
-    try:
-        value = os.environ[source.env] if source.env else source.file.read_text()
-    except KeyError:
-        raise SiteError([f"auth.proxy_secret.env: environment variable {source.env} is not set"]) from None
-    except OSError as e:
-        raise SiteError([f"auth.proxy_secret.file: cannot read {source.file}: {e.strerror}"]) from None
-    if len(value.strip()) < 16:
-        where = "env" if source.env else "file"
-        raise SiteError([f"auth.proxy_secret.{where}: the secret is shorter than 16 characters"])
-    return value.strip()
 
 
 def shared_password(c, site: Site):

@@ -96,8 +96,9 @@ class HubSettings(Model):
     admin_users: list[Name] = []
 
 
-class ProxySecret(Model):
-    header: HeaderName = "X-Campushub-Proxy-Secret"
+class SecretSource(Model):
+    """A secret read from an environment variable or a file, never written in the site file."""
+
     env: Name | None = None
     file: Path | None = None
 
@@ -106,6 +107,23 @@ class ProxySecret(Model):
         if (self.env is None) == (self.file is None):
             raise ValueError("give exactly one of 'env' (a variable name) or 'file' (a path)")
         return self
+
+    def read(self, path: str, min_length: int = 1) -> str:
+        """The secret's value; ``path`` (its place in the site file) names it in errors."""
+        where = f"{path}.env" if self.env else f"{path}.file"
+        try:
+            value = (os.environ[self.env] if self.env else self.file.read_text()).strip()
+        except KeyError:
+            raise SiteError([f"{where}: environment variable {self.env} is not set"]) from None
+        except OSError as e:
+            raise SiteError([f"{where}: cannot read {self.file}: {e.strerror}"]) from None
+        if len(value) < min_length:
+            raise SiteError([f"{where}: the secret is shorter than {min_length} characters"])
+        return value
+
+
+class ProxySecret(SecretSource):
+    header: HeaderName = "X-Campushub-Proxy-Secret"
 
 
 class SharedPasswordAuth(Model):
@@ -199,6 +217,48 @@ class SlurmProfile(ProfileBase):
 Profile = Annotated[LocalProfile | ContainerProfile | SlurmProfile, Field(discriminator="backend")]
 
 
+class Certificate(Model):
+    """Where the front door's TLS certificate comes from."""
+
+    source: Literal["local_ca", "file", "acme"] = "local_ca"
+    cert: Path | None = None
+    key: Path | None = None
+    acme_email: Name | None = None
+    acme_staging: bool = True
+
+    @model_validator(mode="after")
+    def _complete(self):
+        if self.source == "file" and not (self.cert and self.key):
+            raise ValueError("source 'file' needs 'cert' and 'key'")
+        if self.source == "acme" and not self.acme_email:
+            raise ValueError("source 'acme' needs 'acme_email'")
+        return self
+
+
+class OidcSettings(Model):
+    """mod_auth_openidc: the campus's OpenID Connect provider."""
+
+    metadata_url: HttpUrl
+    client_id: Name
+    client_secret: SecretSource
+    scopes: Name = "openid profile groups"
+    user_claim: Name = "preferred_username"
+    groups_claim: Name = "groups"
+    redirect_path: Annotated[str, Field(pattern=r"^/[A-Za-z0-9/_-]+$")] = "/oidc-callback"
+    logout_to: HttpUrl | None = None
+
+
+class FrontDoorSettings(Model):
+    """Apache httpd in front of the hub: TLS, and the campus SSO setting the identity headers."""
+
+    server_name: Name = "localhost"
+    address: Name = "127.0.0.1"
+    http_port: Port = 80
+    https_port: Port = 443
+    certificate: Certificate = Certificate()
+    oidc: OidcSettings
+
+
 class CullerSettings(Model):
     enabled: bool = True
     timeout: Annotated[int, Field(gt=0)] = 3600
@@ -218,6 +278,7 @@ class Site(Model):
     spawner: SpawnerSettings = SpawnerSettings()
     container: ContainerDefaults = ContainerDefaults()
     slurm: SlurmDefaults = SlurmDefaults()
+    front_door: FrontDoorSettings | None = None
     profiles: Annotated[list[Profile], Field(min_length=1)]
     culler: CullerSettings = CullerSettings()
 
@@ -252,10 +313,17 @@ def load_site(path: str | os.PathLike, environ=os.environ) -> Site:
     site.hub.state_dir = (path.parent / site.hub.state_dir).absolute()
     if site.slurm.conf:
         site.slurm.conf = (path.parent / site.slurm.conf).absolute()
-    secret = getattr(site.auth, "proxy_secret", None)
-    if secret and secret.file:
-        secret.file = (path.parent / secret.file).absolute()
+    for source in _secret_sources(site):
+        if source.file:
+            source.file = (path.parent / source.file).absolute()
     return site
+
+
+def _secret_sources(site: Site) -> list[SecretSource]:
+    sources = [getattr(site.auth, "proxy_secret", None)]
+    if site.front_door:
+        sources.append(site.front_door.oidc.client_secret)
+    return [s for s in sources if s]
 
 
 def _read_yaml(path: Path) -> dict:
@@ -324,6 +392,12 @@ def cross_check(site: Site) -> list[str]:
             problems.append(
                 f"profiles.{i}.image: no image: set it here, in container.image, or with DOCKER_JUPYTER_CONTAINER"
             )
+    if site.front_door:
+        if not isinstance(site.auth, RemoteUserAuth):
+            problems.append("front_door: needs auth.type remote_user (the front door logs users in through the SSO)")
+        elif not site.auth.proxy_secret:
+            problems.append("front_door: set auth.proxy_secret: the front door sends it, so the hub can tell"
+                            " the front door from anything else that reaches its proxy")
     defaults = [i for i, p in enumerate(site.profiles) if p.default]
     for i in defaults[1:]:
         problems.append(f"profiles.{i}.default: only one profile can be the default (profiles.{defaults[0]} already is)")

@@ -1,0 +1,174 @@
+"""The campus front door: Apache httpd configuration generated from the site file.
+
+Apache terminates TLS, signs users in with the campus OpenID Connect provider
+(mod_auth_openidc), removes any identity headers the client sent, sets them from the
+authenticated session, adds the proxy secret, and proxies (websockets too) to the hub.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from pathlib import Path
+
+from . import state
+from .settings import RemoteUserAuth, Site
+
+MODULES = ["mpm_event", "authn_core", "authz_core", "authz_user", "headers", "rewrite",
+           "socache_shmcb", "ssl", "proxy", "proxy_http", "proxy_wstunnel", "auth_openidc", "md"]
+MODULE_DIR = "/usr/lib/apache2/modules"
+LOCAL_CA_DAYS = 825
+
+
+def local_ca(folder: Path, server_name: str) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for ``server_name`` (and loopback), made once in ``folder``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca_pem, cert_pem, key_pem = folder / "ca.pem", folder / "server.pem", folder / "server.key"
+    if cert_pem.exists() and key_pem.exists():
+        return ca_pem, cert_pem, key_pem
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def build(subject, issuer, public_key, signer, *extensions):
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+                   .not_valid_after(now + datetime.timedelta(days=LOCAL_CA_DAYS)))
+        for extension, critical in extensions:
+            builder = builder.add_extension(extension, critical=critical)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"campushub local CA ({server_name})")])
+    ca = build(ca_name, ca_name, ca_key.public_key(), ca_key, (x509.BasicConstraints(ca=True, path_length=0), True))
+    key = ec.generate_private_key(ec.SECP256R1())
+    names = [x509.DNSName(server_name)]
+    try:
+        names.append(x509.IPAddress(ipaddress.ip_address(server_name)))
+    except ValueError:
+        names += [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    cert = build(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, server_name)]), ca_name, key.public_key(), ca_key,
+                 (x509.SubjectAlternativeName(names), False),
+                 (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False))
+    ca_pem.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    state.private_file(key_pem).write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return ca_pem, cert_pem, key_pem
+
+
+def _tls(site: Site) -> list[str]:
+    door = site.front_door
+    cert = door.certificate
+    if cert.source == "acme":  # mod_md obtains and renews the certificate itself
+        lines = [f"MDomain {door.server_name}", "MDCertificateAgreement accepted",
+                 f"MDContactEmail {cert.acme_email}", f"MDStoreDir {site.hub.state_dir / 'frontdoor' / 'md'}"]
+        if cert.acme_staging:
+            lines.append("MDCertificateAuthority https://acme-staging-v02.api.letsencrypt.org/directory")
+        return lines
+    if cert.source == "file":
+        return [f"SSLCertificateFile {cert.cert}", f"SSLCertificateKeyFile {cert.key}"]
+    _ca, server_cert, server_key = local_ca(site.hub.state_dir / "frontdoor" / "ca", door.server_name)
+    return [f"SSLCertificateFile {server_cert}", f"SSLCertificateKeyFile {server_key}"]
+
+
+def vhost(site: Site) -> str:
+    """The two virtual hosts (HTTP redirect, HTTPS with SSO): what a site's existing Apache includes."""
+    door, auth = site.front_door, site.auth
+    assert isinstance(auth, RemoteUserAuth) and auth.proxy_secret  # cross_check guarantees both
+    oidc = door.oidc
+    secret = auth.proxy_secret
+    public = f"https://{door.server_name}" + ("" if door.https_port == 443 else f":{door.https_port}")
+    upstream = site.hub.bind_url.rstrip("/").replace("0.0.0.0", "127.0.0.1")
+    passphrase = state.secret(state.prepare(site.hub.state_dir) / "frontdoor_oidc_passphrase")[0]
+    headers = (auth.user_header, auth.groups_header, secret.header)
+    logout_to = oidc.logout_to or f"{public}/"
+    lines = [
+        f"<VirtualHost {door.address}:{door.http_port}>",
+        f"    ServerName {door.server_name}",
+        "    RewriteEngine On",
+        f"    RewriteRule ^ {public}%{{REQUEST_URI}} [R=301,L]",
+        "</VirtualHost>",
+        "",
+        f"<VirtualHost {door.address}:{door.https_port}>",
+        f"    ServerName {door.server_name}",
+        "    SSLEngine on",
+        "    SSLProtocol -all +TLSv1.2 +TLSv1.3",
+        *(f"    {line}" for line in _tls(site)),
+        '    Header always set Strict-Transport-Security "max-age=63072000; includeSubDomains"',
+        "",
+        "    # single sign-on: every path needs an OpenID Connect session",
+        f"    OIDCProviderMetadataURL {oidc.metadata_url}",
+        f"    OIDCClientID {oidc.client_id}",
+        f'    OIDCClientSecret "{oidc.client_secret.read("front_door.oidc.client_secret")}"',
+        f"    OIDCRedirectURI {public}{oidc.redirect_path}",
+        f'    OIDCCryptoPassphrase "{passphrase}"',
+        f'    OIDCScope "{oidc.scopes}"',
+        f"    OIDCRemoteUserClaim {oidc.user_claim}",
+        f'    OIDCClaimDelimiter "{auth.groups_separator}"',
+        "    OIDCPassClaimsAs environment",
+        "    OIDCCookieHTTPOnly On",
+        "    OIDCCookieSameSite On",
+        "    <Location />",
+        "        AuthType openid-connect",
+        "        Require valid-user",
+        "    </Location>",
+        "",
+        "    # identity headers come from the session only; whatever the client sent is dropped",
+        *(f"    RequestHeader unset {h} early" for h in headers),
+        f'    RequestHeader set {auth.user_header} "%{{OIDC_CLAIM_{oidc.user_claim}}}e"',
+        f'    RequestHeader set {auth.groups_header} "%{{OIDC_CLAIM_{oidc.groups_claim}}}e"',
+        f'    RequestHeader set {secret.header} "{secret.read("auth.proxy_secret", min_length=16)}"',
+        '    RequestHeader set X-Forwarded-Proto "https"',
+        "",
+        "    # the hub's proxy, websockets included; Host is kept for JupyterLab's origin checks",
+        "    ProxyPreserveHost On",
+        f"    ProxyPass {oidc.redirect_path} !",
+        f"    ProxyPass / {upstream}/ upgrade=websocket",
+        f"    ProxyPassReverse / {upstream}/",
+        "</VirtualHost>",
+        "",
+        f"# the SSO's logout, for auth.logout_url: {public}{oidc.redirect_path}?logout={_quote(logout_to)}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _quote(url: str) -> str:
+    from urllib.parse import quote
+
+    return quote(url, safe="")
+
+
+def httpd_conf(site: Site, folder: Path) -> str:
+    """A complete Apache configuration that runs only the front door, with its files in ``folder``."""
+    door = site.front_door
+    lines = [
+        "# Generated by `campushub frontdoor` from the site file: edit the site file, not this.",
+        f"ServerRoot {folder}",
+        f"PidFile {folder}/httpd.pid",
+        f"DefaultRuntimeDir {folder}",
+        f"ErrorLog {folder}/error.log",
+        'LogFormat "%h %u \\"%r\\" %>s %b" campushub',
+        f"CustomLog {folder}/access.log campushub",
+        "User www-data",
+        "Group www-data",
+        *(f"LoadModule {m}_module {MODULE_DIR}/mod_{m}.so" for m in MODULES),
+        f"ServerName {door.server_name}",
+        f"Listen {door.address}:{door.http_port}",
+        f"Listen {door.address}:{door.https_port}",
+        f"SSLSessionCache shmcb:{folder}/ssl_scache(512000)",
+        f"Include {folder}/campushub-vhost.conf",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write(site: Site, folder: Path) -> Path:
+    """Write ``httpd.conf`` and ``campushub-vhost.conf`` (both 0600: they hold secrets) into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    state.private_file(folder / "campushub-vhost.conf").write_text(vhost(site))
+    conf = state.private_file(folder / "httpd.conf")
+    conf.write_text(httpd_conf(site, folder))
+    return conf

@@ -1,0 +1,186 @@
+"""The campus front door: real Apache (mod_ssl, mod_auth_openidc), a real OpenID Connect provider, a real hub."""
+
+import json
+import os
+import re
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import quote, urljoin
+
+import pytest
+import requests
+import yaml
+
+from campushub.testing import Hub
+from conftest import CAMPUSHUB, EXTERNAL, IN_CI, free_port
+
+REPO = Path(__file__).parent.parent
+GROUP = "SAM-SSLVPNSAMUsers"
+PROXY_SECRET = "front-door-secret-0123456789"
+CLIENT_SECRET = "oidc-client-secret-0123456789"
+USERS = {"alice": [GROUP, "staff"], "bob": ["students"]}
+
+
+class FrontDoor:
+    """IdP, hub and Apache on free loopback ports; ``url`` is the HTTPS front door."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.https_port, self.http_port, self.idp_port = free_port(), free_port(), free_port()
+        self.url = f"https://localhost:{self.https_port}"
+        self.idp = f"http://127.0.0.1:{self.idp_port}"
+        self.env = {"CH_PROXY_SECRET": PROXY_SECRET, "CH_CLIENT_SECRET": CLIENT_SECRET}
+        self.site = {
+            "hub": {"public_url": f"{self.url}/"},
+            "auth": {"type": "remote_user", "required_groups": [GROUP], "trusted_proxies": ["127.0.0.1/32"],
+                     "missing_group_redirect": f"{EXTERNAL}/no-group",
+                     "proxy_secret": {"env": "CH_PROXY_SECRET"},
+                     "logout_url": f"{self.url}/oidc-callback?logout={quote(self.url + '/hub/home', safe='')}"},
+            "front_door": {"server_name": "localhost", "http_port": self.http_port, "https_port": self.https_port,
+                           "oidc": {"metadata_url": f"{self.idp}/.well-known/openid-configuration",
+                                    "client_id": "campushub", "client_secret": {"env": "CH_CLIENT_SECRET"}}},
+            "profiles": [{"slug": "local", "name": "JupyterLab", "backend": "local", "default": True}],
+            "culler": {"enabled": False},
+        }
+
+    @property
+    def ca(self) -> str:
+        return str(self.hub.state / "frontdoor" / "ca" / "ca.pem")
+
+    def start(self):
+        self.hub = Hub(self.folder / "hub", self.site, env=self.env).start()
+        idp_env = {**os.environ, "IDP_PORT": str(self.idp_port), "IDP_ISSUER": self.idp, "IDP_CLIENT_ID": "campushub",
+                   "IDP_CLIENT_SECRET": CLIENT_SECRET, "IDP_REDIRECT_URIS": f"{self.url}/oidc-callback",
+                   "IDP_POST_LOGOUT_URIS": f"{self.url}/hub/home",
+                   "IDP_USERS": json.dumps(USERS)}
+        self.idp_process = subprocess.Popen(["node", str(REPO / "tests" / "idp" / "provider.mjs")], env=idp_env,
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        door = self.folder / "door"
+        subprocess.run([CAMPUSHUB, "frontdoor", "--config", str(self.hub.config), "--out", str(door)], check=True,
+                       env={**os.environ, **self.env}, capture_output=True)
+        self.conf = str(door / "httpd.conf")
+        subprocess.run(["apache2", "-f", self.conf, "-k", "start"], check=True)
+        for port in (self.idp_port, self.https_port):
+            deadline = time.monotonic() + 30
+            while socket.socket().connect_ex(("127.0.0.1", port)):
+                assert time.monotonic() < deadline, f"nothing listens on {port}"
+                time.sleep(0.2)
+        return self
+
+    def stop(self):
+        subprocess.run(["apache2", "-f", self.conf, "-k", "stop"], capture_output=True)
+        self.idp_process.terminate()
+        self.hub.stop()
+
+    def browser(self) -> requests.Session:
+        s = requests.Session()
+        s.verify = self.ca
+        s.trust_env = False  # the machine's REQUESTS_CA_BUNDLE would replace our CA
+        return s
+
+    def follow(self, s: requests.Session, r: requests.Response) -> requests.Response:
+        """Follow redirects between the front door and the IdP; stop at any other site."""
+        while r.status_code in (301, 302, 303):
+            url = urljoin(r.url, r.headers["Location"])
+            if not url.startswith((self.url, self.idp)):
+                return r
+            r = s.get(url, allow_redirects=False)
+        return r
+
+    def sso_login(self, s: requests.Session, user: str, path: str = "/hub/home") -> requests.Response:
+        """Open ``path`` at the front door, sign in at the IdP (its login and consent forms), return the end."""
+        r = self.follow(s, s.get(self.url + path, allow_redirects=False))
+        assert r.url.startswith(self.idp), r.url
+        for fields in ({"login": user, "password": "any"}, {}):  # the login form, then the consent form
+            r = self.submit(s, r, fields)
+        return r
+
+    def submit(self, s: requests.Session, page: requests.Response, fields: dict) -> requests.Response:
+        """Submit the IdP page's form with its hidden fields and ``fields``; follow where it leads."""
+        action = urljoin(page.url, re.search(r'<form[^>]*action="([^"]+)"', page.text).group(1))
+        hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page.text))
+        return self.follow(s, s.post(action, data={**hidden, **fields}, allow_redirects=False))
+
+
+@pytest.fixture(scope="module")
+def door(hub_root):
+    if os.geteuid() != 0:
+        if IN_CI:
+            pytest.fail("CI runs as root; Apache's tests need it")
+        pytest.skip("needs root to run Apache")
+    door = FrontDoor(hub_root / "frontdoor").start()
+    yield door
+    door.stop()
+
+
+def test_http_redirects_to_https_with_hsts(door):
+    r = requests.get(f"http://localhost:{door.http_port}/hub/home", allow_redirects=False)
+    assert (r.status_code, r.headers["Location"]) == (301, f"{door.url}/hub/home")
+    r = door.browser().get(f"{door.url}/hub/home", allow_redirects=False)
+    assert r.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+def test_unauthenticated_requests_go_to_the_idp_and_return_logged_in(door):
+    s = door.browser()
+    r = door.sso_login(s, "alice")
+    assert r.status_code == 200 and r.url == f"{door.url}/hub/home"
+    me = s.get(f"{door.url}/hub/api/user").json()
+    assert me["name"] == "alice" and {GROUP, "staff"} <= set(me["groups"])
+
+
+def test_session_cookies_are_secure_and_httponly(door):
+    s = door.browser()
+    door.sso_login(s, "alice")
+    session = [c for c in s.cookies if c.name in ("mod_auth_openidc_session", "jupyterhub-hub-login",
+                                                   "jupyterhub-session-id")]
+    assert len(session) == 3
+    assert all(c.secure and c.has_nonstandard_attr("HttpOnly") for c in session), session
+
+
+def test_a_user_without_the_group_lands_on_missing_group_redirect(door):
+    r = door.sso_login(door.browser(), "bob")
+    assert (r.status_code, r.headers["Location"]) == (302, f"{EXTERNAL}/no-group")
+
+
+def test_forged_headers_at_the_front_door_are_ignored(door):
+    forged = {"Cn": "mallory", "isMemberOf": GROUP, "X-Campushub-Proxy-Secret": PROXY_SECRET}
+    s = door.browser()
+    r = s.get(f"{door.url}/hub/home", headers=forged, allow_redirects=False)
+    assert r.status_code == 302 and r.headers["Location"].startswith(door.idp)  # still asked to sign in
+    door.sso_login(s, "alice")
+    assert s.get(f"{door.url}/hub/api/user", headers=forged).json()["name"] == "alice"
+
+
+def test_forged_headers_straight_to_the_hub_never_log_in(door):
+    forged = {"Cn": "mallory", "isMemberOf": GROUP}
+    s = requests.Session()
+    r = s.get(f"{door.hub.url}/hub/home", headers=forged)
+    assert r.status_code == 403
+    assert not [c for c in s.cookies if c.name.startswith("jupyterhub-")]
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1])
+def test_old_tls_is_refused(door, version):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    context.set_ciphers("ALL:@SECLEVEL=0")
+    context.minimum_version = context.maximum_version = version
+    with socket.create_connection(("127.0.0.1", door.https_port)) as raw, pytest.raises(ssl.SSLError):
+        context.wrap_socket(raw, server_hostname="localhost")
+    modern = ssl.create_default_context(cafile=door.ca)
+    with socket.create_connection(("127.0.0.1", door.https_port)) as raw:
+        with modern.wrap_socket(raw, server_hostname="localhost") as tls:
+            assert tls.version() in ("TLSv1.2", "TLSv1.3")
+
+
+def test_logout_goes_through_the_sso_and_asks_again(door):
+    s = door.browser()
+    door.sso_login(s, "alice")
+    r = door.follow(s, s.get(f"{door.url}/hub/logout", allow_redirects=False))
+    assert r.url.startswith(f"{door.idp}/session/end"), r.url  # the IdP confirms the sign-out
+    r = door.submit(s, r, {"logout": "yes"})
+    # back at the hub, which now asks the IdP to sign in again
+    assert r.url.startswith(f"{door.idp}/interaction/") and 'name="login"' in r.text, r.url
