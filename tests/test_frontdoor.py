@@ -184,3 +184,44 @@ def test_logout_goes_through_the_sso_and_asks_again(door):
     r = door.submit(s, r, {"logout": "yes"})
     # back at the hub, which now asks the IdP to sign in again
     assert r.url.startswith(f"{door.idp}/interaction/") and 'name="login"' in r.text, r.url
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = REPO / "test-artifacts"
+
+
+def test_a_browser_signs_in_runs_a_cell_and_logs_out(door):
+    """Debian's Chromium, driven by Playwright: IdP sign-in, JupyterLab, a notebook cell, logout."""
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
+        context = browser.new_context(ignore_https_errors=True)  # the local CA is checked by the TLS tests
+        page = context.new_page()
+        try:
+            page.goto(f"{door.url}/hub/")
+            page.fill('input[name="login"]', "alice")
+            page.fill('input[name="password"]', "any")
+            page.click('button[type="submit"]')
+            page.click('button[type="submit"]')  # consent
+            page.wait_for_url("**/user/alice/lab**", timeout=180_000)
+            page.locator('.jp-LauncherCard[data-category="Notebook"]').first.click(timeout=120_000)
+            # the kernel's websocket runs through the front door: wait until it says idle
+            page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').wait_for(timeout=120_000)
+            cell = page.locator(".jp-Notebook .jp-Cell .cm-content").first
+            cell.click(timeout=60_000)
+            page.keyboard.type("6 * 7")
+            page.keyboard.press("Shift+Enter")
+            expect(page.locator(".jp-OutputArea-output").first).to_have_text("42", timeout=120_000)
+            page.screenshot(path=str(ARTIFACTS / "jupyterlab.png"))
+
+            page.goto(f"{door.url}/hub/logout")
+            page.wait_for_url(f"{door.idp}/session/end**")
+            page.click('button[value="yes"]')
+            page.wait_for_url(f"{door.idp}/interaction/**")  # back at the hub, which asks for a sign-in again
+            expect(page.locator('input[name="login"]')).to_be_visible()
+        finally:
+            page.screenshot(path=str(ARTIFACTS / "last-page.png"))
+            browser.close()
