@@ -23,7 +23,7 @@ MEMORY = 256 * 1024 * 1024
 PROJECT = f"chtest{os.getpid()}"
 VOLUME = PROJECT + "-user-{username}"  # never touch volumes this run did not make
 SITE = {
-    "hub": {"bind_url": "http://0.0.0.0:8000", "hub_ip": "0.0.0.0", "hub_connect_ip": "hub",
+    "hub": {"bind_url": "http://0.0.0.0:8000", "hub_ip": "0.0.0.0", "hub_connect_ip": "10.89.77.2",
             "state_dir": "/srv/campushub/state"},
     # requests published on the host's loopback reach the hub from the compose network's gateway
     "auth": {"type": "remote_user", "required_groups": [GROUP], "trusted_proxies": ["10.89.77.1/32"]},

@@ -225,3 +225,21 @@ def test_a_browser_signs_in_runs_a_cell_and_logs_out(door):
         finally:
             page.screenshot(path=str(ARTIFACTS / "last-page.png"))
             browser.close()
+
+
+def test_acme_and_file_certificates_give_a_valid_apache_config(door, tmp_path):
+    """mod_md (Let's Encrypt, staging by default) and certificate files: Apache accepts both configs."""
+    ca_dir = door.hub.state / "frontdoor" / "ca"
+    for certificate in ({"source": "acme", "acme_email": "hpc@example.edu"},
+                        {"source": "file", "cert": str(ca_dir / "server.pem"), "key": str(ca_dir / "server.key")}):
+        site = {**door.site, "hub": {**door.site["hub"], "state_dir": str(tmp_path / "state")},
+                "front_door": {**door.site["front_door"], "certificate": certificate}}
+        (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))
+        out = tmp_path / certificate["source"]
+        subprocess.run([CAMPUSHUB, "frontdoor", "--config", str(tmp_path / "site.yaml"), "--out", str(out)],
+                       check=True, capture_output=True, env={**os.environ, **door.env})
+        vhost = (out / "campushub-vhost.conf").read_text()
+        if certificate["source"] == "acme":
+            assert "MDomain localhost" in vhost and "acme-staging-v02" in vhost
+        checked = subprocess.run(["apache2", "-t", "-f", str(out / "httpd.conf")], capture_output=True, text=True)
+        assert checked.returncode == 0 and "Syntax OK" in checked.stderr, checked.stderr
