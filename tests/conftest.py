@@ -15,6 +15,14 @@ IN_CI = os.environ.get("CI") == "true"
 EXTERNAL = "https://sso.example.edu"  # redirect targets in tests: never contacted
 
 
+def require_root(what: str):
+    """Skip ``what`` without root on a developer's machine; in CI (which runs as root) fail instead."""
+    if os.geteuid() != 0:
+        if IN_CI:
+            pytest.fail(f"CI runs as root, and {what} needs it")
+        pytest.skip(f"{what} needs root")
+
+
 def base_site(**sections) -> dict:
     """A remote_user site with one open local profile and no culler; ``sections`` replace parts."""
     site = {

@@ -13,13 +13,16 @@ import yaml
 from dockerspawner import DockerSpawner
 
 from campushub.testing import HubClient, Kernel
-from conftest import CAMPUSHUB, IN_CI, free_port
+from conftest import CAMPUSHUB, free_port, require_root
 
 REPO = Path(__file__).parent.parent
 PODMAN_COMPOSE = str(Path(sys.executable).parent / "podman-compose")
 GROUP = "SAM-SSLVPNSAMUsers"
 LAB_IMAGE = "localhost/campushub-lab-slim:latest"
 MEMORY = 256 * 1024 * 1024
+#: (memory limit in bytes, CPUs) from inside a container, as cgroup v1 shows them
+CGROUP_LIMITS = ("import pathlib; r = lambda p: int(pathlib.Path('/sys/fs/cgroup', p).read_text());"
+                 " (r('memory/memory.limit_in_bytes'), r('cpu/cpu.cfs_quota_us') / r('cpu/cpu.cfs_period_us'))")
 PROJECT = f"chtest{os.getpid()}"
 VOLUME = PROJECT + "-user-{username}"  # never touch volumes this run did not make
 SITE = {
@@ -41,10 +44,7 @@ def podman(*args, check=True) -> str:
 @pytest.fixture(scope="module")
 def engine():
     """Podman's Docker API socket, and the hub and slim lab images built from Debian's mirror."""
-    if os.geteuid() != 0:
-        if IN_CI:
-            pytest.fail("CI runs as root; the rootful Podman tests need it")
-        pytest.skip("needs root for a rootful Podman")
+    require_root("a rootful Podman")
     socket = subprocess.run([str(REPO / "scripts" / "engine"), "start", "podman"], capture_output=True, text=True,
                             check=True).stdout.strip()
     env = {**os.environ, "IMAGES": "hub lab-slim", "EXTRA_CA_CERTS_DIR": "/usr/local/share/ca-certificates"}
@@ -133,9 +133,7 @@ def test_cgroup_limits_match_the_profile_and_oom_kills_only_the_kernel(deploymen
     s = deployment.login("bob")
     deployment.start_server(s, "bob")
     token = deployment.token(s, "bob")
-    probe = ("import pathlib; r = lambda p: int(pathlib.Path('/sys/fs/cgroup', p).read_text());"
-             " (r('memory/memory.limit_in_bytes'), r('cpu/cpu.cfs_quota_us') / r('cpu/cpu.cfs_period_us'))")
-    assert deployment.run_code("bob", token, probe) == repr((MEMORY, 0.5))
+    assert deployment.run_code("bob", token, CGROUP_LIMITS) == repr((MEMORY, 0.5))
     with Kernel(deployment.url, "bob", token) as kernel:
         assert kernel.execute("1+1")["result"] == "2"
         outcome = kernel.execute(f"x = bytearray({2 * MEMORY}); len(x)", timeout=120)
@@ -261,9 +259,7 @@ def test_the_same_profile_runs_on_docker(docker_engine, hub_factory):
     s = hub.login("gina")
     hub.start_server(s, "gina")
     token = hub.token(s, "gina")
-    probe = ("import pathlib; r = lambda p: int(pathlib.Path('/sys/fs/cgroup', p).read_text());"
-             " (r('memory/memory.limit_in_bytes'), r('cpu/cpu.cfs_quota_us') / r('cpu/cpu.cfs_period_us'))")
-    assert hub.run_code("gina", token, probe) == repr((MEMORY, 0.5))
+    assert hub.run_code("gina", token, CGROUP_LIMITS) == repr((MEMORY, 0.5))
     hub.run_code("gina", token, "open('/home/jovyan/work/d.txt', 'w').write('docker')")
     hub.stop_server(s, "gina")
     docker_ps = subprocess.run(["docker", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True)

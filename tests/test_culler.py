@@ -3,7 +3,6 @@
 import threading
 import time
 
-import pytest
 import requests
 from traitlets.config import Config
 

@@ -15,7 +15,7 @@ import requests
 import yaml
 
 from campushub.testing import Hub
-from conftest import CAMPUSHUB, EXTERNAL, IN_CI, free_port
+from conftest import CAMPUSHUB, EXTERNAL, free_port, require_root
 
 REPO = Path(__file__).parent.parent
 GROUP = "SAM-SSLVPNSAMUsers"
@@ -107,10 +107,7 @@ class FrontDoor:
 
 @pytest.fixture(scope="module")
 def door(hub_root):
-    if os.geteuid() != 0:
-        if IN_CI:
-            pytest.fail("CI runs as root; Apache's tests need it")
-        pytest.skip("needs root to run Apache")
+    require_root("running Apache")
     door = FrontDoor(hub_root / "frontdoor").start()
     yield door
     door.stop()

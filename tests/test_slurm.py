@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from campushub.testing import Hub, Kernel
-from conftest import IN_CI, base_site
+from conftest import base_site, require_root
 
 REPO = Path(__file__).parent.parent
 USERS = ["chslurm-ann", "chslurm-ben", "chslurm-cy", "chslurm-dee"]
@@ -26,10 +26,7 @@ JOB_MEMORY = (
 
 @pytest.fixture(scope="module")
 def slurm_conf():
-    if os.geteuid() != 0:
-        if IN_CI:
-            pytest.fail("CI runs as root; Slurm's tests need it")
-        pytest.skip("needs root to run slurmctld and slurmd")
+    require_root("running slurmctld and slurmd")
     out = subprocess.run([str(REPO / "scripts" / "slurm"), "start"], capture_output=True, text=True, check=True)
     conf = out.stdout.strip().removeprefix("SLURM_CONF=")
     for user in USERS:

@@ -10,20 +10,12 @@ import time
 from importlib.resources import files
 from pathlib import Path
 
-import pytest
 import requests
 import yaml
 
-from conftest import CAMPUSHUB, IN_CI, base_site, free_port
+from conftest import CAMPUSHUB, base_site, free_port, require_root
 
 REPO = Path(__file__).parent.parent
-
-
-def require_root():
-    if os.geteuid() != 0:
-        if IN_CI:
-            pytest.fail("CI runs as root; these tests need it")
-        pytest.skip("needs root")
 
 
 def listening(port: int) -> bool:
@@ -45,7 +37,7 @@ def test_a_bad_site_file_starts_nothing(tmp_path):
 
 
 def test_root_never_runs_users_servers_as_root(tmp_path):
-    require_root()
+    require_root("this test")
     (tmp_path / "site.yaml").write_text(yaml.safe_dump(base_site(hub={"state_dir": str(tmp_path / "state")})))
     result = subprocess.run([CAMPUSHUB, "up", "--config", str(tmp_path / "site.yaml")], capture_output=True,
                             text=True, timeout=60)
@@ -83,7 +75,7 @@ def test_sigterm_stops_hub_proxy_and_servers(hub_factory):
 
 
 def test_system_users_run_their_servers_as_themselves(hub_factory):
-    require_root()
+    require_root("this test")
     name = "chtest-sysuser"
     subprocess.run(["userdel", "-r", name], capture_output=True)
     subprocess.run(["useradd", "--create-home", name], check=True)
