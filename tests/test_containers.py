@@ -268,3 +268,17 @@ def test_the_same_profile_runs_on_docker(docker_engine, hub_factory):
     assert hub.run_code("gina", token, "open('/home/jovyan/work/d.txt').read()") == "'docker'"
     hub.stop_server(s, "gina")
     subprocess.run(["docker", "volume", "rm", "-f", volume_of("gina")], capture_output=True)
+
+
+def test_the_compose_file_is_valid_for_debians_docker_compose(tmp_path):
+    """Debian's docker-compose 1.29 reads compose.yaml as podman-compose does (only the file is checked here)."""
+    require_root("installing docker-compose")
+    site = tmp_path / "campushub.yaml"
+    site.write_text(yaml.safe_dump(SITE))
+    result = subprocess.run(["docker-compose", "-f", str(REPO / "compose.yaml"), "config"], capture_output=True,
+                            text=True, env={**os.environ, "CAMPUSHUB_SITE_FILE": str(site)})
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(result.stdout)
+    assert config["services"]["hub"]["ports"][0].startswith("127.0.0.1:")
+    assert config["services"]["lab"]["entrypoint"] == ["true"]
+    assert config["networks"]["campushub"]["name"] == "campushub"
