@@ -37,7 +37,7 @@ def init(path: Path) -> int:
     return 0
 
 
-def frontdoor(path: Path, out: Path) -> int:
+def frontdoor(path: Path, out: Path, root: str | None = None) -> int:
     """Write the Apache configuration of the front door (TLS, SSO) into ``out``."""
     from . import frontdoor as door
 
@@ -45,7 +45,7 @@ def frontdoor(path: Path, out: Path) -> int:
         site = load_site(path)
         if not site.front_door:
             raise SiteError(["front_door: not in the site file (see docs/front-door.md)"])
-        conf = door.write(site, out)
+        conf = door.write(site, out, root)
     except SiteError as e:
         for problem in e.problems:
             print(problem, file=sys.stderr)
@@ -82,7 +82,9 @@ def main(argv=None) -> int:
                            help="only read the file: do not ask the container engine about sockets and images")
         if name == "frontdoor":
             p.add_argument("--out", metavar="DIR", type=Path, default=Path("frontdoor"),
-                           help="folder for httpd.conf and campushub-vhost.conf (default ./frontdoor)")
+                           help="folder for httpd.conf, campushub-vhost.conf and tls/ (default ./frontdoor)")
+            p.add_argument("--root", metavar="PATH",
+                           help="where Apache sees that folder, if elsewhere (in a container: its mount point)")
         if name == "up":
             p.add_argument("--as-user", metavar="ACCOUNT",
                            help="when started as root, run the hub as this unprivileged account")
@@ -93,7 +95,7 @@ def main(argv=None) -> int:
     if args.command == "check":
         return check(path, args.offline)
     if args.command == "frontdoor":
-        return frontdoor(path, args.out)
+        return frontdoor(path, args.out, args.root)
     return init(path)
 
 

@@ -255,6 +255,7 @@ class FrontDoorSettings(Model):
     address: Name = "127.0.0.1"
     http_port: Port = 80
     https_port: Port = 443
+    upstream: HttpUrl | None = None
     certificate: Certificate = Certificate()
     oidc: OidcSettings
 
