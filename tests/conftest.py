@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
-from campushub.testing import CAMPUSHUB, Hub, ensure_account, free_port  # noqa: F401 (used by tests)
+import requests
+import yaml
+
+from campushub.testing import CAMPUSHUB, Hub, HubClient, ensure_account, free_port  # noqa: F401 (used by tests)
 
 IN_CI = os.environ.get("CI") == "true"
+PODMAN_COMPOSE = str(Path(sys.executable).parent / "podman-compose")
+LAB_IMAGE = "localhost/campushub-lab-slim:latest"
+REPO = Path(__file__).parent.parent
 EXTERNAL = "https://sso.example.edu"  # redirect targets in tests: never contacted
 
 
@@ -38,6 +47,63 @@ def base_site(**sections) -> dict:
     }
     site.update(sections)
     return site
+
+
+def podman(*args, check=True) -> str:
+    return subprocess.run(["podman", *args], capture_output=True, text=True, check=check).stdout.strip()
+
+
+class Compose(HubClient):
+    """A compose deployment of this repository's compose.yaml under its own project name."""
+
+    def __init__(self, folder: Path, site: dict, project: str, socket: str, files=("compose.yaml",),
+                 env: dict | None = None):
+        self.port = free_port()
+        super().__init__(f"http://127.0.0.1:{self.port}")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "campushub.yaml").write_text(yaml.safe_dump(site))
+        self.project = project
+        self.files = [arg for name in files for arg in ("-f", str(REPO / name))]
+        self.env = {**os.environ, "COMPOSE_PROJECT_NAME": project, "CAMPUSHUB_PORT": str(self.port),
+                    "CAMPUSHUB_SITE_FILE": str(folder / "campushub.yaml"), "LAB_IMAGE": LAB_IMAGE,
+                    "CONTAINER_SOCKET": socket.removeprefix("unix://"), **(env or {})}
+
+    def compose(self, *args):
+        result = subprocess.run([PODMAN_COMPOSE, *self.files, *args], env=self.env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+    @property
+    def hub_container(self) -> str:
+        return f"{self.project}_hub_1"
+
+    def wait_healthy(self, timeout: float = 180):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.url}/hub/health", timeout=5).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"the hub did not answer within {timeout} s:\n{self.tail()}")
+
+    def up(self, *services):
+        self.compose("up", "-d", *(services or ["hub"]))
+        self.wait_healthy()
+
+    def tail(self) -> str:
+        return podman("logs", "--tail", "60", self.hub_container, check=False)
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """Podman's Docker API socket, and the hub, slim lab and front door images built from Debian's mirror."""
+    require_root("a rootful Podman")
+    socket = subprocess.run([str(REPO / "scripts" / "engine"), "start", "podman"], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    env = {**os.environ, "EXTRA_CA_CERTS_DIR": "/usr/local/share/ca-certificates"}
+    subprocess.run([str(REPO / "scripts" / "images")], check=True, env=env)
+    return socket
 
 
 @pytest.fixture(scope="session")

@@ -3,22 +3,16 @@
 import json
 import os
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 import requests
 import yaml
 from dockerspawner import DockerSpawner
 
-from campushub.testing import HubClient, Kernel
-from conftest import CAMPUSHUB, free_port, require_root
+from campushub.testing import Kernel
+from conftest import CAMPUSHUB, LAB_IMAGE, REPO, Compose, free_port, podman, require_root
 
-REPO = Path(__file__).parent.parent
-PODMAN_COMPOSE = str(Path(sys.executable).parent / "podman-compose")
 GROUP = "SAM-SSLVPNSAMUsers"
-LAB_IMAGE = "localhost/campushub-lab-slim:latest"
 MEMORY = 256 * 1024 * 1024
 #: (memory limit in bytes, CPUs) from inside a container, as cgroup v1 shows them
 CGROUP_LIMITS = ("import pathlib; r = lambda p: int(pathlib.Path('/sys/fs/cgroup', p).read_text());"
@@ -35,62 +29,6 @@ SITE = {
                   "default": True}],
     "culler": {"enabled": False},
 }
-
-
-def podman(*args, check=True) -> str:
-    return subprocess.run(["podman", *args], capture_output=True, text=True, check=check).stdout.strip()
-
-
-@pytest.fixture(scope="module")
-def engine():
-    """Podman's Docker API socket, and the hub and slim lab images built from Debian's mirror."""
-    require_root("a rootful Podman")
-    socket = subprocess.run([str(REPO / "scripts" / "engine"), "start", "podman"], capture_output=True, text=True,
-                            check=True).stdout.strip()
-    env = {**os.environ, "IMAGES": "hub lab-slim", "EXTRA_CA_CERTS_DIR": "/usr/local/share/ca-certificates"}
-    subprocess.run([str(REPO / "scripts" / "images")], check=True, env=env)
-    return socket
-
-
-class Compose(HubClient):
-    """A compose deployment of this repository's compose.yaml under its own project name."""
-
-    def __init__(self, folder: Path, site: dict, project: str, socket: str):
-        self.port = free_port()
-        super().__init__(f"http://127.0.0.1:{self.port}")
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "campushub.yaml").write_text(yaml.safe_dump(site))
-        self.project = project
-        self.env = {**os.environ, "COMPOSE_PROJECT_NAME": project, "CAMPUSHUB_PORT": str(self.port),
-                    "CAMPUSHUB_SITE_FILE": str(folder / "campushub.yaml"), "LAB_IMAGE": LAB_IMAGE,
-                    "CONTAINER_SOCKET": socket.removeprefix("unix://")}
-
-    def compose(self, *args):
-        result = subprocess.run([PODMAN_COMPOSE, "-f", str(REPO / "compose.yaml"), *args], env=self.env,
-                                capture_output=True, text=True)
-        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-
-    @property
-    def hub_container(self) -> str:
-        return f"{self.project}_hub_1"
-
-    def wait_healthy(self, timeout: float = 180):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{self.url}/hub/health", timeout=5).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.5)
-        raise AssertionError(f"the hub did not answer within {timeout} s:\n{self.tail()}")
-
-    def up(self):
-        self.compose("up", "-d", "hub")
-        self.wait_healthy()
-
-    def tail(self) -> str:
-        return podman("logs", "--tail", "60", self.hub_container, check=False)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import requests
 import yaml
 
 from campushub.testing import Hub
-from conftest import CAMPUSHUB, EXTERNAL, free_port, require_root
+from conftest import CAMPUSHUB, EXTERNAL, LAB_IMAGE, Compose, free_port, podman, require_root
 
 REPO = Path(__file__).parent.parent
 GROUP = "SAM-SSLVPNSAMUsers"
@@ -24,14 +24,25 @@ CLIENT_SECRET = "oidc-client-secret-0123456789"
 USERS = {"alice": [GROUP, "staff"], "bob": ["students"]}
 
 
+def wait_listening(port: int, host: str = "127.0.0.1", timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while True:
+        with socket.socket() as s:
+            if s.connect_ex((host, port)) == 0:
+                return
+        assert time.monotonic() < deadline, f"nothing listens on {host}:{port}"
+        time.sleep(0.2)
+
+
 class FrontDoor:
     """IdP, hub and Apache on free loopback ports; ``url`` is the HTTPS front door."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, idp_host: str = "127.0.0.1"):
         self.folder = folder
         self.https_port, self.http_port, self.idp_port = free_port(), free_port(), free_port()
         self.url = f"https://localhost:{self.https_port}"
-        self.idp = f"http://127.0.0.1:{self.idp_port}"
+        self.idp_host = idp_host
+        self.idp = f"http://{idp_host}:{self.idp_port}"
         self.env = {"CH_PROXY_SECRET": PROXY_SECRET, "CH_CLIENT_SECRET": CLIENT_SECRET}
         self.site = {
             "hub": {"public_url": f"{self.url}/"},
@@ -48,27 +59,28 @@ class FrontDoor:
 
     @property
     def ca(self) -> str:
-        return str(self.hub.state / "frontdoor" / "ca" / "ca.pem")
+        return str(self.folder / "door" / "ca" / "ca.pem")
 
     def start(self):
         self.hub = Hub(self.folder / "hub", self.site, env=self.env).start()
-        idp_env = {**os.environ, "IDP_PORT": str(self.idp_port), "IDP_ISSUER": self.idp, "IDP_CLIENT_ID": "campushub",
-                   "IDP_CLIENT_SECRET": CLIENT_SECRET, "IDP_REDIRECT_URIS": f"{self.url}/oidc-callback",
-                   "IDP_POST_LOGOUT_URIS": f"{self.url}/hub/home",
-                   "IDP_USERS": json.dumps(USERS)}
-        self.idp_process = subprocess.Popen(["node", str(REPO / "tests" / "idp" / "provider.mjs")], env=idp_env,
-                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.start_idp()
         door = self.folder / "door"
         subprocess.run([CAMPUSHUB, "frontdoor", "--config", str(self.hub.config), "--out", str(door)], check=True,
                        env={**os.environ, **self.env}, capture_output=True)
         self.conf = str(door / "httpd.conf")
         subprocess.run(["apache2", "-f", self.conf, "-k", "start"], check=True)
-        for port in (self.idp_port, self.https_port):
-            deadline = time.monotonic() + 30
-            while socket.socket().connect_ex(("127.0.0.1", port)):
-                assert time.monotonic() < deadline, f"nothing listens on {port}"
-                time.sleep(0.2)
+        wait_listening(self.https_port)
         return self
+
+    def start_idp(self):
+        idp_env = {**os.environ, "IDP_HOST": self.idp_host, "IDP_PORT": str(self.idp_port), "IDP_ISSUER": self.idp,
+                   "IDP_CLIENT_ID": "campushub",
+                   "IDP_CLIENT_SECRET": CLIENT_SECRET, "IDP_REDIRECT_URIS": f"{self.url}/oidc-callback",
+                   "IDP_POST_LOGOUT_URIS": f"{self.url}/hub/home",
+                   "IDP_USERS": json.dumps(USERS)}
+        self.idp_process = subprocess.Popen(["node", str(REPO / "tests" / "idp" / "provider.mjs")], env=idp_env,
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_listening(self.idp_port, self.idp_host)
 
     def stop(self):
         subprocess.run(["apache2", "-f", self.conf, "-k", "stop"], capture_output=True)
@@ -226,7 +238,7 @@ def test_a_browser_signs_in_runs_a_cell_and_logs_out(door):
 
 def test_acme_and_file_certificates_give_a_valid_apache_config(door, tmp_path):
     """mod_md (Let's Encrypt, staging by default) and certificate files: Apache accepts both configs."""
-    ca_dir = door.hub.state / "frontdoor" / "ca"
+    ca_dir = door.folder / "door" / "ca"
     for certificate in ({"source": "acme", "acme_email": "hpc@example.edu"},
                         {"source": "file", "cert": str(ca_dir / "server.pem"), "key": str(ca_dir / "server.key")}):
         site = {**door.site, "hub": {**door.site["hub"], "state_dir": str(tmp_path / "state")},
@@ -240,3 +252,82 @@ def test_acme_and_file_certificates_give_a_valid_apache_config(door, tmp_path):
             assert "MDomain localhost" in vhost and "acme-staging-v02" in vhost
         checked = subprocess.run(["apache2", "-t", "-f", str(out / "httpd.conf")], capture_output=True, text=True)
         assert checked.returncode == 0 and "Syntax OK" in checked.stderr, checked.stderr
+
+
+class ComposeFrontDoor(FrontDoor):
+    """compose.yaml + compose.frontdoor.yaml on Podman: the hub and Apache in containers, the IdP on the host.
+
+    The IdP listens on the compose network's gateway (the host's address on it), so that the
+    browser and Apache reach it at the same address, as a campus IdP is reached by both.
+    """
+
+    PROJECT = f"chdoor{os.getpid()}"
+
+    def __init__(self, folder: Path, socket_url: str):
+        super().__init__(folder, idp_host="10.89.77.1")
+        self.socket_url = socket_url
+        hub, door = self.site["hub"], self.site["front_door"]
+        hub.update(bind_url="http://0.0.0.0:8000", hub_ip="0.0.0.0", hub_connect_ip="10.89.77.2",
+                   state_dir="/srv/campushub/state")
+        self.site["auth"].update(trusted_proxies=["10.89.77.3/32"], proxy_secret={"env": "CAMPUSHUB_PROXY_SECRET"})
+        door.update(address="0.0.0.0", upstream="http://10.89.77.2:8000")
+        self.site["container"] = {"volume": self.PROJECT + "-user-{username}", "image": LAB_IMAGE}
+        self.site["profiles"] = [{"slug": "lab", "name": "JupyterLab", "backend": "container", "cpu": 0.5,
+                                  "memory": "512M", "default": True}]
+        self.env = {"CAMPUSHUB_PROXY_SECRET": PROXY_SECRET, "CH_CLIENT_SECRET": CLIENT_SECRET}
+
+    def start(self):
+        door_dir = self.folder / "door"
+        self.hub = Compose(self.folder / "compose", self.site, self.PROJECT, self.socket_url,
+                           files=("compose.yaml", "compose.frontdoor.yaml"),
+                           env={**self.env, "CAMPUSHUB_FRONTDOOR_DIR": str(door_dir),
+                                "CAMPUSHUB_HTTP_PORT": str(self.http_port), "CAMPUSHUB_HTTPS_PORT": str(self.https_port)})
+        subprocess.run([CAMPUSHUB, "frontdoor", "--config", str(self.folder / "compose" / "campushub.yaml"),
+                        "--out", str(door_dir), "--root", "/etc/campushub/frontdoor"],
+                       check=True, env={**os.environ, **self.env}, capture_output=True)
+        self.hub.up("hub", "frontdoor")
+        self.start_idp()  # the gateway address exists once the network does
+        wait_listening(self.https_port)
+        return self
+
+    def stop(self):
+        self.hub.compose("down")
+        self.idp_process.terminate()
+        for volume in podman("volume", "ls", "--format", "{{.Name}}").split():
+            if volume.startswith(self.PROJECT):
+                podman("volume", "rm", "-f", volume, check=False)
+
+
+@pytest.fixture(scope="module")
+def compose_door(engine, hub_root):
+    door = ComposeFrontDoor(hub_root / "compose-frontdoor", engine).start()
+    yield door
+    door.stop()
+
+
+def test_compose_front_door_signs_in_and_serves_a_container(compose_door):
+    door = compose_door
+    s = door.browser()
+    r = door.sso_login(s, "alice")
+    assert r.status_code == 200 and r.url == f"{door.url}/hub/home"
+    me = s.get(f"{door.url}/hub/api/user").json()
+    assert me["name"] == "alice" and GROUP in me["groups"]
+    xsrf = {"X-XSRFToken": s.cookies.get("_xsrf", path="/hub/")}
+    assert s.post(f"{door.url}/hub/api/users/alice/server", headers=xsrf, json={}).status_code in (201, 202)
+    deadline = time.monotonic() + 180
+    while not (s.get(f"{door.url}/hub/api/user").json()["servers"].get("") or {}).get("ready"):
+        assert time.monotonic() < deadline, door.hub.tail()
+        time.sleep(1)
+    # JupyterLab in the container, through Apache and the hub's proxy (and the hub's OAuth for the server)
+    lab = door.follow(s, s.get(f"{door.url}/user/alice/lab", allow_redirects=False))
+    assert lab.status_code == 200 and lab.url == f"{door.url}/user/alice/lab" and "JupyterLab" in lab.text
+    r = s.get(f"{door.url}/user/alice/api/status")
+    assert r.status_code == 200 and "kernels" in r.json(), r.text[:300]
+    assert s.delete(f"{door.url}/hub/api/users/alice/server", headers=xsrf).status_code in (202, 204)
+
+
+def test_compose_hub_port_trusts_only_the_front_door(compose_door):
+    """The hub's own published port: forged headers, even with the secret, come from the wrong address."""
+    for extra in ({}, {"X-Campushub-Proxy-Secret": PROXY_SECRET}):
+        r = requests.get(f"{compose_door.hub.url}/hub/home", headers={"Cn": "mallory", "isMemberOf": GROUP, **extra})
+        assert r.status_code == 403, (extra, r.status_code)

@@ -53,7 +53,7 @@ def frontdoor(path: Path, out: Path, root: str | None = None) -> int:
     print(f"campushub: wrote {conf} and {out / 'campushub-vhost.conf'}")
     print(f"campushub: run it with: apache2 -f {conf} -DFOREGROUND")
     if site.front_door.certificate.source == "local_ca":
-        print(f"campushub: browsers must trust {site.hub.state_dir / 'frontdoor' / 'ca' / 'ca.pem'}")
+        print(f"campushub: browsers must trust {out / 'ca' / 'ca.pem'}")
     return 0
 
 

@@ -74,7 +74,7 @@ def _tls(site: Site, folder: Path, root: str) -> list[str]:
     if cert.source == "file":
         server_cert, server_key = cert.cert, cert.key
     else:
-        _ca, server_cert, server_key = local_ca(site.hub.state_dir / "frontdoor" / "ca", door.server_name)
+        _ca, server_cert, server_key = local_ca(folder / "ca", door.server_name)
     tls = folder / "tls"
     tls.mkdir(mode=0o700, exist_ok=True)
     shutil.copyfile(server_cert, tls / "server.pem")
@@ -90,7 +90,7 @@ def vhost(site: Site, folder: Path, root: str) -> str:
     secret = auth.proxy_secret
     public = f"https://{door.server_name}" + ("" if door.https_port == 443 else f":{door.https_port}")
     upstream = (door.upstream or site.hub.bind_url.replace("0.0.0.0", "127.0.0.1")).rstrip("/")
-    passphrase = state.secret(state.prepare(site.hub.state_dir) / "frontdoor_oidc_passphrase")[0]
+    passphrase = state.secret(folder / "oidc_passphrase")[0]
     headers = (auth.user_header, auth.groups_header, secret.header)
     logout_to = oidc.logout_to or f"{public}/"
     lines = [
@@ -175,9 +175,12 @@ def httpd_conf(site: Site, root: str) -> str:
 def write(site: Site, folder: Path, root: str | None = None) -> Path:
     """Write ``httpd.conf``, ``campushub-vhost.conf`` (both 0600: they hold secrets) and ``tls/`` into ``folder``.
 
+    The folder also keeps what is made once and reused: the local CA (``ca/``) and the
+    passphrase mod_auth_openidc encrypts its sessions with.
+
     ``root`` is where Apache will see ``folder`` (in a container, its mount point); default: ``folder``.
     """
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     root = (root or str(folder.absolute())).rstrip("/")
     state.private_file(folder / "campushub-vhost.conf").write_text(vhost(site, folder, root))
     conf = state.private_file(folder / "httpd.conf")

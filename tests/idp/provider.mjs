@@ -1,6 +1,6 @@
 // An OpenID Connect provider for the tests: oidc-provider with its built-in login pages
 // (devInteractions: any password; the login name picks one of IDP_USERS) and a groups claim.
-// Configured from the environment: IDP_PORT, IDP_ISSUER, IDP_CLIENT_ID, IDP_CLIENT_SECRET,
+// Configured from the environment: IDP_HOST (default 127.0.0.1), IDP_PORT, IDP_ISSUER, IDP_CLIENT_ID, IDP_CLIENT_SECRET,
 // IDP_REDIRECT_URIS (comma-separated), IDP_POST_LOGOUT_URIS, IDP_USERS ({"name": ["group", ...]}).
 import Provider from 'oidc-provider';
 
@@ -30,4 +30,4 @@ const provider = new Provider(env.IDP_ISSUER, {
   },
 });
 provider.proxy = true;
-provider.listen(Number(env.IDP_PORT), '127.0.0.1', () => console.log(`idp: listening at ${env.IDP_ISSUER}`));
+provider.listen(Number(env.IDP_PORT), env.IDP_HOST || '127.0.0.1', () => console.log(`idp: listening at ${env.IDP_ISSUER}`));
