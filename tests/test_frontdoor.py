@@ -202,6 +202,7 @@ ARTIFACTS = REPO / "test-artifacts"
 
 def test_a_browser_signs_in_runs_a_cell_and_logs_out(door):
     """Debian's Chromium, driven by Playwright: IdP sign-in, JupyterLab, a notebook cell, logout."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect, sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -222,8 +223,19 @@ def test_a_browser_signs_in_runs_a_cell_and_logs_out(door):
             cell = page.locator(".jp-Notebook .jp-Cell .cm-content").first
             cell.click(timeout=60_000)
             page.keyboard.type("6 * 7")
-            page.keyboard.press("Shift+Enter")
-            expect(page.locator(".jp-OutputArea-output").first).to_have_text("42", timeout=120_000)
+            output = page.locator(".jp-OutputArea-output").first
+            # JupyterLab was seen to ignore a run made while the new notebook's session still
+            # settled (a first execute_request sent over the same Apache websocket by a script is
+            # answered at once): like a person would, run the cell again, at most three times
+            for _attempt in range(3):
+                cell.click()
+                page.keyboard.press("Shift+Enter")
+                try:
+                    output.wait_for(timeout=40_000)
+                    break
+                except PlaywrightTimeout:
+                    continue
+            expect(output).to_have_text("42", timeout=10_000)
             page.screenshot(path=str(ARTIFACTS / "jupyterlab.png"))
 
             page.goto(f"{door.url}/hub/logout")
