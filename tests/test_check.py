@@ -50,6 +50,11 @@ def test_valid_site_prints_ok(tmp_path):
                  "auth.proxy_secret", "exactly one", id="two-secret-sources"),
     pytest.param(with_profiles({**LOCAL, "groups": ["staff"]}), "profiles.0.groups", "default",
                  id="closed-default-profile"),
+    pytest.param(base_site(front_door={"oidc": {"metadata_url": "https://idp.example.edu/.well-known/x",
+                                                "client_id": "c", "client_secret": {"env": "S"}}}),
+                 "front_door", "proxy_secret", id="front-door-without-proxy-secret"),
+    pytest.param(base_site(front_door={"certificate": {"source": "acme"}, "oidc": {}}),
+                 "front_door.certificate", "acme_email", id="acme-without-email"),
 ])
 def test_invalid_site_names_field_and_exits_2(tmp_path, site, path, reason):
     result = check(tmp_path, site)
