@@ -171,6 +171,7 @@ def test_forged_headers_straight_to_the_hub_never_log_in(door):
     assert not [c for c in s.cookies if c.name.startswith("jupyterhub-")]
 
 
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")  # old TLS on purpose
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1])
 def test_old_tls_is_refused(door, version):
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
