@@ -1,4 +1,4 @@
-"""The ``campushub`` command: check, init and up."""
+"""The ``campushub`` command: check, init, frontdoor and up."""
 
 from __future__ import annotations
 
@@ -18,9 +18,7 @@ def check(path: Path, offline: bool = False) -> int:
         if not offline:
             raise_problems(engine.problems(site))
     except SiteError as e:
-        for problem in e.problems:
-            print(problem, file=sys.stderr)
-        return 2
+        return e.report()
     for note in warnings_for(site):
         print(f"warning: {note}", file=sys.stderr)
     print("ok")
@@ -47,9 +45,7 @@ def frontdoor(path: Path, out: Path, root: str | None = None) -> int:
             raise SiteError(["front_door: not in the site file (see docs/front-door.md)"])
         conf = door.write(site, out, root)
     except SiteError as e:
-        for problem in e.problems:
-            print(problem, file=sys.stderr)
-        return 2
+        return e.report()
     print(f"campushub: wrote {conf} and {out / 'campushub-vhost.conf'}")
     print(f"campushub: run it with: apache2 -f {conf} -DFOREGROUND")
     if site.front_door.certificate.source == "local_ca":

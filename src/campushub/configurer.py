@@ -145,6 +145,4 @@ def configure_from_env(c):
     try:
         configure(c, load_site(path))
     except SiteError as e:
-        for problem in e.problems:
-            print(f"{path}: {problem}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(e.report(prefix=f"{path}: ")) from None

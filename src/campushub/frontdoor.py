@@ -11,6 +11,7 @@ import datetime
 import ipaddress
 import shutil
 from pathlib import Path
+from urllib.parse import quote
 
 from . import state
 from .settings import RemoteUserAuth, Site
@@ -138,15 +139,9 @@ def vhost(site: Site, folder: Path, root: str) -> str:
         f"    ProxyPassReverse / {upstream}/",
         "</VirtualHost>",
         "",
-        f"# the SSO's logout, for auth.logout_url: {public}{oidc.redirect_path}?logout={_quote(logout_to)}",
+        f"# the SSO's logout, for auth.logout_url: {public}{oidc.redirect_path}?logout={quote(logout_to, safe='')}",
     ]
     return "\n".join(lines) + "\n"
-
-
-def _quote(url: str) -> str:
-    from urllib.parse import quote
-
-    return quote(url, safe="")
 
 
 def httpd_conf(site: Site, root: str) -> str:

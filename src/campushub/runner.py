@@ -77,9 +77,7 @@ def run_hub(path: Path, as_user: str | None = None) -> int:
         configure(Config(), site)
         raise_problems(engine.problems(site))
     except SiteError as e:
-        for problem in e.problems:
-            print(problem, file=sys.stderr)
-        return 2
+        return e.report()
     state_dir = site.hub.state_dir
     hub_config = resources.files("campushub").joinpath("jupyterhub_config.py")
     env = {**os.environ, "CAMPUSHUB_CONFIG": str(path.absolute())}

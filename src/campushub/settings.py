@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -43,6 +44,12 @@ class SiteError(Exception):
     def __init__(self, problems: list[str]):
         super().__init__("\n".join(problems))
         self.problems = problems
+
+    def report(self, prefix: str = "") -> int:
+        """Print one line per problem to stderr; return the exit code for bad input (2)."""
+        for problem in self.problems:
+            print(f"{prefix}{problem}", file=sys.stderr)
+        return 2
 
 
 def raise_problems(problems: list[str]):
