@@ -30,24 +30,24 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from campushub.testing import Hub, ensure_account, free_port
+from campushub.testing import SECRET_ENV, Hub, ensure_account, free_port
 
 STEPS = ("login", "spawn", "kernel", "total")
 GROUP = "SAM-SSLVPNSAMUsers"
 
 
 PROFILES = {
-    "local": {"backend": "local"},
+    "local": {"backend": "local", "system_users": True},
     "container": {"backend": "container", "image": "localhost/campushub-lab-slim:latest"},
     "slurm": {"backend": "slurm", "cpu": 1, "memory": "1G"},
 }
-#: the engine's socket is root's, and Slurm jobs are submitted as users: those hubs run as root
-AS_ROOT = {"container", "slurm"}
+#: servers run as users' own accounts (or the engine's socket is root's): every hub runs as root
+NEEDS_ACCOUNTS = {"local", "slurm"}
 
 
 def default_site(profile: str) -> dict:
     site = {
-        "auth": {"type": "remote_user", "required_groups": [GROUP]},
+        "auth": {"type": "remote_user", "required_groups": [GROUP], "proxy_secret": {"env": SECRET_ENV}},
         # 30 JupyterLab servers starting together need ~90 s of CPU on 2 cores
         "spawner": {"start_timeout": 600, "http_timeout": 600},
         "profiles": [{"slug": profile, "name": profile, "default": True, **PROFILES[profile]}],
@@ -65,7 +65,7 @@ def default_site(profile: str) -> dict:
 
 
 def accounts(names: list[str], make: bool):
-    """Create (or remove) the system accounts Slurm jobs run as."""
+    """Create (or remove) the system accounts servers and Slurm jobs run as."""
     for name in names:
         command = ["useradd", "--create-home", name] if make else ["userdel", "--remove", name]
         subprocess.run(command, capture_output=True, check=make)
@@ -93,7 +93,7 @@ def run_round(hub: Hub, n: int, profile: str, round_no: int, repeat: int) -> dic
     results = []
     for r in range(repeat):
         names = [f"bench{round_no}-{r}-{i}" for i in range(n)]
-        if profile == "slurm":
+        if profile in NEEDS_ACCOUNTS:
             accounts(names, make=True)
         try:
             with ThreadPoolExecutor(max_workers=n) as pool:
@@ -101,7 +101,7 @@ def run_round(hub: Hub, n: int, profile: str, round_no: int, repeat: int) -> dic
             with ThreadPoolExecutor(max_workers=n) as pool:
                 list(pool.map(lambda pair: hub.stop_server(pair[0]["session"], pair[1]), zip(batch, names)))
         finally:
-            if profile == "slurm":
+            if profile in NEEDS_ACCOUNTS:
                 accounts(names, make=False)
         results += batch
     summary = {"users": n, "profile": profile, "repeat": repeat}
@@ -128,7 +128,7 @@ def main(argv=None) -> int:
     rounds = []
     for profile in args.profiles.split(","):
         site = yaml.safe_load(args.site.read_text()) if args.site else default_site(profile)
-        hub = Hub(folder / profile, site, as_root=profile in AS_ROOT).start()
+        hub = Hub(folder / profile, site).start()
         try:
             for n in (int(x) for x in args.users.split(",")):
                 print(f"spawn: {n} user(s) on profile {profile!r} ...", file=sys.stderr, flush=True)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -15,7 +17,17 @@ import pytest
 import requests
 import yaml
 
-from campushub.testing import CAMPUSHUB, Hub, HubClient, ensure_account, free_port  # noqa: F401 (used by tests)
+from campushub.testing import (  # noqa: F401 (used by tests)
+    CAMPUSHUB,
+    PROXY_SECRET,
+    SECRET_ENV,
+    SECRET_HEADER,
+    Hub,
+    HubClient,
+    ensure_account,
+    ensure_user,
+    free_port,
+)
 
 IN_CI = os.environ.get("CI") == "true"
 PODMAN_COMPOSE = str(Path(sys.executable).parent / "podman-compose")
@@ -33,7 +45,8 @@ def require_root(what: str):
 
 
 def base_site(**sections) -> dict:
-    """A remote_user site with one open local profile and no culler; ``sections`` replace parts."""
+    """A remote_user site (with the front door's secret) whose one open local profile runs servers
+    as the users' own accounts, and no culler; ``sections`` replace parts."""
     site = {
         "auth": {
             "type": "remote_user",
@@ -41,8 +54,10 @@ def base_site(**sections) -> dict:
             "missing_user_redirect": f"{EXTERNAL}/no-user",
             "missing_group_redirect": f"{EXTERNAL}/no-group",
             "admin_groups": ["crc-admins"],
+            "proxy_secret": {"env": SECRET_ENV},
         },
-        "profiles": [{"slug": "local", "name": "On the hub host", "backend": "local", "default": True}],
+        "profiles": [{"slug": "local", "name": "On the hub host", "backend": "local", "system_users": True,
+                      "default": True}],
         "culler": {"enabled": False},
     }
     site.update(sections)
@@ -97,13 +112,48 @@ class Compose(HubClient):
 
 @pytest.fixture(scope="session")
 def engine():
-    """Podman's Docker API socket, and the hub, slim lab and front door images built from Debian's mirror."""
+    """Podman's Docker API socket with the firewall for users' containers, and the hub, slim lab and
+    front door images built from Debian's mirror."""
     require_root("a rootful Podman")
     socket = subprocess.run([str(REPO / "scripts" / "engine"), "start", "podman"], capture_output=True, text=True,
                             check=True).stdout.strip()
+    # as docs/containers.md sets it up: users' containers cannot reach the cluster's services
+    subprocess.run([str(REPO / "scripts" / "firewall"), "apply", "10.88.0.0/16", "10.89.77.0/24"], check=True)
     env = {**os.environ, "EXTRA_CA_CERTS_DIR": "/usr/local/share/ca-certificates"}
     subprocess.run([str(REPO / "scripts" / "images")], check=True, env=env)
     return socket
+
+
+def kill_processes_of(user: str):
+    """SIGKILL the processes running as ``user`` (a test account), one by one by their PID."""
+    uid = pwd.getpwnam(user).pw_uid
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.stat(f"/proc/{pid}").st_uid == uid:
+                os.kill(int(pid), signal.SIGKILL)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+
+
+@pytest.fixture(scope="session")
+def accounts():
+    """``accounts(*names)``: fresh system accounts (with homes) for users whose servers run as
+    themselves; removed, with whatever they left running, at the end of the session."""
+    require_root("system accounts for users")
+    made = []
+
+    def make(*names: str) -> tuple[str, ...]:
+        for name in names:
+            if name not in made:
+                subprocess.run(["userdel", "--remove", name], capture_output=True)
+                ensure_user(name)
+                made.append(name)
+        return names
+
+    yield make
+    for name in made:
+        kill_processes_of(name)
+        subprocess.run(["userdel", "--remove", name], capture_output=True)
 
 
 @pytest.fixture(scope="session")
@@ -129,7 +179,7 @@ def hub_factory(hub_root, request):
     folder = Path(tempfile.mkdtemp(prefix=request.node.name[:40] + "-", dir=hub_root))
     folder.chmod(0o755)
 
-    def make(site: dict, name: str = "hub", env: dict | None = None, start: bool = True, as_root=False) -> Hub:
+    def make(site: dict, name: str = "hub", env: dict | None = None, start: bool = True, as_root=None) -> Hub:
         hub = Hub(folder / name, site, env, as_root)
         hubs.append(hub)
         return hub.start() if start else hub

@@ -22,7 +22,8 @@ def with_profiles(*profiles, **sections):
     return base_site(profiles=list(profiles), **sections)
 
 
-LOCAL = {"slug": "local", "name": "Local", "backend": "local"}
+LOCAL = {"slug": "local", "name": "Local", "backend": "local", "system_users": True}
+EMBEDDED = {"auth": {"type": "shared_password"}, "profiles": [{"slug": "local", "name": "Local", "backend": "local"}]}
 
 
 def test_valid_site_prints_ok(tmp_path):
@@ -50,11 +51,25 @@ def test_valid_site_prints_ok(tmp_path):
                  "auth.proxy_secret", "exactly one", id="two-secret-sources"),
     pytest.param(with_profiles({**LOCAL, "groups": ["staff"]}), "profiles.0.groups", "default",
                  id="closed-default-profile"),
-    pytest.param(base_site(front_door={"oidc": {"metadata_url": "https://idp.example.edu/.well-known/x",
+    pytest.param(base_site(auth={"type": "remote_user"},
+                           front_door={"oidc": {"metadata_url": "https://idp.example.edu/.well-known/x",
                                                 "client_id": "c", "client_secret": {"env": "S"}}}),
                  "front_door", "proxy_secret", id="front-door-without-proxy-secret"),
     pytest.param(base_site(front_door={"certificate": {"source": "acme"}, "oidc": {}}),
                  "front_door.certificate", "acme_email", id="acme-without-email"),
+    # issue 14: combinations in which a user's own code could sign in as someone else
+    pytest.param(with_profiles({**LOCAL, "system_users": False}), "profiles.0.system_users",
+                 "hub's account", id="sso-with-servers-as-the-hub"),
+    pytest.param(base_site(auth={"type": "remote_user"}), "auth.proxy_secret", "hub's host",
+                 id="sso-local-without-secret"),
+    pytest.param(with_profiles({"slug": "s", "name": "S", "backend": "slurm"}, auth={"type": "remote_user"}),
+                 "auth.proxy_secret", "Slurm node", id="sso-slurm-without-secret"),
+    pytest.param({**EMBEDDED, "hub": {"bind_url": "http://0.0.0.0:8000"}}, "hub.bind_url", "not loopback",
+                 id="shared-password-on-the-network"),
+    pytest.param({**EMBEDDED, "profiles": [{**LOCAL, "system_users": True}]}, "profiles.0.system_users",
+                 "any name", id="shared-password-with-system-users"),
+    pytest.param({**EMBEDDED, "profiles": [{"slug": "s", "name": "S", "backend": "slurm"}]}, "profiles.0.backend",
+                 "any name", id="shared-password-with-slurm"),
 ])
 def test_invalid_site_names_field_and_exits_2(tmp_path, site, path, reason):
     result = check(tmp_path, site)
@@ -127,3 +142,20 @@ def test_examples_are_valid(example):
     result = subprocess.run([CAMPUSHUB, "check", "--offline", "--config", str(example)], capture_output=True,
                             text=True)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_a_secret_file_others_can_read_is_refused_when_users_run_code_here(tmp_path):
+    secret = tmp_path / "proxy-secret"
+    secret.write_text("a-secret-of-at-least-16-characters\n")
+    secret.chmod(0o644)
+    site = base_site(auth={"type": "remote_user", "proxy_secret": {"file": str(secret)}})
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))
+    up = subprocess.run([CAMPUSHUB, "up", "--config", str(tmp_path / "site.yaml")], capture_output=True, text=True,
+                        timeout=60)
+    assert up.returncode == 2
+    assert up.stderr.startswith("auth.proxy_secret.file: ") and "chmod 600" in up.stderr, up.stderr
+    loose = check(tmp_path, site)  # check may run elsewhere than the hub: it warns
+    assert loose.returncode == 0 and "auth.proxy_secret.file: " in loose.stderr and "chmod 600" in loose.stderr
+    secret.chmod(0o600)
+    tight = check(tmp_path, site)
+    assert tight.returncode == 0 and "auth.proxy_secret" not in tight.stderr, tight.stderr

@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 
 import pytest
@@ -18,6 +19,7 @@ MEMORY = 256 * 1024 * 1024
 CGROUP_LIMITS = ("import pathlib; r = lambda p: int(pathlib.Path('/sys/fs/cgroup', p).read_text());"
                  " (r('memory/memory.limit_in_bytes'), r('cpu/cpu.cfs_quota_us') / r('cpu/cpu.cfs_period_us'))")
 PROJECT = f"chtest{os.getpid()}"
+OPEN_PORT = 18999  # a port the firewall leaves alone
 VOLUME = PROJECT + "-user-{username}"  # never touch volumes this run did not make
 SITE = {
     "hub": {"bind_url": "http://0.0.0.0:8000", "hub_ip": "0.0.0.0", "hub_connect_ip": "10.89.77.2",
@@ -96,6 +98,39 @@ def test_users_get_separate_volumes_and_cannot_see_each_other(deployment):
         deployment.stop_server(s, name)
 
 
+SLURM_PORTS = (6817, 6818, 6819)  # slurmctld, slurmd, slurmdbd
+PROBE = ("import socket\n"
+         "def answers(port):\n"
+         "    try:\n"
+         "        socket.create_connection(('10.89.77.1', port), timeout=5).close()\n"
+         "        return True\n"
+         "    except OSError:\n"
+         "        return False\n")
+
+
+def test_users_containers_cannot_reach_the_clusters_control_ports(deployment):
+    """scripts/firewall (the documented setup): the host's Slurm ports are closed to users' containers."""
+    listeners = []
+    for port in (*SLURM_PORTS, OPEN_PORT):  # stand-ins where Slurm's own daemons are not running
+        listener = socket.socket()
+        try:
+            listener.bind(("0.0.0.0", port))
+            listener.listen()
+            listeners.append(listener)
+        except OSError:
+            listener.close()
+    try:
+        s = deployment.login("ivy")
+        deployment.start_server(s, "ivy")
+        ports = (*SLURM_PORTS, OPEN_PORT)
+        result = deployment.run_code("ivy", deployment.token(s, "ivy"), PROBE + f"[answers(p) for p in {ports}]")
+        assert result == repr([False, False, False, True]), result  # the last: the host does answer
+        deployment.stop_server(s, "ivy")
+    finally:
+        for listener in listeners:
+            listener.close()
+
+
 HOSTILE = ["a.b", "a-2eb", "a_b", "a-5fb", "ålice", "alice-", "alice-2d", "x" * 120, "x" * 119 + "-",
            "-alice", "alice--", "a b"]
 
@@ -164,6 +199,18 @@ def test_check_names_a_missing_image_and_an_unreachable_socket(engine, tmp_path)
     dead = check(tmp_path, site)
     assert dead.returncode == 2
     assert dead.stderr.startswith("container.socket: no container engine answers at unix:///run/nowhere.sock")
+
+
+@pytest.mark.parametrize("trusted, refused", [(["10.88.0.1/32"], False), (["10.88.0.7/32"], True),
+                                               (["10.0.0.0/8"], True), (["192.0.2.1/32"], False)])
+def test_check_refuses_a_trusted_proxy_where_users_containers_get_addresses(engine, tmp_path, trusted, refused):
+    """Podman's default network hands users' containers 10.88.0.2 and up; its gateway is the host."""
+    site = {**SITE, "auth": {**SITE["auth"], "trusted_proxies": trusted},
+            "container": {"socket": engine, "network": "bridge", "image": LAB_IMAGE}}
+    result = check(tmp_path, site)
+    assert result.returncode == (2 if refused else 0), result.stderr
+    if refused:
+        assert result.stderr.startswith("auth.trusted_proxies.0: ") and "10.88.0.0/16" in result.stderr
 
 
 @pytest.fixture(scope="module")

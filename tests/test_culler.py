@@ -33,30 +33,31 @@ def test_culling_users_adds_only_the_scope_it_needs():
     assert c.JupyterHub.last_activity_interval == 60
 
 
-def test_idle_server_is_culled_and_active_one_kept(module_hub):
+def test_idle_server_is_culled_and_active_one_kept(module_hub, accounts):
     hub = module_hub
+    bob, alice = accounts("cht-bob", "cht-alice")
     admin = hub.login("root-admin", "SAM-SSLVPNSAMUsers;crc-admins")
     service = hub.api(admin, "GET", f"services/{CULLER_SERVICE}").json()
     assert service["roles"] == [CULLER_ROLE]
 
-    bob = hub.login("bob")
-    hub.start_server(bob, "bob")
+    bob_session = hub.login(bob)
+    hub.start_server(bob_session, bob)
     bob_ready = time.monotonic()
-    token = hub.token(bob, "bob")
+    token = hub.token(bob_session, bob)
     stop = threading.Event()
 
     def keep_busy():  # a user working in JupyterLab: requests through the proxy every 2 s
         while not stop.is_set():
-            requests.get(f"{hub.url}/user/bob/api/contents", headers={"Authorization": f"token {token}"}, timeout=10)
+            requests.get(f"{hub.url}/user/{bob}/api/contents", headers={"Authorization": f"token {token}"}, timeout=10)
             stop.wait(2)
 
     busy = threading.Thread(target=keep_busy, daemon=True)
     busy.start()
     try:
-        alice = hub.login("alice")
-        hub.start_server(alice, "alice")
+        alice_session = hub.login(alice)
+        hub.start_server(alice_session, alice)
         alice_ready = time.monotonic()
-        while hub.whoami_user(alice, "alice")["servers"]:
+        while hub.whoami_user(alice_session, alice)["servers"]:
             assert time.monotonic() - alice_ready < TIMEOUT + EVERY + MARGIN, "idle server was not culled"
             time.sleep(1)
         culled_after = time.monotonic() - alice_ready
@@ -64,8 +65,8 @@ def test_idle_server_is_culled_and_active_one_kept(module_hub):
         # bob has now been running longer than the timeout, and must still be there
         while time.monotonic() - bob_ready < TIMEOUT + EVERY + MARGIN:
             time.sleep(1)
-        assert hub.whoami_user(bob, "bob")["servers"][""]["ready"]
+        assert hub.whoami_user(bob_session, bob)["servers"][""]["ready"]
     finally:
         stop.set()
         busy.join()
-    hub.stop_server(bob, "bob")
+    hub.stop_server(bob_session, bob)

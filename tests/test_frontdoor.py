@@ -1,7 +1,9 @@
 """The campus front door: real Apache (mod_ssl, mod_auth_openidc), a real OpenID Connect provider, a real hub."""
 
+import http.client
 import json
 import os
+import pwd
 import re
 import socket
 import ssl
@@ -10,18 +12,36 @@ import time
 from pathlib import Path
 from urllib.parse import quote, urljoin
 
+import jwt
 import pytest
 import requests
 import yaml
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
 
 from campushub.testing import Hub
-from conftest import CAMPUSHUB, EXTERNAL, LAB_IMAGE, Compose, free_port, podman, require_root
+from conftest import (
+    CAMPUSHUB,
+    EXTERNAL,
+    LAB_IMAGE,
+    PROXY_SECRET,
+    SECRET_ENV,
+    Compose,
+    free_port,
+    podman,
+    require_root,
+)
 
 REPO = Path(__file__).parent.parent
 GROUP = "SAM-SSLVPNSAMUsers"
-PROXY_SECRET = "front-door-secret-0123456789"
 CLIENT_SECRET = "oidc-client-secret-0123456789"
-USERS = {"alice": [GROUP, "staff"], "bob": ["students"]}
+ALICE, BOB = "cht-alice", "cht-bob"
+USERS = {ALICE: [GROUP, "staff"], BOB: ["students"]}
+#: the IdP's signing key, so that tests can make tokens the IdP would have made
+IDP_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+IDP_JWKS = {"keys": [{**json.loads(RSAAlgorithm.to_jwk(IDP_KEY)), "kid": "idp-key"}]}
+del IDP_JWKS["keys"][0]["key_ops"]  # PyJWT says "sign" only; the IdP also verifies its own tokens (logout hints)
+IDENTITY = ("Cn", "isMemberOf", "X-Campushub-Proxy-Secret", "X-Campushub-Id-Token")
 
 
 def wait_listening(port: int, host: str = "127.0.0.1", timeout: float = 60):
@@ -43,17 +63,18 @@ class FrontDoor:
         self.url = f"https://localhost:{self.https_port}"
         self.idp_host = idp_host
         self.idp = f"http://{idp_host}:{self.idp_port}"
-        self.env = {"CH_PROXY_SECRET": PROXY_SECRET, "CH_CLIENT_SECRET": CLIENT_SECRET}
+        self.env = {SECRET_ENV: PROXY_SECRET, "CH_CLIENT_SECRET": CLIENT_SECRET}
         self.site = {
             "hub": {"public_url": f"{self.url}/"},
             "auth": {"type": "remote_user", "required_groups": [GROUP], "trusted_proxies": ["127.0.0.1/32"],
                      "missing_group_redirect": f"{EXTERNAL}/no-group",
-                     "proxy_secret": {"env": "CH_PROXY_SECRET"},
+                     "proxy_secret": {"env": SECRET_ENV},
                      "logout_url": f"{self.url}/oidc-callback?logout={quote(self.url + '/hub/home', safe='')}"},
             "front_door": {"server_name": "localhost", "http_port": self.http_port, "https_port": self.https_port,
                            "oidc": {"metadata_url": f"{self.idp}/.well-known/openid-configuration",
                                     "client_id": "campushub", "client_secret": {"env": "CH_CLIENT_SECRET"}}},
-            "profiles": [{"slug": "local", "name": "JupyterLab", "backend": "local", "default": True}],
+            "profiles": [{"slug": "local", "name": "JupyterLab", "backend": "local", "system_users": True,
+                          "default": True}],
             "culler": {"enabled": False},
         }
 
@@ -77,7 +98,7 @@ class FrontDoor:
                    "IDP_CLIENT_ID": "campushub",
                    "IDP_CLIENT_SECRET": CLIENT_SECRET, "IDP_REDIRECT_URIS": f"{self.url}/oidc-callback",
                    "IDP_POST_LOGOUT_URIS": f"{self.url}/hub/home",
-                   "IDP_USERS": json.dumps(USERS)}
+                   "IDP_USERS": json.dumps(USERS), "IDP_JWKS": json.dumps(IDP_JWKS)}
         self.idp_process = subprocess.Popen(["node", str(REPO / "tests" / "idp" / "provider.mjs")], env=idp_env,
                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_listening(self.idp_port, self.idp_host)
@@ -118,8 +139,9 @@ class FrontDoor:
 
 
 @pytest.fixture(scope="module")
-def door(hub_root):
+def door(hub_root, accounts):
     require_root("running Apache")
+    accounts(ALICE)
     door = FrontDoor(hub_root / "frontdoor").start()
     yield door
     door.stop()
@@ -134,15 +156,15 @@ def test_http_redirects_to_https_with_hsts(door):
 
 def test_unauthenticated_requests_go_to_the_idp_and_return_logged_in(door):
     s = door.browser()
-    r = door.sso_login(s, "alice")
+    r = door.sso_login(s, ALICE)
     assert r.status_code == 200 and r.url == f"{door.url}/hub/home"
     me = s.get(f"{door.url}/hub/api/user").json()
-    assert me["name"] == "alice" and {GROUP, "staff"} <= set(me["groups"])
+    assert me["name"] == ALICE and {GROUP, "staff"} <= set(me["groups"])
 
 
 def test_session_cookies_are_secure_and_httponly(door):
     s = door.browser()
-    door.sso_login(s, "alice")
+    door.sso_login(s, ALICE)
     session = [c for c in s.cookies if c.name in ("mod_auth_openidc_session", "jupyterhub-hub-login",
                                                    "jupyterhub-session-id")]
     assert len(session) == 3
@@ -150,7 +172,7 @@ def test_session_cookies_are_secure_and_httponly(door):
 
 
 def test_a_user_without_the_group_lands_on_missing_group_redirect(door):
-    r = door.sso_login(door.browser(), "bob")
+    r = door.sso_login(door.browser(), BOB)
     assert (r.status_code, r.headers["Location"]) == (302, f"{EXTERNAL}/no-group")
 
 
@@ -159,8 +181,8 @@ def test_forged_headers_at_the_front_door_are_ignored(door):
     s = door.browser()
     r = s.get(f"{door.url}/hub/home", headers=forged, allow_redirects=False)
     assert r.status_code == 302 and r.headers["Location"].startswith(door.idp)  # still asked to sign in
-    door.sso_login(s, "alice")
-    assert s.get(f"{door.url}/hub/api/user", headers=forged).json()["name"] == "alice"
+    door.sso_login(s, ALICE)
+    assert s.get(f"{door.url}/hub/api/user", headers=forged).json()["name"] == ALICE
 
 
 def test_forged_headers_straight_to_the_hub_never_log_in(door):
@@ -169,6 +191,116 @@ def test_forged_headers_straight_to_the_hub_never_log_in(door):
     r = s.get(f"{door.hub.url}/hub/home", headers=forged)
     assert r.status_code == 403
     assert not [c for c in s.cookies if c.name.startswith("jupyterhub-")]
+
+
+#: a user's own server config that writes down every request's headers (any user can do this)
+HEADER_LOG = """
+import json, os
+def log_headers(handler):
+    with open(os.path.expanduser("~/seen-headers.jsonl"), "a") as f:
+        f.write(json.dumps({"path": handler.request.path, "headers": dict(handler.request.headers)}) + "\\n")
+c.ServerApp.tornado_settings = {"log_function": log_headers}
+"""
+
+
+def raw_get(door, path: str, headers: dict) -> int:
+    """GET ``path`` exactly as written (no client-side clean-up of ``..``) through the front door."""
+    context = ssl.create_default_context(cafile=door.ca)
+    connection = http.client.HTTPSConnection("localhost", door.https_port, context=context, timeout=30)
+    connection.putrequest("GET", path, skip_accept_encoding=True)
+    for name, value in headers.items():
+        connection.putheader(name, value)
+    connection.endheaders()
+    status = connection.getresponse().status
+    connection.close()
+    return status
+
+
+def test_users_servers_never_receive_identity_or_the_secret(door):
+    """Identity and the secret go to the hub's paths only: a user's server logs every header it gets."""
+    home = Path(pwd.getpwnam(ALICE).pw_dir)
+    seen = home / "seen-headers.jsonl"
+    config = home / ".jupyter" / "jupyter_server_config.py"
+    config.parent.mkdir(exist_ok=True)
+    config.write_text(HEADER_LOG)
+    seen.unlink(missing_ok=True)
+    for path in (config.parent, config):
+        os.chown(path, pwd.getpwnam(ALICE).pw_uid, pwd.getpwnam(ALICE).pw_gid)
+    s = door.browser()
+    door.sso_login(s, ALICE)
+    xsrf = {"X-XSRFToken": s.cookies.get("_xsrf", path="/hub/")}
+    try:
+        assert s.post(f"{door.url}/hub/api/users/{ALICE}/server", headers=xsrf, json={}).status_code in (201, 202)
+        deadline = time.monotonic() + 120
+        while not (s.get(f"{door.url}/hub/api/user").json()["servers"].get("") or {}).get("ready"):
+            assert time.monotonic() < deadline, door.hub.tail()
+            time.sleep(0.5)
+        token = s.post(f"{door.url}/hub/api/users/{ALICE}/tokens", headers=xsrf, json={}).json()["token"]
+        forged = {"Cn": "mallory", "isMemberOf": GROUP, "X-Campushub-Proxy-Secret": PROXY_SECRET,
+                  "X-Campushub-Id-Token": "forged"}
+        sso = "; ".join(f"{c.name}={c.value}" for c in s.cookies if c.name == "mod_auth_openidc_session")
+        paths = [f"/user/{ALICE}/api/status", f"/hub/../user/{ALICE}/api/status",
+                 f"/hub/%2e%2e/user/{ALICE}/api/status", f"//hub/../user/{ALICE}/api/status"]
+        for path in paths:
+            status = raw_get(door, path, {**forged, "Cookie": sso, "Authorization": f"token {token}"})
+            assert status == 200, (path, status)
+        lab = door.follow(s, s.get(f"{door.url}/user/{ALICE}/lab", allow_redirects=False))  # the browser's way
+        assert lab.status_code == 200 and "JupyterLab" in lab.text
+        requests_seen = [json.loads(line) for line in seen.read_text().splitlines()]
+        assert sum(r["path"] == f"/user/{ALICE}/api/status" for r in requests_seen) == len(paths), requests_seen
+        assert any(r["path"] == f"/user/{ALICE}/lab" for r in requests_seen)
+        for r in requests_seen:
+            names = {name.lower() for name in r["headers"]}
+            assert not names & {h.lower() for h in IDENTITY}, r
+        assert PROXY_SECRET not in seen.read_text()
+        assert s.get(f"{door.url}/hub/api/user").json()["name"] == ALICE  # and the hub still signs in
+    finally:
+        s.delete(f"{door.url}/hub/api/users/{ALICE}/server", headers=xsrf)
+        config.unlink()
+
+
+def token_for(door, key=IDP_KEY, algorithm="RS256", **changes) -> str:
+    """An ID token with ``changes`` to what the IdP would issue for a user "mallory" in the group."""
+    now = int(time.time())
+    claims = {"iss": door.idp, "aud": "campushub", "sub": "mallory", "iat": now, "exp": now + 300,
+              "preferred_username": "mallory", "groups": [GROUP], **changes}
+    claims = {name: value for name, value in claims.items() if value is not None}
+    return jwt.encode(claims, key, algorithm=algorithm, headers={"kid": "idp-key"})
+
+
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")  # a weak key on purpose
+def test_the_hub_believes_only_id_tokens_the_idp_signed_for_it(door):
+    """Even with the front door's secret (leaked) from its address, identity needs a valid ID token."""
+    attacker = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = int(time.time())
+    refused = {
+        "no token": None,
+        "another key": token_for(door, key=attacker),
+        "another client": token_for(door, aud="other-client"),
+        "another issuer": token_for(door, iss="https://idp.example.org"),
+        "no expiry": token_for(door, exp=None),
+        "unsigned": jwt.encode({"iss": door.idp, "aud": "campushub", "iat": now, "exp": now + 300,
+                                "preferred_username": "mallory", "groups": [GROUP]}, None, algorithm="none"),
+        "signed with the client secret": token_for(door, key=CLIENT_SECRET, algorithm="HS256"),
+    }
+    for why, token in refused.items():
+        s = door.hub.session("mallory", GROUP, extra={"X-Campushub-Id-Token": token} if token else {})
+        r = door.hub.get(s, "/hub/home")
+        assert r.status_code == 403, (why, r.status_code)
+        assert not [c for c in s.cookies if c.name.startswith("jupyterhub-session")], why
+    # expired: the session is older than its token; sent to sign in again (the SSO's logout)
+    s = door.hub.session("mallory", GROUP, extra={"X-Campushub-Id-Token": token_for(door, iat=now - 7200,
+                                                                                   exp=now - 3600)})
+    r = door.hub.get(s, "/hub/home")
+    assert (r.status_code, r.headers.get("Location")) == (302, door.site["auth"]["logout_url"])
+    # the control: a token the IdP's key signed for this hub is believed, claims and all (headers not)
+    s = door.hub.session("someone-else", "students", extra={"X-Campushub-Id-Token": token_for(door)})
+    r = s.get(f"{door.hub.url}/hub/login", allow_redirects=False)
+    assert r.status_code == 302
+    # the hub's cookies are Secure (public_url is https): send them by hand over this plain-HTTP hop
+    cookies = "; ".join(f"{c.name}={c.value}" for c in s.cookies)
+    me = s.get(f"{door.hub.url}/hub/api/user", headers={"Cookie": cookies}).json()
+    assert (me["name"], me["groups"]) == ("mallory", [GROUP])
 
 
 @pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")  # old TLS on purpose
@@ -188,7 +320,7 @@ def test_old_tls_is_refused(door, version):
 
 def test_logout_goes_through_the_sso_and_asks_again(door):
     s = door.browser()
-    door.sso_login(s, "alice")
+    door.sso_login(s, ALICE)
     r = door.follow(s, s.get(f"{door.url}/hub/logout", allow_redirects=False))
     assert r.url.startswith(f"{door.idp}/session/end"), r.url  # the IdP confirms the sign-out
     r = door.submit(s, r, {"logout": "yes"})
@@ -213,11 +345,11 @@ def test_a_browser_signs_in_runs_a_cell_and_logs_out(door):
         page = context.new_page()
         try:
             page.goto(f"{door.url}/hub/")
-            page.fill('input[name="login"]', "alice")
+            page.fill('input[name="login"]', ALICE)
             page.fill('input[name="password"]', "any")
             page.click('button[type="submit"]')
             page.click('button[type="submit"]')  # consent
-            page.wait_for_url("**/user/alice/lab**", timeout=180_000)
+            page.wait_for_url(f"**/user/{ALICE}/lab**", timeout=180_000)
             page.locator('.jp-LauncherCard[data-category="Notebook"]').first.click(timeout=120_000)
             # the kernel's websocket runs through the front door: wait until it says idle
             page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').wait_for(timeout=120_000)
@@ -271,7 +403,8 @@ class ComposeFrontDoor(FrontDoor):
     """compose.yaml + compose.frontdoor.yaml on Podman: the hub and Apache in containers, the IdP on the host.
 
     The IdP listens on the compose network's gateway (the host's address on it), so that the
-    browser and Apache reach it at the same address, as a campus IdP is reached by both.
+    browser, Apache and the hub reach it at the same address, as a campus IdP is reached by all.
+    Apache and the hub meet on the front door's own network (campushub-door).
     """
 
     PROJECT = f"chdoor{os.getpid()}"
@@ -282,8 +415,8 @@ class ComposeFrontDoor(FrontDoor):
         hub, door = self.site["hub"], self.site["front_door"]
         hub.update(bind_url="http://0.0.0.0:8000", hub_ip="0.0.0.0", hub_connect_ip="10.89.77.2",
                    state_dir="/srv/campushub/state")
-        self.site["auth"].update(trusted_proxies=["10.89.77.3/32"], proxy_secret={"env": "CAMPUSHUB_PROXY_SECRET"})
-        door.update(address="0.0.0.0", upstream="http://10.89.77.2:8000")
+        self.site["auth"].update(trusted_proxies=["10.89.78.3/32"], proxy_secret={"env": "CAMPUSHUB_PROXY_SECRET"})
+        door.update(address="0.0.0.0", upstream="http://10.89.78.2:8000")
         self.site["container"] = {"volume": self.PROJECT + "-user-{username}", "image": LAB_IMAGE}
         self.site["profiles"] = [{"slug": "lab", "name": "JupyterLab", "backend": "container", "cpu": 0.5,
                                   "memory": "512M", "default": True}]
@@ -321,22 +454,22 @@ def compose_door(engine, hub_root):
 def test_compose_front_door_signs_in_and_serves_a_container(compose_door):
     door = compose_door
     s = door.browser()
-    r = door.sso_login(s, "alice")
+    r = door.sso_login(s, ALICE)
     assert r.status_code == 200 and r.url == f"{door.url}/hub/home"
     me = s.get(f"{door.url}/hub/api/user").json()
-    assert me["name"] == "alice" and GROUP in me["groups"]
+    assert me["name"] == ALICE and GROUP in me["groups"]
     xsrf = {"X-XSRFToken": s.cookies.get("_xsrf", path="/hub/")}
-    assert s.post(f"{door.url}/hub/api/users/alice/server", headers=xsrf, json={}).status_code in (201, 202)
+    assert s.post(f"{door.url}/hub/api/users/{ALICE}/server", headers=xsrf, json={}).status_code in (201, 202)
     deadline = time.monotonic() + 180
     while not (s.get(f"{door.url}/hub/api/user").json()["servers"].get("") or {}).get("ready"):
         assert time.monotonic() < deadline, door.hub.tail()
         time.sleep(1)
     # JupyterLab in the container, through Apache and the hub's proxy (and the hub's OAuth for the server)
-    lab = door.follow(s, s.get(f"{door.url}/user/alice/lab", allow_redirects=False))
-    assert lab.status_code == 200 and lab.url == f"{door.url}/user/alice/lab" and "JupyterLab" in lab.text
-    r = s.get(f"{door.url}/user/alice/api/status")
+    lab = door.follow(s, s.get(f"{door.url}/user/{ALICE}/lab", allow_redirects=False))
+    assert lab.status_code == 200 and lab.url == f"{door.url}/user/{ALICE}/lab" and "JupyterLab" in lab.text
+    r = s.get(f"{door.url}/user/{ALICE}/api/status")
     assert r.status_code == 200 and "kernels" in r.json(), r.text[:300]
-    assert s.delete(f"{door.url}/hub/api/users/alice/server", headers=xsrf).status_code in (202, 204)
+    assert s.delete(f"{door.url}/hub/api/users/{ALICE}/server", headers=xsrf).status_code in (202, 204)
 
 
 def test_compose_hub_port_trusts_only_the_front_door(compose_door):

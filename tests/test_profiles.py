@@ -1,18 +1,20 @@
 """Profiles on the `local` backend: real JupyterLab servers and kernels through the proxy."""
 
+import pwd
+
 import pytest
 
 from conftest import base_site
 
 GROUP = "SAM-SSLVPNSAMUsers"
+LOCAL = {"backend": "local", "system_users": True}
 
 SITE = base_site(
     spawner={"environment": {"SITE_VAR": "site", "SHARED": "from-spawner"}},
     profiles=[
-        {"slug": "local", "name": "Small", "backend": "local", "default": True,
-         "environment": {"PROFILE_VAR": "local"}},
-        {"slug": "big", "name": "Big", "backend": "local", "environment": {"PROFILE_VAR": "big"}},
-        {"slug": "gpu", "name": "GPU", "backend": "local", "groups": ["gpu-users"],
+        {"slug": "local", "name": "Small", **LOCAL, "default": True, "environment": {"PROFILE_VAR": "local"}},
+        {"slug": "big", "name": "Big", **LOCAL, "environment": {"PROFILE_VAR": "big"}},
+        {"slug": "gpu", "name": "GPU", **LOCAL, "groups": ["gpu-users"],
          "environment": {"PROFILE_VAR": "gpu", "SHARED": "from-profile"}},
     ],
 )
@@ -21,21 +23,23 @@ ENV_PROBE = "import os; '|'.join(os.environ.get(k, '-') for k in ('SITE_VAR', 'P
 
 
 @pytest.fixture(scope="module")
-def hub(module_hub):
+def hub(module_hub, accounts):
+    accounts("cht-alice", "cht-dave")
     return module_hub
 
 
 def test_default_profile_runs_a_kernel_through_the_proxy(hub):
-    s = hub.login("alice")
-    hub.start_server(s, "alice")  # no profile named: the default
-    token = hub.token(s, "alice")
-    assert hub.run_code("alice", token, "1+1") == "2"
+    s = hub.login("cht-alice")
+    hub.start_server(s, "cht-alice")  # no profile named: the default
+    token = hub.token(s, "cht-alice")
+    assert hub.run_code("cht-alice", token, "1+1") == "2"
     # shared settings are merged into the profile, not replaced by it
-    assert hub.run_code("alice", token, ENV_PROBE) == "'site|local|from-spawner'"
-    # files live in a per-user folder in the state directory, not in /tmp
-    cwd = hub.run_code("alice", token, "import os; os.getcwd()")
-    assert cwd == repr(str(hub.state / "home" / "alice"))
-    hub.stop_server(s, "alice")
+    assert hub.run_code("cht-alice", token, ENV_PROBE) == "'site|local|from-spawner'"
+    # the server runs as the user, in the user's home
+    account = pwd.getpwnam("cht-alice")
+    assert hub.run_code("cht-alice", token, "import os; os.getuid(), os.getcwd()") == repr(
+        (account.pw_uid, account.pw_dir))
+    hub.stop_server(s, "cht-alice")
 
 
 def test_forbidden_and_unknown_profiles_are_refused_by_the_api(hub):
@@ -62,12 +66,12 @@ def test_the_form_offers_only_allowed_profiles_and_refuses_the_others(hub):
 
 
 def test_a_group_member_starts_a_restricted_profile(hub):
-    s = hub.login("dave", f"{GROUP};gpu-users")
+    s = hub.login("cht-dave", f"{GROUP};gpu-users")
     assert 'value="gpu"' in hub.get(s, "/hub/spawn").text
-    hub.start_server(s, "dave", profile="gpu")
-    token = hub.token(s, "dave")
-    assert hub.run_code("dave", token, ENV_PROBE) == "'site|gpu|from-profile'"
-    hub.stop_server(s, "dave")
+    hub.start_server(s, "cht-dave", profile="gpu")
+    token = hub.token(s, "cht-dave")
+    assert hub.run_code("cht-dave", token, ENV_PROBE) == "'site|gpu|from-profile'"
+    hub.stop_server(s, "cht-dave")
 
 
 def test_timeouts_reach_the_spawner_jupyterhub_waits_on():
@@ -78,6 +82,6 @@ def test_timeouts_reach_the_spawner_jupyterhub_waits_on():
 
     c = Config()
     site = base_site(spawner={"start_timeout": 301, "http_timeout": 302},
-                     profiles=[{"slug": "me", "name": "Me", "backend": "local", "system_users": True}])
+                     profiles=[{"slug": "me", "name": "Me", **LOCAL}])
     profiles(c, Site.model_validate(site))
     assert (c.CampusProfilesSpawner.start_timeout, c.CampusProfilesSpawner.http_timeout) == (301, 302)

@@ -4,10 +4,10 @@ import time
 
 import pytest
 
-from conftest import EXTERNAL, Hub, base_site
+from conftest import EXTERNAL, PROXY_SECRET, SECRET_ENV, SECRET_HEADER, Hub, base_site
 
 GROUP = "SAM-SSLVPNSAMUsers"
-SECRET = "s3cret-from-the-front-door-0123456789"
+SECRET = PROXY_SECRET
 
 
 @pytest.fixture(scope="module")
@@ -22,11 +22,10 @@ def hub(hub_root):
 
 @pytest.fixture(scope="module")
 def strict_hub(hub_root):
-    """No redirects (403 pages), only 127.0.0.1/32 trusted, and a proxy secret from the environment."""
+    """No redirects (403 pages), only 127.0.0.1/32 trusted, and the proxy secret from the environment."""
     site = base_site(auth={"type": "remote_user", "required_groups": [GROUP],
-                           "trusted_proxies": ["127.0.0.1/32"],
-                           "proxy_secret": {"env": "CAMPUSHUB_TEST_PROXY_SECRET"}})
-    hub = Hub(hub_root / "strict", site, env={"CAMPUSHUB_TEST_PROXY_SECRET": SECRET}).start()
+                           "trusted_proxies": ["127.0.0.1/32"], "proxy_secret": {"env": SECRET_ENV}})
+    hub = Hub(hub_root / "strict", site).start()
     yield hub
     hub.stop()
 
@@ -47,8 +46,7 @@ def test_login_from_trusted_proxy_lands_on_the_deep_link(hub):
 @pytest.mark.parametrize("forged", [{}, {"X-Forwarded-For": "127.0.0.1"}, {"X-Real-Ip": "127.0.0.1"},
                                     {"X-Forwarded-For": "127.0.0.1", "X-Real-Ip": "127.0.0.1"}])
 def test_headers_from_an_untrusted_address_never_log_in(strict_hub, forged):
-    s = strict_hub.session("mallory", GROUP, source="127.0.0.2",
-                           extra={**forged, "X-Campushub-Proxy-Secret": SECRET})
+    s = strict_hub.session("mallory", GROUP, source="127.0.0.2", extra=forged)  # with the secret
     r = strict_hub.get(s, "/hub/home")
     assert r.status_code == 403
     assert "not trusted" in r.text
@@ -59,8 +57,8 @@ def test_headers_from_an_untrusted_address_never_log_in(strict_hub, forged):
 @pytest.mark.parametrize("secret, allowed", [(SECRET, True), (None, False), ("wrong", False),
                                              (SECRET + "x", False), ("", False)])
 def test_proxy_secret_is_required_when_set(strict_hub, secret, allowed):
-    extra = {} if secret is None else {"X-Campushub-Proxy-Secret": secret}
-    s = strict_hub.session("bob", GROUP, extra=extra)
+    extra = {} if secret is None else {SECRET_HEADER: secret}
+    s = strict_hub.session("bob", GROUP, extra=extra, secret=False)
     r = strict_hub.get(s, "/hub/home")
     assert (r.status_code == 200) is allowed, r.status_code
     assert logged_in(s) is allowed
@@ -78,10 +76,9 @@ def test_missing_user_and_group_redirect_when_configured(hub):
 
 
 def test_missing_user_and_group_get_a_403_page_when_no_redirect(strict_hub):
-    extra = {"X-Campushub-Proxy-Secret": SECRET}
-    r = strict_hub.get(strict_hub.session(None, GROUP, extra=extra), "/hub/home")
+    r = strict_hub.get(strict_hub.session(None, GROUP), "/hub/home")
     assert r.status_code == 403 and "did not say who you are" in r.text
-    r = strict_hub.get(strict_hub.session("carol", "students", extra=extra), "/hub/home")
+    r = strict_hub.get(strict_hub.session("carol", "students"), "/hub/home")
     assert r.status_code == 403 and "not in a group that may use this hub" in r.text
     assert "<html" in r.text.lower()  # the hub's own error page, not a bare status
 
@@ -118,7 +115,7 @@ def test_logout_ends_the_hub_session_then_goes_to_the_sso_logout(hub, strict_hub
     assert (r.status_code, r.headers["Location"]) == (302, f"{EXTERNAL}/logout")
     assert hub.api(s, "GET", "user").status_code == 403
     # without a logout_url, the hub's own logout page
-    s = strict_hub.session("judy", GROUP, extra={"X-Campushub-Proxy-Secret": SECRET})
+    s = strict_hub.session("judy", GROUP)
     strict_hub.get(s, "/hub/home")
     r = s.get(f"{strict_hub.url}/hub/logout", allow_redirects=False)
     assert r.status_code == 200 and "logged out" in r.text.lower()
@@ -132,3 +129,45 @@ def test_cookies_are_httponly_and_secure_behind_an_https_public_url(hub_factory)
     session = [c for c in cookies if c.startswith(("jupyterhub-hub-login", "jupyterhub-session-id"))]
     assert len(session) == 2, cookies
     assert all("HttpOnly" in c and "Secure" in c for c in session), session
+
+
+IMPERSONATE = """
+import os, urllib.request, urllib.error
+def status(url, headers):
+    try:
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10).status
+    except urllib.error.HTTPError as e:
+        return e.code
+forged = {"Cn": "mallory-admin", "isMemberOf": "SAM-SSLVPNSAMUsers;crc-admins"}
+tried = [status(f"{PROXY}/hub/login", forged),
+         status(f"{HUB}/hub/login", {**forged, "X-Forwarded-For": "127.0.0.1"})]
+readable = []
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        if SECRET.encode() in open(f"/proc/{pid}/environ", "rb").read():
+            readable.append(pid)
+    except OSError:
+        pass
+for folder in STATE:
+    try:
+        readable.append(os.listdir(folder))
+    except OSError:
+        pass
+tried, readable
+"""
+
+
+def test_a_users_own_kernel_cannot_sign_in_as_anyone_else(hub_factory, accounts):
+    """The attack of issue 14: a signed-in user's code on the hub host sends identity headers."""
+    hub = hub_factory(base_site())
+    user, = accounts("cht-mallory")
+    s = hub.login(user)
+    hub.start_server(s, user)
+    code = (f"PROXY, HUB, SECRET = {hub.url!r}, 'http://127.0.0.1:{hub.site['hub']['hub_port']}', {PROXY_SECRET!r}\n"
+            f"STATE = [{str(hub.state)!r}]\n" + IMPERSONATE)
+    # from loopback without the secret, through the proxy or straight to the hub: refused; and the
+    # secret is in no process environment, no file the user can read
+    assert hub.run_code(user, hub.token(s, user), code) == "([403, 403], [])"
+    admin = hub.login("cht-admin", f"{GROUP};crc-admins")
+    assert "mallory-admin" not in {u["name"] for u in hub.api(admin, "GET", "users").json()}
+    hub.stop_server(s, user)

@@ -57,6 +57,8 @@ def hub(slurm_conf, hub_root):
             {"slug": "huge", "name": "Slurm: 64 CPUs", "backend": "slurm", "cpu": 64},
             {"slug": "nowhere", "name": "Slurm: no such partition", "backend": "slurm", "partition": "nope"},
             {"slug": "broken", "name": "Slurm: a job that dies", "backend": "slurm", "prologue": "exit 3"},
+            {"slug": "slow", "name": "Slurm: a job that starts slowly", "backend": "slurm", "cpu": 1,
+             "memory": "256M", "prologue": "sleep 12"},
         ],
     )
     hub = Hub(hub_root / "slurm", site, as_root=True).start()  # sudo -u to each user needs root
@@ -179,3 +181,98 @@ def test_users_pick_local_or_slurm_in_the_form_and_the_api(hub, slurm_conf):
     assert job_of(slurm_conf, user) == ""
     assert hub.run_code(user, hub.token(s, user), "import os; os.getuid()") == str(pwd.getpwnam(user).pw_uid)
     hub.stop_server(s, user)
+
+
+def job_token(user: str, timeout: float = 60) -> str:
+    """The server token in the environment of ``user``'s running batch job (root can read it)."""
+    uid = pwd.getpwnam(user).pw_uid
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if os.stat(f"/proc/{pid}").st_uid != uid:
+                    continue
+                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            for entry in environ:
+                if entry.startswith(b"JUPYTERHUB_API_TOKEN="):
+                    return entry.split(b"=", 1)[1].decode()
+        time.sleep(0.5)
+    raise AssertionError(f"no job of {user} with a server token")
+
+
+ATTACK = ("import json, os, urllib.request, urllib.error\n"
+          "def post(body):\n"
+          "    req = urllib.request.Request(os.environ['JUPYTERHUB_API_URL'] + '/batchspawner', method='POST',\n"
+          "        data=json.dumps(body).encode(), headers={'Authorization': 'token ' + os.environ['JUPYTERHUB_API_TOKEN']})\n"
+          "    try:\n"
+          "        return urllib.request.urlopen(req, timeout=10).status\n"
+          "    except urllib.error.HTTPError as e:\n"
+          "        return e.code\n")
+
+
+def test_a_job_reports_its_port_and_nothing_else(hub, slurm_conf):
+    """batchspawner's callback set any attribute a job named, and a restart made it the hub's config."""
+    user, other = USERS[2], USERS[3]
+    marker = Path(f"/tmp/campushub-attack-{os.getpid()}")
+    marker.unlink(missing_ok=True)
+    s = hub.login(user)
+    r = hub.api(s, "POST", f"users/{user}/server", json={"profile": "slow"})
+    assert r.status_code == 202, r.text
+    token = job_token(user)  # the job runs its prologue; the start is pending until it reports a port
+    callback = f"http://127.0.0.1:{hub.site['hub']['hub_port']}/hub/api/batchspawner"
+    injected = {"batch_query_cmd": f"touch {marker}; squeue -h -j {{job_id}} -o '%T %r %B'"}
+    for body in ({"ip": "10.0.0.9", "port": 8888}, {"port": "8888"}, {"port": 70000}, {"port": 0},
+                 {"port": True}, {"port": 8888, "job_id": "1"}, {"child_config": injected}, [8888]):
+        r = requests.post(callback, json=body, headers={"Authorization": f"token {token}"}, timeout=10)
+        assert r.status_code == 400, (body, r.status_code, r.text)
+    other_session = hub.login(other)
+    other_token = hub.token(other_session, other)  # a user's own token, not a starting server's
+    r = requests.post(callback, json={"port": 8888}, headers={"Authorization": f"token {other_token}"}, timeout=10)
+    assert r.status_code == 403, r.text
+    assert requests.post(callback, json={"port": 8888}, timeout=10).status_code == 403
+
+    hub.wait_ready(s, user)  # the job's own report was taken
+    token = hub.token(s, user)
+    # once running, nothing more is accepted, whatever the body
+    outcome = hub.run_code(user, token, ATTACK + f"post({{'child_config': {injected!r}}}), post({{'port': 1}})")
+    assert outcome == "(409, 409)", outcome
+    state = hub_state(hub, user)
+    assert "child_conf" not in state and state["profile"] == "slow", state
+
+    # a saved state that carries settings (as main's wrapspawner saved, or a tampered database) is not obeyed
+    hub.stop()
+    hub_state(hub, user, {**state, "child_conf": injected})
+    hub.start()
+    time.sleep(2 * hub.site["spawner"]["poll_interval"] + 1)  # the hub polls the job with its query command
+    s = hub.login(user)
+    assert hub.whoami_user(s, user)["servers"][""]["ready"]
+    assert hub.run_code(user, token, "6*7") == "42"
+    assert not marker.exists(), "the hub ran a command from a server's saved state"
+    hub.stop_server(s, user)
+
+
+def hub_state(hub, user: str, new: dict | None = None) -> dict:
+    """The saved state of ``user``'s server in the hub's database; with ``new``, replace it."""
+    import sqlite3
+
+    with sqlite3.connect(hub.state / "jupyterhub.sqlite") as db:
+        (spawner_id, raw), = db.execute(
+            "select spawners.id, spawners.state from spawners join users on users.id = spawners.user_id"
+            " where users.name = ? and spawners.name = ''", (user,))
+        if new is not None:
+            db.execute("update spawners set state = ? where id = ?", (json.dumps(new), spawner_id))
+    return json.loads(raw)
+
+
+def test_slurm_commands_get_none_of_the_hubs_secrets(monkeypatch):
+    """squeue and scancel run as the user (sudo -E -u): they must not carry the hub's environment."""
+    import asyncio
+
+    from campushub.slurm import CampusSlurmSpawner
+
+    monkeypatch.setenv("CAMPUSHUB_PROXY_SECRET", "must-not-reach-users")
+    out = asyncio.run(CampusSlurmSpawner(slurm_conf="/etc/slurm/test.conf").run_command("env"))
+    assert "must-not-reach-users" not in out
+    assert "SLURM_CONF=/etc/slurm/test.conf" in out.splitlines()

@@ -16,6 +16,10 @@ import yaml
 from conftest import CAMPUSHUB, base_site, free_port, require_root
 
 REPO = Path(__file__).parent.parent
+#: the embedded default: a shared password, servers as the hub's own account
+EMBEDDED = {"auth": {"type": "shared_password"},
+            "profiles": [{"slug": "local", "name": "JupyterLab", "backend": "local", "default": True}],
+            "culler": {"enabled": False}}
 
 
 def listening(port: int) -> bool:
@@ -38,7 +42,7 @@ def test_a_bad_site_file_starts_nothing(tmp_path):
 
 def test_root_never_runs_users_servers_as_root(tmp_path):
     require_root("this test")
-    (tmp_path / "site.yaml").write_text(yaml.safe_dump(base_site(hub={"state_dir": str(tmp_path / "state")})))
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump({**EMBEDDED, "hub": {"state_dir": str(tmp_path / "state")}}))
     result = subprocess.run([CAMPUSHUB, "up", "--config", str(tmp_path / "site.yaml")], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 2
@@ -59,9 +63,12 @@ def processes_in(folder) -> dict[str, str]:
 
 
 def test_sigterm_stops_hub_proxy_and_servers(hub_factory):
-    hub = hub_factory(base_site())
-    s = hub.login("alice")
+    hub = hub_factory(EMBEDDED)
+    s, _ = hub.password_login("alice", (hub.state / "shared_password").read_text().strip())
     hub.start_server(s, "alice")
+    # on the embedded default, files live in a per-user folder in the state directory, not in /tmp
+    cwd = hub.run_code("alice", hub.token(s, "alice"), "import os; os.getcwd()")
+    assert cwd == repr(str(hub.state / "home" / "alice"))
     running = " ".join(processes_in(hub.folder).values())
     assert "configurable-http-proxy" in running and "jupyterhub-singleuser" in running
     hub.process.send_signal(signal.SIGTERM)
@@ -112,7 +119,7 @@ def test_readme_up_command_brings_up_a_hub(hub_root):
             assert up.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.5)
         password = (folder / "state" / "shared_password").read_text().strip()
-        assert f"the shared password for this hub is {password}" in log.read_text()
+        assert password not in log.read_text() and "cat " in log.read_text()  # where it is, never what
         s = requests.Session()
         s.get(f"http://127.0.0.1:{port}/hub/login", timeout=30)
         r = s.post(f"http://127.0.0.1:{port}/hub/login", allow_redirects=False, timeout=30,

@@ -1,3 +1,3 @@
 """campushub: a JupyterHub distribution for university research computing centers."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import state
 from .backends import has_persistent_servers, needs_batchspawner, spawner_for
-from .settings import RemoteUserAuth, Site, SiteError, config_path, load_site
+from .settings import RemoteUserAuth, Site, SiteError, config_path, load_site, runs_code_on_hub_host
 
 CULLER_SERVICE = "jupyterhub-idle-culler-service"
 CULLER_ROLE = "jupyterhub-idle-culler-role"
@@ -54,16 +54,23 @@ def proxy_command() -> str:
     return found
 
 
+#: user names campushub accepts (after JupyterHub lower-cases them): they become account names,
+#: folder names and arguments of batch commands, so nothing that a shell or a path reads specially
+USERNAME_PATTERN = r"^[a-z0-9_][a-z0-9._@-]{0,63}\Z"
+
+
 def auth(c, site: Site):
     settings = site.auth
     c.Authenticator.allow_all = True  # the SSO's required groups, or the shared password, are the gate
+    c.Authenticator.username_pattern = USERNAME_PATTERN
     if isinstance(settings, RemoteUserAuth):
-        remote_user(c, settings)
+        remote_user(c, site)
     else:
         shared_password(c, site)
 
 
-def remote_user(c, settings: RemoteUserAuth):
+def remote_user(c, site: Site):
+    settings = site.auth
     c.JupyterHub.authenticator_class = "campushub.remote_user.RemoteUserAuthenticator"
     a = c.RemoteUserAuthenticator
     for key in ("user_header", "groups_header", "groups_separator", "required_groups", "admin_groups"):
@@ -74,7 +81,15 @@ def remote_user(c, settings: RemoteUserAuth):
     a.trusted_proxies = [str(net) for net in settings.trusted_proxies]
     if settings.proxy_secret:
         a.proxy_secret_header = settings.proxy_secret.header
-        a.proxy_secret = settings.proxy_secret.read("auth.proxy_secret", min_length=16)
+        a.proxy_secret = settings.proxy_secret.read(
+            "auth.proxy_secret", min_length=16, private=any(runs_code_on_hub_host(p) for p in site.profiles))
+    id_token = site.id_token
+    if id_token:
+        a.id_token_header = id_token.header
+        a.id_token_metadata_url = id_token.metadata_url
+        a.id_token_audience = id_token.client_id
+        a.id_token_user_claim = id_token.user_claim
+        a.id_token_groups_claim = id_token.groups_claim
     a.auto_login = True
     a.manage_groups = True
     a.auth_refresh_age = settings.refresh_seconds
@@ -84,16 +99,19 @@ def remote_user(c, settings: RemoteUserAuth):
 def shared_password(c, site: Site):
     c.JupyterHub.authenticator_class = "shared-password"
     state_dir = site.hub.state_dir
+    # the passwords are never printed: the hub's output ends up in journald and compose logs
     password, created = state.secret(state_dir / "shared_password", make=lambda: secrets.token_urlsafe(12))
     c.SharedPasswordAuthenticator.user_password = password
     if created:
-        announce(f"the shared password for this hub is {password} (kept in {state_dir / 'shared_password'})")
+        announce(f"made a shared password for this hub: read it with `cat {state_dir / 'shared_password'}`."
+                 " Everyone who has it can sign in as any user and reach their files: this login is for one"
+                 " person or a group that trusts each other (docs/authentication.md)")
     if site.hub.admin_users:
         admin, created = state.secret(state_dir / "admin_password", make=lambda: secrets.token_urlsafe(32))
         c.SharedPasswordAuthenticator.admin_password = admin
         if created:
-            announce(f"admins ({', '.join(site.hub.admin_users)}) log in with {admin}"
-                     f" (kept in {state_dir / 'admin_password'})")
+            announce(f"admins ({', '.join(site.hub.admin_users)}) sign in with the password in"
+                     f" {state_dir / 'admin_password'}")
 
 
 def announce(message: str):
@@ -102,7 +120,9 @@ def announce(message: str):
 
 def profiles(c, site: Site):
     if needs_batchspawner(site):
-        import batchspawner  # noqa: F401 (registers /hub/api/batchspawner, where jobs report their port)
+        from .slurm import install_port_callback  # /hub/api/batchspawner, where jobs report their port
+
+        install_port_callback()
     c.JupyterHub.spawner_class = "campushub.profiles.CampusProfilesSpawner"
     s = c.CampusProfilesSpawner
     s.profiles = [(p.name, p.slug, *spawner_for(site, i)) for i, p in enumerate(site.profiles)]

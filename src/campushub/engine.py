@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from .settings import ContainerProfile, Site
 
 
@@ -33,10 +35,33 @@ def problems(site: Site) -> list[str]:
         except docker.errors.ImageNotFound:
             found.append(f"profiles.{i}.image: {image} is not in the engine at {where};"
                          " build it (scripts/images) or load it: campushub never pulls images")
-        network = profile.network or site.container.network
-        if network and network != "bridge":
-            try:
-                client.inspect_network(network)
-            except docker.errors.NotFound:
+        network = profile.network or site.container.network or "bridge"
+        try:
+            details = client.inspect_network(network)
+        except docker.errors.NotFound:
+            if network != "bridge":
                 found.append(f"profiles.{i}.network: there is no network {network!r} in the engine at {where}")
+            continue
+        found += trusted_in_pool(site, f"profiles.{i}.network", network, details)
+    return list(dict.fromkeys(found))
+
+
+def trusted_in_pool(site: Site, where: str, network: str, details: dict) -> list[str]:
+    """A trusted proxy address that users' containers on ``network`` could be given."""
+    trusted = getattr(site.auth, "trusted_proxies", [])
+    found = []
+    for pool in (details.get("IPAM") or {}).get("Config") or []:
+        try:
+            addresses = ipaddress.ip_network(pool.get("IPRange") or pool["Subnet"], strict=False)
+            gateway = ipaddress.ip_address(pool["Gateway"]) if pool.get("Gateway") else None
+        except (KeyError, ValueError):
+            continue
+        for i, net in enumerate(trusted):
+            only_gateway = net.num_addresses == 1 and net.network_address == gateway
+            if net.version == addresses.version and net.overlaps(addresses) and not only_gateway:
+                found.append(
+                    f"auth.trusted_proxies.{i}: {net} overlaps {addresses}, where users' containers on network"
+                    f" {network!r} ({where}) get their addresses: a user's container could be the trusted proxy."
+                    " Put the front door on a network of its own (compose.frontdoor.yaml does)"
+                )
     return found

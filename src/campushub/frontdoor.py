@@ -11,7 +11,7 @@ import datetime
 import ipaddress
 import shutil
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from . import state
 from .settings import RemoteUserAuth, Site
@@ -92,7 +92,9 @@ def vhost(site: Site, folder: Path, root: str) -> str:
     public = f"https://{door.server_name}" + ("" if door.https_port == 443 else f":{door.https_port}")
     upstream = (door.upstream or site.hub.bind_url.replace("0.0.0.0", "127.0.0.1")).rstrip("/")
     passphrase = state.secret(folder / "oidc_passphrase")[0]
-    headers = (auth.user_header, auth.groups_header, secret.header)
+    id_token = site.id_token
+    headers = (auth.user_header, auth.groups_header, secret.header, id_token.header)
+    hub_path = urlsplit(site.hub.bind_url).path.rstrip("/") + "/hub/"
     logout_to = oidc.logout_to or f"{public}/"
     lines = [
         f"<VirtualHost {door.address}:{door.http_port}>",
@@ -118,6 +120,7 @@ def vhost(site: Site, folder: Path, root: str) -> str:
         f"    OIDCRemoteUserClaim {oidc.user_claim}",
         f'    OIDCClaimDelimiter "{auth.groups_separator}"',
         "    OIDCPassClaimsAs environment",
+        "    OIDCPassIDTokenAs serialized",
         "    OIDCCookieHTTPOnly On",
         "    OIDCCookieSameSite On",
         "    <Location />",
@@ -125,12 +128,17 @@ def vhost(site: Site, folder: Path, root: str) -> str:
         "        Require valid-user",
         "    </Location>",
         "",
-        "    # identity headers come from the session only; whatever the client sent is dropped",
+        "    # identity comes from the session only: whatever the client sent is dropped, on every path",
         *(f"    RequestHeader unset {h} early" for h in headers),
-        f'    RequestHeader set {auth.user_header} "%{{OIDC_CLAIM_{oidc.user_claim}}}e"',
-        f'    RequestHeader set {auth.groups_header} "%{{OIDC_CLAIM_{oidc.groups_claim}}}e"',
-        f'    RequestHeader set {secret.header} "{secret.read("auth.proxy_secret", min_length=16)}"',
         '    RequestHeader set X-Forwarded-Proto "https"',
+        "    # ... and is set on the hub's own paths only, so users' servers never see it (nor the",
+        "    # secret); a claim the session lacks sends no header, never the text (null)",
+        f"    <Location {hub_path}>",
+        _from_env(auth.user_header, f"OIDC_CLAIM_{oidc.user_claim}"),
+        _from_env(auth.groups_header, f"OIDC_CLAIM_{oidc.groups_claim}"),
+        _from_env(id_token.header, "OIDC_id_token"),
+        f'        RequestHeader set {secret.header} "{secret.read("auth.proxy_secret", min_length=16)}"',
+        "    </Location>",
         "",
         "    # the hub's proxy, websockets included; Host is kept for JupyterLab's origin checks",
         "    ProxyPreserveHost On",
@@ -142,6 +150,10 @@ def vhost(site: Site, folder: Path, root: str) -> str:
         f"# the SSO's logout, for auth.logout_url: {public}{oidc.redirect_path}?logout={quote(logout_to, safe='')}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _from_env(header: str, variable: str) -> str:
+    return f'        RequestHeader set {header} "%{{{variable}}}e" env={variable}'
 
 
 def httpd_conf(site: Site, root: str) -> str:

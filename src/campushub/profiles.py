@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 
+from jupyterhub.spawner import Spawner
 from tornado import web
 from traitlets import Dict, List, Unicode, default
 from wrapspawner import ProfilesSpawner
@@ -65,6 +66,30 @@ class CampusProfilesSpawner(ProfilesSpawner):
         self.child_spawner = None
 
     def construct_child(self):
-        # the profile was chosen in choose_profile (start) or load_child_class (restore)
+        # the profile was chosen in choose_profile (start) or load_state (restore)
         self.select_profile(self.child_profile or self.default_profile)
         return super(ProfilesSpawner, self).construct_child()
+
+    def get_state(self):
+        """The profile's slug and the child's own state, never the profile's settings.
+
+        wrapspawner saves the child's whole config (``child_conf``) and restores it over the
+        site's at the next start; anything that could set an attribute of a spawner could then
+        make the hub run commands of its choosing. Settings always come from the site file.
+        """
+        state = Spawner.get_state(self)
+        state["profile"] = self.child_profile
+        if self.child_spawner:
+            self.child_state = state["child_state"] = self.child_spawner.get_state()
+        return state
+
+    def load_state(self, state):
+        Spawner.load_state(self, state)
+        self.child_profile = state.get("profile", "")
+        if self.child_profile not in {p[1] for p in self.profiles}:
+            if self.child_profile:
+                self.log.warning("%s's server ran on profile %r, which the site file no longer has; using %r",
+                                 self.user.name, self.child_profile, self.default_profile)
+            self.child_profile = self.default_profile
+        self.child_state = state.get("child_state", {})
+        self.construct_child()

@@ -19,10 +19,16 @@ from jupyterhub.handlers.login import LogoutHandler as HubLogoutHandler
 from tornado import web
 from traitlets import List, Unicode
 
+from .id_token import IdTokenVerifier, InvalidToken, Unavailable
+
+#: what mod_headers sends for a variable that is not set (a claim the provider left out)
+UNSET = "(null)"
+
+
 class LoginRefused(web.HTTPError):
     """A refused header login: a 403 page, or a redirect when the site configured one.
 
-    ``kind`` is ``untrusted``, ``no_user`` or ``no_group``.
+    ``kind`` is ``untrusted``, ``expired`` (an ID token older than the session), ``no_user`` or ``no_group``.
     """
 
     def __init__(self, kind: str, message: str, redirect: str = ""):
@@ -115,12 +121,27 @@ class RemoteUserAuthenticator(Authenticator):
                                   help="Header in which the SSO proxy sends the shared secret.")
     proxy_secret = Unicode("", config=True, help="Shared secret the SSO proxy must send; empty: not required.")
     sso_logout_url = Unicode("", config=True, help="The SSO's logout, where /hub/logout sends the browser next.")
+    id_token_header = Unicode("", config=True,
+                              help="Header with the front door's OpenID Connect ID token; when set, the user's"
+                                   " name and groups come from the verified token, not from headers.")
+    id_token_metadata_url = Unicode("", config=True, help="The provider's .well-known/openid-configuration.")
+    id_token_audience = Unicode("", config=True, help="The client id the ID token must be issued to.")
+    id_token_user_claim = Unicode("preferred_username", config=True, help="The ID token's claim with the user name.")
+    id_token_groups_claim = Unicode("groups", config=True, help="The ID token's claim with the user's groups.")
+
+    _verifier = None
 
     def get_handlers(self, app):
         return [(r"/login", LoginHandler), (r"/logout", LogoutHandler)]
 
-    def identify(self, request) -> dict:
-        """The auth model for ``request``'s headers, or raise :class:`LoginRefused`."""
+    @property
+    def verifier(self) -> IdTokenVerifier:
+        if self._verifier is None:
+            self._verifier = IdTokenVerifier(self.id_token_metadata_url, self.id_token_audience)
+        return self._verifier
+
+    async def identify(self, request) -> dict:
+        """The auth model for ``request``'s identity, or raise :class:`LoginRefused`."""
         peer = client_address(request)
         networks = [ipaddress.ip_network(n) for n in self.trusted_proxies]
         if peer is None or not any(peer in net for net in networks):
@@ -130,12 +151,13 @@ class RemoteUserAuthenticator(Authenticator):
             sent = request.headers.get(self.proxy_secret_header, "")
             if not hmac.compare_digest(sent.encode(), self.proxy_secret.encode()):
                 raise LoginRefused("untrusted", "The request did not come through the campus single sign-on.")
-        name = request.headers.get(self.user_header, "").strip()
+        if self.id_token_header:
+            name, groups = await self._from_id_token(request)
+        else:
+            name, groups = self._from_headers(request)
         if not name:
             raise LoginRefused("no_user", "The single sign-on did not say who you are.",
                                self.missing_user_redirect)
-        raw = request.headers.get(self.groups_header, "")
-        groups = sorted({g.strip() for g in raw.split(self.groups_separator) if g.strip()})
         if self.required_groups and not set(groups) & set(self.required_groups):
             raise LoginRefused("no_group", f"{name} is not in a group that may use this hub.",
                                self.missing_group_redirect)
@@ -145,17 +167,46 @@ class RemoteUserAuthenticator(Authenticator):
                 self.normalize_username(name) in self.admin_users)
         return model
 
+    def _from_headers(self, request) -> tuple[str, list[str]]:
+        name = request.headers.get(self.user_header, "").strip()
+        raw = request.headers.get(self.groups_header, "")
+        groups = {g.strip() for g in raw.split(self.groups_separator)} - {"", UNSET}
+        return ("" if name == UNSET else name), sorted(groups)
+
+    async def _from_id_token(self, request) -> tuple[str, list[str]]:
+        token = request.headers.get(self.id_token_header, "")
+        if not token:
+            raise LoginRefused("untrusted", "The request carried no sign-in token from the campus single sign-on.")
+        try:
+            claims = await self.verifier.claims(token)
+        except InvalidToken as e:
+            if e.expired:
+                raise LoginRefused("expired", "Your single sign-on session is older than its sign-in token:"
+                                   " sign out and sign in again.", self.sso_logout_url) from None
+            raise LoginRefused("untrusted", f"The sign-in token was refused ({e}).") from None
+        except Unavailable as e:
+            self.log.error("Cannot verify ID tokens: %s", e)
+            raise web.HTTPError(503, "The hub cannot reach the campus sign-in service to check who you are;"
+                                " try again in a minute.") from None
+        name = claims.get(self.id_token_user_claim)
+        raw = claims.get(self.id_token_groups_claim)
+        if isinstance(raw, str):
+            raw = raw.split(self.groups_separator)
+        groups = {g.strip() for g in raw if isinstance(g, str)} - {""} if isinstance(raw, list) else set()
+        return (name.strip() if isinstance(name, str) else ""), sorted(groups)
+
     async def authenticate(self, handler, data=None):
-        return self.identify(handler.request)
+        return await self.identify(handler.request)
 
     async def refresh_user(self, user, handler=None):
         """Re-read the headers: another identity, or a lost required group, means log in again."""
         if handler is None:
             return True
         try:
-            model = self.identify(handler.request)
+            model = await self.identify(handler.request)
         except LoginRefused as refusal:
-            # untrusted or header-less requests (API tokens, services) say nothing about the session
+            # untrusted or header-less requests (API tokens, services), and tokens older than the
+            # session, say nothing about the session
             return refusal.kind != "no_group"
         if self.normalize_username(model["name"]) != user.name:
             return False

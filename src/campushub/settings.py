@@ -6,6 +6,7 @@ JupyterHub config (that is :mod:`campushub.configurer`'s job).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import sys
@@ -115,15 +116,22 @@ class SecretSource(Model):
             raise ValueError("give exactly one of 'env' (a variable name) or 'file' (a path)")
         return self
 
-    def read(self, path: str, min_length: int = 1) -> str:
-        """The secret's value; ``path`` (its place in the site file) names it in errors."""
+    def read(self, path: str, min_length: int = 1, private: bool = False) -> str:
+        """The secret's value; ``path`` (its place in the site file) names it in errors.
+
+        ``private``: refuse a file that other accounts on this host can read.
+        """
         where = f"{path}.env" if self.env else f"{path}.file"
         try:
             value = (os.environ[self.env] if self.env else self.file.read_text()).strip()
+            mode = self.file.stat().st_mode & 0o777 if self.file else 0
         except KeyError:
             raise SiteError([f"{where}: environment variable {self.env} is not set"]) from None
         except OSError as e:
             raise SiteError([f"{where}: cannot read {self.file}: {e.strerror}"]) from None
+        if private and mode & 0o077:
+            raise SiteError([f"{where}: {self.file} is readable by other accounts (mode {mode:o}) and users' code"
+                             f" runs on this host; make it private: chmod 600 {self.file}"])
         if len(value) < min_length:
             raise SiteError([f"{where}: the secret is shorter than {min_length} characters"])
         return value
@@ -137,6 +145,20 @@ class SharedPasswordAuth(Model):
     type: Literal["shared_password"]
 
 
+class IdTokenSettings(Model):
+    """An OpenID Connect ID token the front door sends on the hub's paths, verified by the hub.
+
+    The hub checks its signature against the provider's published keys, its issuer, audience
+    and expiry, and takes the user's name and groups from its claims instead of from headers.
+    """
+
+    metadata_url: HttpUrl
+    client_id: Name
+    header: HeaderName = "X-Campushub-Id-Token"
+    user_claim: Name = "preferred_username"
+    groups_claim: Name = "groups"
+
+
 class RemoteUserAuth(Model):
     type: Literal["remote_user"]
     user_header: HeaderName = "Cn"
@@ -147,8 +169,9 @@ class RemoteUserAuth(Model):
     missing_user_redirect: HttpUrl | None = None
     missing_group_redirect: HttpUrl | None = None
     logout_url: HttpUrl | None = None
-    trusted_proxies: list[IPvAnyNetwork] = ["127.0.0.1/32", "::1/128"]
+    trusted_proxies: Annotated[list[IPvAnyNetwork], Field(validate_default=True)] = ["127.0.0.1/32", "::1/128"]
     proxy_secret: ProxySecret | None = None
+    id_token: IdTokenSettings | None = None
     refresh_seconds: Annotated[int, Field(ge=0)] = 60
 
 
@@ -291,6 +314,17 @@ class Site(Model):
     culler: CullerSettings = CullerSettings()
 
     @property
+    def id_token(self) -> IdTokenSettings | None:
+        """The ID token the hub verifies: ``auth.id_token``, else the one the generated front door sends."""
+        if not isinstance(self.auth, RemoteUserAuth):
+            return None
+        if self.auth.id_token or not self.front_door:
+            return self.auth.id_token
+        oidc = self.front_door.oidc
+        return IdTokenSettings(metadata_url=oidc.metadata_url, client_id=oidc.client_id,
+                               user_claim=oidc.user_claim, groups_claim=oidc.groups_claim)
+
+    @property
     def default_profile(self):
         """The profile marked ``default``, or else the first one."""
         return next((p for p in self.profiles if p.default), self.profiles[0])
@@ -406,6 +440,7 @@ def cross_check(site: Site) -> list[str]:
         elif not site.auth.proxy_secret:
             problems.append("front_door: set auth.proxy_secret: the front door sends it, so the hub can tell"
                             " the front door from anything else that reaches its proxy")
+    problems += trust_problems(site)
     defaults = [i for i, p in enumerate(site.profiles) if p.default]
     for i in defaults[1:]:
         problems.append(f"profiles.{i}.default: only one profile can be the default (profiles.{defaults[0]} already is)")
@@ -413,6 +448,57 @@ def cross_check(site: Site) -> list[str]:
         i = site.profiles.index(site.default_profile)
         problems.append(
             f"profiles.{i}.groups: the default profile must be open to everyone, or a user outside its groups has none"
+        )
+    return problems
+
+
+def is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def runs_code_on_hub_host(profile) -> bool:
+    """Whether users' code may run on the hub's own host: a local process, or a Slurm job
+    (the hub's host may be a node of the cluster). Containers have their own network."""
+    return isinstance(profile, (LocalProfile, SlurmProfile))
+
+
+def trust_problems(site: Site) -> list[str]:
+    """Combinations in which a user's own code could sign in as someone else."""
+    auth = site.auth
+    problems = []
+    if isinstance(auth, SharedPasswordAuth):
+        if not is_loopback_url(site.hub.bind_url):
+            problems.append(
+                f"hub.bind_url: {site.hub.bind_url} is not loopback, and with auth.type shared_password anyone who"
+                " learns the one password can sign in as any user; keep it on 127.0.0.1, or use remote_user"
+            )
+        for i, profile in enumerate(site.profiles):
+            if getattr(profile, "system_users", False) or isinstance(profile, SlurmProfile):
+                field = "system_users" if isinstance(profile, LocalProfile) else "backend"
+                problems.append(
+                    f"profiles.{i}.{field}: with auth.type shared_password anyone with the password can sign in"
+                    " under any name and would run code as that system account; use auth.type remote_user"
+                )
+        return problems
+    for i, profile in enumerate(site.profiles):
+        if isinstance(profile, LocalProfile) and not profile.system_users:
+            problems.append(
+                f"profiles.{i}.system_users: with single sign-on every user's server must run as the user's own"
+                " account: servers run as the hub's account could read the hub's secrets and database and act"
+                " as anyone (set system_users: true, or use a container or slurm profile)"
+            )
+    on_host = [i for i, p in enumerate(site.profiles) if runs_code_on_hub_host(p)]
+    if on_host and auth.proxy_secret is None:
+        problems.append(
+            f"auth.proxy_secret: required, because profiles.{on_host[0]} runs users' code on the hub's host"
+            " (or on a Slurm node that may be it): that code can reach the hub from a trusted address and"
+            " send identity headers; only the front door may know the secret (see docs/authentication.md)"
         )
     return problems
 
@@ -430,15 +516,20 @@ def warnings_for(site: Site, environ=os.environ) -> list[str]:
                     " it is only passed to the server as an environment variable"
                 )
     auth = site.auth
+    if isinstance(auth, SharedPasswordAuth) and not is_loopback_url(f"http://{site.hub.hub_ip}/"):
+        notes.append(
+            f"hub.hub_ip: {site.hub.hub_ip} is not loopback: the hub's own port also serves its login page,"
+            " so let only users' containers reach it (a firewall), or the shared password is open to the network"
+        )
     if isinstance(auth, RemoteUserAuth):
-        if auth.proxy_secret is None and any(isinstance(p, LocalProfile) for p in site.profiles):
-            notes.append(
-                "auth.proxy_secret: not set, and users' servers run on the hub host:"
-                " a user's own process could send identity headers from a trusted address"
-            )
         secret = auth.proxy_secret
         if secret and secret.env and not environ.get(secret.env):
             notes.append(f"auth.proxy_secret.env: {secret.env} is not set here; the hub will refuse to start without it")
         if secret and secret.file and not secret.file.is_file():
             notes.append(f"auth.proxy_secret.file: {secret.file} does not exist here; the hub will refuse to start without it")
+        elif secret and secret.file and any(runs_code_on_hub_host(p) for p in site.profiles):
+            try:
+                secret.read("auth.proxy_secret", private=True)
+            except SiteError as e:
+                notes += e.problems
     return notes

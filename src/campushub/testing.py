@@ -24,6 +24,10 @@ from requests.adapters import HTTPAdapter
 CAMPUSHUB = str(Path(sys.executable).parent / "campushub")
 #: as root, hubs run as this unprivileged account (campushub up --as-user), as scripts/up does
 HUB_ACCOUNT = "campushub-test"
+#: the front door's secret in tests: sites read it with proxy_secret: {env: SECRET_ENV}
+PROXY_SECRET = "test-front-door-secret-0123456789"
+SECRET_ENV = "CAMPUSHUB_TEST_PROXY_SECRET"
+SECRET_HEADER = "X-Campushub-Proxy-Secret"
 
 
 def ensure_account(name: str = HUB_ACCOUNT):
@@ -31,6 +35,17 @@ def ensure_account(name: str = HUB_ACCOUNT):
     if os.geteuid() == 0 and subprocess.run(["id", name], capture_output=True).returncode:
         subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--shell",
                         "/usr/sbin/nologin", name], check=True)
+
+
+def ensure_user(name: str):
+    """Create a user's system account with a home folder (for system_users and Slurm profiles)."""
+    if subprocess.run(["id", name], capture_output=True).returncode:
+        subprocess.run(["useradd", "--create-home", name], check=True)
+
+
+def needs_root(site: dict) -> bool:
+    """Whether a hub for ``site`` must run as root: servers as users' own accounts, or containers."""
+    return any(p.get("system_users") or p.get("backend") in ("slurm", "container") for p in site["profiles"])
 
 
 def free_port() -> int:
@@ -54,16 +69,17 @@ class SourceAddress(HTTPAdapter):
 class HubClient:
     """Clients for a running hub at ``url``: SSO-header sessions, API calls, servers, kernels."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, secret: str | None = None):
         self.url = url
+        self.secret = secret
 
     def tail(self) -> str:
         """The hub's recent log, for failure messages."""
         return ""
 
     def session(self, user: str | None = None, groups: str | None = None, source: str | None = None,
-                extra: dict | None = None) -> requests.Session:
-        """A client that sends the SSO proxy's headers (``Cn``, ``isMemberOf``) on every request."""
+                extra: dict | None = None, secret: bool = True) -> requests.Session:
+        """A client that sends what the SSO proxy sends (``Cn``, ``isMemberOf``, the secret) on every request."""
         s = requests.Session()
         if source:
             s.mount("http://", SourceAddress(source))
@@ -71,6 +87,8 @@ class HubClient:
             s.headers["Cn"] = user
         if groups is not None:
             s.headers["isMemberOf"] = groups
+        if secret and self.secret:
+            s.headers[SECRET_HEADER] = self.secret
         s.headers.update(extra or {})
         return s
 
@@ -91,6 +109,14 @@ class HubClient:
         r = self.get(s, "/hub/home")
         assert r.status_code == 200, (r.status_code, r.headers.get("Location"), r.text[:500])
         return s
+
+    def password_login(self, user: str, password: str) -> tuple[requests.Session, requests.Response]:
+        """Sign in at the shared-password form; the session, and the form's answer (302 when accepted)."""
+        s = self.session()
+        self.get(s, "/hub/login")
+        r = s.post(f"{self.url}/hub/login", allow_redirects=False, timeout=30,
+                   data={"username": user, "password": password, "_xsrf": s.cookies.get("_xsrf", path="/hub/")})
+        return s, r
 
     def api(self, session: requests.Session, method: str, path: str, **kwargs) -> requests.Response:
         """A hub API call authenticated by ``session``'s cookie, with its XSRF token."""
@@ -145,12 +171,15 @@ class HubClient:
 class Hub(HubClient):
     """One ``campushub up`` process on free loopback ports, with its own site file and state."""
 
-    def __init__(self, folder: Path, site: dict, env: dict | None = None, as_root: bool = False):
+    def __init__(self, folder: Path, site: dict, env: dict | None = None, as_root: bool | None = None):
         self.folder = folder
+        as_root = needs_root(site) if as_root is None else as_root
         self.as_user = HUB_ACCOUNT if os.geteuid() == 0 and not as_root else None
         folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        super().__init__(f"http://127.0.0.1:{self.port}")
+        secret = (site.get("auth", {}).get("proxy_secret") or {}).get("env") == SECRET_ENV
+        super().__init__(f"http://127.0.0.1:{self.port}", PROXY_SECRET if secret else None)
+        env = {SECRET_ENV: PROXY_SECRET, **(env or {})}
         hub = {"bind_url": f"http://127.0.0.1:{self.port}", "hub_port": free_port(),
                "proxy_api_port": free_port(), "state_dir": "state"}
         hub.update(site.get("hub", {}))

@@ -1,11 +1,14 @@
 // An OpenID Connect provider for the tests: oidc-provider with its built-in login pages
 // (devInteractions: any password; the login name picks one of IDP_USERS) and a groups claim.
 // Configured from the environment: IDP_HOST (default 127.0.0.1), IDP_PORT, IDP_ISSUER, IDP_CLIENT_ID, IDP_CLIENT_SECRET,
-// IDP_REDIRECT_URIS (comma-separated), IDP_POST_LOGOUT_URIS, IDP_USERS ({"name": ["group", ...]}).
+// IDP_REDIRECT_URIS (comma-separated), IDP_POST_LOGOUT_URIS, IDP_JWKS (its signing keys, a private JWK set;
+// default: made at start), and IDP_USERS: {"login": ["group", ...]} or {"login": {"name": ..., "groups": [...]}},
+// where a null name or groups leaves that claim out of the user's tokens.
 import Provider from 'oidc-provider';
 
 const env = process.env;
-const users = JSON.parse(env.IDP_USERS);
+const users = Object.fromEntries(Object.entries(JSON.parse(env.IDP_USERS)).map(
+  ([login, user]) => [login, Array.isArray(user) ? { name: login, groups: user } : user]));
 
 const provider = new Provider(env.IDP_ISSUER, {
   clients: [{
@@ -16,6 +19,7 @@ const provider = new Provider(env.IDP_ISSUER, {
     response_types: ['code'],
     grant_types: ['authorization_code'],
   }],
+  ...(env.IDP_JWKS ? { jwks: JSON.parse(env.IDP_JWKS) } : {}),
   claims: { openid: ['sub'], profile: ['preferred_username'], groups: ['groups'] },
   scopes: ['openid', 'profile', 'groups'],
   conformIdTokenClaims: false, // put the claims in the ID token too
@@ -23,9 +27,16 @@ const provider = new Provider(env.IDP_ISSUER, {
   cookies: { keys: ['campushub-test-idp-cookie-key'] },
   async findAccount(ctx, id) {
     if (!(id in users)) return undefined;
+    const { name, groups } = users[id];
     return {
       accountId: id,
-      async claims() { return { sub: id, preferred_username: id, groups: users[id] }; },
+      async claims() {
+        return {
+          sub: id,
+          ...(name === null ? {} : { preferred_username: name }),
+          ...(groups === null ? {} : { groups }),
+        };
+      },
     };
   },
 });
