@@ -30,10 +30,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from campushub.testing import SECRET_ENV, Hub, ensure_account, free_port
+sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+from harness import GROUP, SECRET_ENV, Hub, ensure_account, free_port  # noqa: E402 (the tests' harness)
 
 STEPS = ("login", "spawn", "kernel", "total")
-GROUP = "SAM-SSLVPNSAMUsers"
 
 
 PROFILES = {
@@ -57,8 +57,10 @@ def default_site(profile: str) -> dict:
         # the hub runs on this host; containers on the engine's default network call it back there
         port = free_port()
         site["hub"] = {"hub_ip": "0.0.0.0", "hub_port": port}
-        site["container"] = {"socket": os.environ.get("DOCKER_HOST", "unix:///run/podman/podman.sock"),
-                             "hub_connect_url": f"http://host.containers.internal:{port}"}
+        site["container"] = {
+            "socket": os.environ.get("DOCKER_HOST", "unix:///run/podman/podman.sock"),
+            "hub_connect_url": f"http://host.containers.internal:{port}",
+        }
     if profile == "slurm":
         site["slurm"] = {"conf": os.environ.get("SLURM_CONF", "/var/lib/campushub-slurm/slurm.conf")}
     return site
@@ -99,7 +101,9 @@ def run_round(hub: Hub, n: int, profile: str, round_no: int, repeat: int) -> dic
             with ThreadPoolExecutor(max_workers=n) as pool:
                 batch = list(pool.map(lambda name: one_user(hub, name, profile), names))
             with ThreadPoolExecutor(max_workers=n) as pool:
-                list(pool.map(lambda pair: hub.stop_server(pair[0]["session"], pair[1]), zip(batch, names)))
+                list(
+                    pool.map(lambda pair: hub.stop_server(pair[0]["session"], pair[1]), zip(batch, names, strict=True))
+                )
         finally:
             if profile in NEEDS_ACCOUNTS:
                 accounts(names, make=False)
@@ -134,9 +138,12 @@ def main(argv=None) -> int:
                 print(f"spawn: {n} user(s) on profile {profile!r} ...", file=sys.stderr, flush=True)
                 summary = run_round(hub, n, profile, len(rounds), args.repeat)
                 rounds.append(summary)
-                print(f"  {profile:<10} users={n:<3}" + "".join(
-                    f"  {step} p50={summary[step]['p50']:.2f}s p95={summary[step]['p95']:.2f}s"
-                    for step in STEPS))
+                print(
+                    f"  {profile:<10} users={n:<3}"
+                    + "".join(
+                        f"  {step} p50={summary[step]['p50']:.2f}s p95={summary[step]['p95']:.2f}s" for step in STEPS
+                    )
+                )
         finally:
             hub.stop()
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,8 @@
-"""Fixtures: real hubs started with ``campushub up``, real proxies, servers and kernels."""
+"""Fixtures: real hubs started with ``campushub up``, accounts, and the container engine.
+
+``tests/fast`` needs no service and runs in seconds; everything in ``tests/services`` starts
+real processes and carries the ``services`` marker (``scripts/test`` runs the fast layer first).
+"""
 
 from __future__ import annotations
 
@@ -7,107 +11,31 @@ import pwd
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
-import requests
-import yaml
+from harness import IN_CI, REPO, Hub, ensure_account, ensure_user, require_root
 
-from campushub.testing import (  # noqa: F401 (used by tests)
-    CAMPUSHUB,
-    PROXY_SECRET,
-    SECRET_ENV,
-    SECRET_HEADER,
-    Hub,
-    HubClient,
-    ensure_account,
-    ensure_user,
-    free_port,
-)
-
-IN_CI = os.environ.get("CI") == "true"
-PODMAN_COMPOSE = str(Path(sys.executable).parent / "podman-compose")
-LAB_IMAGE = "localhost/campushub-lab-slim:latest"
-REPO = Path(__file__).parent.parent
-EXTERNAL = "https://sso.example.edu"  # redirect targets in tests: never contacted
+SERVICES = Path(__file__).parent / "services"
 
 
-def require_root(what: str):
-    """Skip ``what`` without root on a developer's machine; in CI (which runs as root) fail instead."""
-    if os.geteuid() != 0:
-        if IN_CI:
-            pytest.fail(f"CI runs as root, and {what} needs it")
-        pytest.skip(f"{what} needs root")
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SERVICES in item.path.parents:
+            item.add_marker(pytest.mark.services)
 
 
-def base_site(**sections) -> dict:
-    """A remote_user site (with the front door's secret) whose one open local profile runs servers
-    as the users' own accounts, and no culler; ``sections`` replace parts."""
-    site = {
-        "auth": {
-            "type": "remote_user",
-            "required_groups": ["SAM-SSLVPNSAMUsers"],
-            "missing_user_redirect": f"{EXTERNAL}/no-user",
-            "missing_group_redirect": f"{EXTERNAL}/no-group",
-            "admin_groups": ["crc-admins"],
-            "proxy_secret": {"env": SECRET_ENV},
-        },
-        "profiles": [{"slug": "local", "name": "On the hub host", "backend": "local", "system_users": True,
-                      "default": True}],
-        "culler": {"enabled": False},
-    }
-    site.update(sections)
-    return site
-
-
-def podman(*args, check=True) -> str:
-    return subprocess.run(["podman", *args], capture_output=True, text=True, check=check).stdout.strip()
-
-
-class Compose(HubClient):
-    """A compose deployment of this repository's compose.yaml under its own project name."""
-
-    def __init__(self, folder: Path, site: dict, project: str, socket: str, files=("compose.yaml",),
-                 env: dict | None = None):
-        self.port = free_port()
-        super().__init__(f"http://127.0.0.1:{self.port}")
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "campushub.yaml").write_text(yaml.safe_dump(site))
-        self.project = project
-        self.files = [arg for name in files for arg in ("-f", str(REPO / name))]
-        self.env = {**os.environ, "COMPOSE_PROJECT_NAME": project, "CAMPUSHUB_PORT": str(self.port),
-                    "CAMPUSHUB_SITE_FILE": str(folder / "campushub.yaml"), "LAB_IMAGE": LAB_IMAGE,
-                    "CONTAINER_SOCKET": socket.removeprefix("unix://"), **(env or {})}
-
-    def compose(self, *args):
-        result = subprocess.run([PODMAN_COMPOSE, *self.files, *args], env=self.env, capture_output=True, text=True)
-        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-
-    @property
-    def hub_container(self) -> str:
-        return f"{self.project}_hub_1"
-
-    def wait_healthy(self, timeout: float = 180):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{self.url}/hub/health", timeout=5).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.5)
-        raise AssertionError(f"the hub did not answer within {timeout} s:\n{self.tail()}")
-
-    def up(self, *services):
-        self.compose("up", "-d", *(services or ["hub"]))
-        self.wait_healthy()
-
-    def tail(self) -> str:
-        return podman("logs", "--tail", "60", self.hub_container, check=False)
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In CI nothing may be skipped or expected to fail silently: either is a failure there."""
+    outcome = yield
+    report = outcome.get_result()
+    if IN_CI and report.skipped:
+        why = "expected to fail" if hasattr(report, "wasxfail") else "skipped"
+        report.outcome = "failed"
+        report.longrepr = f"{why} in CI: {report.longrepr or report.wasxfail}"
 
 
 @pytest.fixture(scope="session")
@@ -115,8 +43,9 @@ def engine():
     """Podman's Docker API socket with the firewall for users' containers, and the hub, slim lab and
     front door images built from Debian's mirror."""
     require_root("a rootful Podman")
-    socket = subprocess.run([str(REPO / "scripts" / "engine"), "start", "podman"], capture_output=True, text=True,
-                            check=True).stdout.strip()
+    socket = subprocess.run(
+        [str(REPO / "scripts" / "engine"), "start", "podman"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     # as docs/containers.md sets it up: users' containers cannot reach the cluster's services
     subprocess.run([str(REPO / "scripts" / "firewall"), "apply", "10.88.0.0/16", "10.89.77.0/24"], check=True)
     env = {**os.environ, "EXTRA_CA_CERTS_DIR": "/usr/local/share/ca-certificates"}
@@ -172,37 +101,45 @@ def hub_root(request):
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture
-def hub_factory(hub_root, request):
-    """Start hubs for one test; every one is stopped afterwards."""
-    hubs = []
-    folder = Path(tempfile.mkdtemp(prefix=request.node.name[:40] + "-", dir=hub_root))
-    folder.chmod(0o755)
+class HubPool:
+    """Starts hubs in folders of their own under one root, and stops whatever is still running."""
 
-    def make(site: dict, name: str = "hub", env: dict | None = None, start: bool = True, as_root=None) -> Hub:
-        hub = Hub(folder / name, site, env, as_root)
-        hubs.append(hub)
+    def __init__(self, root: Path):
+        self.root = root
+        self.hubs: list[Hub] = []
+
+    def start(
+        self, site: dict, name: str = "hub", env: dict | None = None, as_root: bool | None = None, start: bool = True
+    ) -> Hub:
+        folder = Path(tempfile.mkdtemp(prefix=name.replace("/", "-")[:40] + "-", dir=self.root))
+        folder.chmod(0o755)
+        hub = Hub(folder, site, env, as_root)
+        self.hubs.append(hub)
         return hub.start() if start else hub
 
+    def stop_all(self):
+        for hub in self.hubs:
+            hub.stop()
+
+
+@pytest.fixture(scope="session")
+def hubs(hub_root):
+    """The one factory for hubs: ``hubs.start(site, name)``; module fixtures stop theirs when done."""
+    pool = HubPool(hub_root)
+    yield pool
+    pool.stop_all()
+
+
+@pytest.fixture
+def hub_factory(hubs, request):
+    """Hubs for one test, stopped when it ends: ``hub_factory(site)``."""
+    started = []
+
+    def make(site: dict, **kwargs) -> Hub:
+        hub = hubs.start(site, kwargs.pop("name", request.node.name), **kwargs)
+        started.append(hub)
+        return hub
+
     yield make
-    for hub in hubs:
+    for hub in started:
         hub.stop()
-
-
-@pytest.fixture(scope="module")
-def module_hub(hub_root, request):
-    """One hub shared by a module's tests; the module sets ``SITE``."""
-    hub = Hub(hub_root / request.module.__name__.rsplit(".", 1)[-1], request.module.SITE)
-    hub.start()
-    yield hub
-    hub.stop()
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    """In CI nothing may be skipped silently: a skip there is a failure."""
-    outcome = yield
-    report = outcome.get_result()
-    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
-        report.outcome = "failed"
-        report.longrepr = f"skipped in CI: {report.longrepr}"

@@ -1,3 +1,5 @@
 """campushub: a JupyterHub distribution for university research computing centers."""
 
-__version__ = "0.2.0"
+from importlib.metadata import version
+
+__version__ = version("campushub")

@@ -7,18 +7,17 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from . import __version__, engine
-from .settings import SiteError, config_path, load_site, raise_problems, warnings_for
+from . import __version__
+from .errors import Problems, SiteError, raise_problems
 
 
 def check(path: Path, offline: bool = False) -> int:
-    """Validate the site file (and, unless offline, ask the container engine): ``ok`` and 0, or problems and 2."""
-    try:
-        site = load_site(path)
-        if not offline:
-            raise_problems(engine.problems(site))
-    except SiteError as e:
-        return e.report()
+    """Validate the site file (and, unless offline, ask the container engine): ``ok`` and 0, or problems."""
+    from .configurer import class_problems
+    from .settings import load_site, preflight, warnings_for
+
+    site = load_site(path)
+    raise_problems(class_problems(site) + ([] if offline else preflight(site)))
     for note in warnings_for(site):
         print(f"warning: {note}", file=sys.stderr)
     print("ok")
@@ -28,7 +27,10 @@ def check(path: Path, offline: bool = False) -> int:
 def init(path: Path) -> int:
     """Write the starter site file (the embedded default), never over an existing one."""
     if path.exists():
-        print(f"campushub: {path} already exists; leaving it as it is", file=sys.stderr)
+        print(
+            f"campushub: {path} already exists; leaving it as it is (delete it first for a new starter file)",
+            file=sys.stderr,
+        )
         return 0
     path.write_text(resources.files("campushub").joinpath("templates/starter.yaml").read_text())
     print(f"campushub: wrote {path}")
@@ -38,16 +40,20 @@ def init(path: Path) -> int:
 def frontdoor(path: Path, out: Path, root: str | None = None) -> int:
     """Write the Apache configuration of the front door (TLS, SSO) into ``out``."""
     from . import frontdoor as door
+    from .settings import load_site
 
-    try:
-        site = load_site(path)
-        if not site.front_door:
-            raise SiteError(["front_door: not in the site file (see docs/front-door.md)"])
-        conf = door.write(site, out, root)
-    except SiteError as e:
-        return e.report()
+    site = load_site(path)
+    if not site.front_door:
+        raise SiteError(["front_door: not in the site file (see docs/front-door.md)"])
+    conf = door.write(site, out, root)
     print(f"campushub: wrote {conf} and {out / 'campushub-vhost.conf'}")
-    print(f"campushub: run it with: apache2 -f {conf} -DFOREGROUND")
+    if root:
+        print(
+            f"campushub: the front door's container reads it at {root}; start it with"
+            " <compose> -f compose.yaml -f compose.frontdoor.yaml up -d hub frontdoor"
+        )
+    else:
+        print(f"campushub: run it with: apache2 -f {conf.absolute()} -DFOREGROUND")
     if site.front_door.certificate.source == "local_ca":
         print(f"campushub: browsers must trust {out / 'ca' / 'ca.pem'}")
     return 0
@@ -59,40 +65,64 @@ def up(path: Path, as_user: str | None = None) -> int:
     return run_hub(path, as_user)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="campushub", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"campushub {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    helps = {
-        "check": "validate the site file",
-        "init": "write a starter site file (the embedded default) if there is none",
-        "up": "run the hub in the foreground until Ctrl-C",
-        "frontdoor": "write the Apache configuration of the HTTPS and SSO front door",
-    }
-    for name, text in helps.items():
+HELP = {
+    "check": "validate the site file",
+    "init": "write a starter site file (the embedded default) if there is none",
+    "up": "run the hub in the foreground until Ctrl-C",
+    "frontdoor": "write the Apache configuration of the HTTPS and SSO front door",
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(prog="campushub", description=__doc__)
+    main.add_argument("--version", action="version", version=f"campushub {__version__}")
+    sub = main.add_subparsers(dest="command", required=True)
+    for name, text in HELP.items():
         p = sub.add_parser(name, help=text, description=text)
-        p.add_argument("--config", metavar="PATH",
-                       help="site file (default: $CAMPUSHUB_CONFIG, else ./campushub.yaml)")
+        p.add_argument("--config", metavar="PATH", help="site file (default: $CAMPUSHUB_CONFIG, else ./campushub.yaml)")
         if name == "check":
-            p.add_argument("--offline", action="store_true",
-                           help="only read the file: do not ask the container engine about sockets and images")
+            p.add_argument(
+                "--offline",
+                action="store_true",
+                help="only read the file: do not ask the container engine about sockets and images",
+            )
         if name == "frontdoor":
-            p.add_argument("--out", metavar="DIR", type=Path, default=Path("frontdoor"),
-                           help="folder for httpd.conf, campushub-vhost.conf and tls/ (default ./frontdoor)")
-            p.add_argument("--root", metavar="PATH",
-                           help="where Apache sees that folder, if elsewhere (in a container: its mount point)")
+            p.add_argument(
+                "--out",
+                metavar="DIR",
+                type=Path,
+                default=Path("frontdoor"),
+                help="folder for httpd.conf, campushub-vhost.conf and tls/ (default ./frontdoor)",
+            )
+            p.add_argument(
+                "--root",
+                metavar="PATH",
+                help="where Apache sees that folder, if elsewhere (in a container: its mount point)",
+            )
         if name == "up":
-            p.add_argument("--as-user", metavar="ACCOUNT",
-                           help="when started as root, run the hub as this unprivileged account")
-    args = parser.parse_args(argv)
+            p.add_argument(
+                "--as-user", metavar="ACCOUNT", help="when started as root, run the hub as this unprivileged account"
+            )
+    return main
+
+
+def main(argv=None) -> int:
+    from .settings import config_path
+
+    args = parser().parse_args(argv)
     path = config_path(args.config)
-    if args.command == "up":
-        return up(path, args.as_user)
-    if args.command == "check":
-        return check(path, args.offline)
-    if args.command == "frontdoor":
-        return frontdoor(path, args.out, args.root)
-    return init(path)
+    try:
+        if args.command == "up":
+            return up(path, args.as_user)
+        if args.command == "check":
+            return check(path, args.offline)
+        if args.command == "frontdoor":
+            return frontdoor(path, args.out, args.root)
+        return init(path)
+    except Problems as e:
+        for problem in e.problems:
+            print(problem, file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,24 +1,30 @@
 """Turn a validated site file into JupyterHub's traitlets config.
 
-This is the only place that writes to ``c``: one small function per section,
-applied in order by :func:`configure`.
+This is the only place that writes to ``c``: one small function per section, applied in order
+by :func:`configure`. The login and the backends add theirs through their slices.
 """
 
 from __future__ import annotations
 
-import secrets
 import shutil
 import sys
 from pathlib import Path
 
 from . import state
-from .backends import has_persistent_servers, needs_batchspawner, spawner_for
-from .settings import RemoteUserAuth, Site, SiteError, config_path, load_site, runs_code_on_hub_host
+from .auth import login_of
+from .backends import backend_of, spawner_for, used
+from .errors import Problems, StartError
+from .settings import config_path, load_site
+from .site import Site
 
 CULLER_SERVICE = "jupyterhub-idle-culler-service"
 CULLER_ROLE = "jupyterhub-idle-culler-role"
 #: exactly the seed deployment's scopes; deleting users (culler.users) also needs admin:users
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+#: user names campushub accepts (after JupyterHub lower-cases them): they become account names,
+#: folder names and arguments of batch commands, so nothing that a shell or a path reads specially
+USERNAME_PATTERN = r"^[a-z0-9_][a-z0-9._@-]{0,63}\Z"
+PROFILES_SPAWNER = "campushub-profiles"
 
 
 def hub(c, site: Site):
@@ -49,86 +55,31 @@ def proxy_command() -> str:
     beside = Path(sys.executable).parent / "configurable-http-proxy"
     found = str(beside) if beside.exists() else shutil.which("configurable-http-proxy")
     if not found:
-        raise SiteError(["configurable-http-proxy: not found beside Python or on PATH"
-                         " (install it with `npm install -g configurable-http-proxy`; scripts/up does this)"])
+        raise StartError(
+            [
+                "configurable-http-proxy: not found beside Python or on PATH"
+                " (install it with `npm install -g configurable-http-proxy`; scripts/up does this)"
+            ]
+        )
     return found
 
 
-#: user names campushub accepts (after JupyterHub lower-cases them): they become account names,
-#: folder names and arguments of batch commands, so nothing that a shell or a path reads specially
-USERNAME_PATTERN = r"^[a-z0-9_][a-z0-9._@-]{0,63}\Z"
-
-
 def auth(c, site: Site):
-    settings = site.auth
     c.Authenticator.allow_all = True  # the SSO's required groups, or the shared password, are the gate
     c.Authenticator.username_pattern = USERNAME_PATTERN
-    if isinstance(settings, RemoteUserAuth):
-        remote_user(c, site)
-    else:
-        shared_password(c, site)
-
-
-def remote_user(c, site: Site):
-    settings = site.auth
-    c.JupyterHub.authenticator_class = "campushub.remote_user.RemoteUserAuthenticator"
-    a = c.RemoteUserAuthenticator
-    for key in ("user_header", "groups_header", "groups_separator", "required_groups", "admin_groups"):
-        setattr(a, key, getattr(settings, key))
-    a.missing_user_redirect = settings.missing_user_redirect or ""
-    a.missing_group_redirect = settings.missing_group_redirect or ""
-    a.sso_logout_url = settings.logout_url or ""
-    a.trusted_proxies = [str(net) for net in settings.trusted_proxies]
-    if settings.proxy_secret:
-        a.proxy_secret_header = settings.proxy_secret.header
-        a.proxy_secret = settings.proxy_secret.read(
-            "auth.proxy_secret", min_length=16, private=any(runs_code_on_hub_host(p) for p in site.profiles))
-    id_token = site.id_token
-    if id_token:
-        a.id_token_header = id_token.header
-        a.id_token_metadata_url = id_token.metadata_url
-        a.id_token_audience = id_token.client_id
-        a.id_token_user_claim = id_token.user_claim
-        a.id_token_groups_claim = id_token.groups_claim
-    a.auto_login = True
-    a.manage_groups = True
-    a.auth_refresh_age = settings.refresh_seconds
-    a.refresh_pre_spawn = True
-
-
-def shared_password(c, site: Site):
-    c.JupyterHub.authenticator_class = "shared-password"
-    state_dir = site.hub.state_dir
-    # the passwords are never printed: the hub's output ends up in journald and compose logs
-    password, created = state.secret(state_dir / "shared_password", make=lambda: secrets.token_urlsafe(12))
-    c.SharedPasswordAuthenticator.user_password = password
-    if created:
-        announce(f"made a shared password for this hub: read it with `cat {state_dir / 'shared_password'}`."
-                 " Everyone who has it can sign in as any user and reach their files: this login is for one"
-                 " person or a group that trusts each other (docs/authentication.md)")
-    if site.hub.admin_users:
-        admin, created = state.secret(state_dir / "admin_password", make=lambda: secrets.token_urlsafe(32))
-        c.SharedPasswordAuthenticator.admin_password = admin
-        if created:
-            announce(f"admins ({', '.join(site.hub.admin_users)}) sign in with the password in"
-                     f" {state_dir / 'admin_password'}")
-
-
-def announce(message: str):
-    print(f"campushub: {message}", file=sys.stderr, flush=True)
+    login_of(site).configure(c, site)
 
 
 def profiles(c, site: Site):
-    if needs_batchspawner(site):
-        from .slurm import install_port_callback  # /hub/api/batchspawner, where jobs report their port
-
-        install_port_callback()
-    c.JupyterHub.spawner_class = "campushub.profiles.CampusProfilesSpawner"
+    c.JupyterHub.spawner_class = PROFILES_SPAWNER
     s = c.CampusProfilesSpawner
     s.profiles = [(p.name, p.slug, *spawner_for(site, i)) for i, p in enumerate(site.profiles)]
     s.default_profile = site.default_profile.slug
     s.profile_groups = {p.slug: p.groups for p in site.profiles if p.groups}
-    c.JupyterHub.cleanup_servers = not has_persistent_servers(site)
+    backends = used(site)
+    c.JupyterHub.cleanup_servers = not any(b.persistent for b in backends)
+    for backend in backends:
+        backend.configure_hub(c, site)
     # JupyterHub waits on the wrapping spawner's timeouts, not on the profile's
     s.start_timeout = site.spawner.start_timeout
     s.http_timeout = site.spawner.http_timeout
@@ -140,8 +91,14 @@ def culler(c, site: Site):
     c.JupyterHub.last_activity_interval = settings.activity_interval
     if not settings.enabled:
         return
-    command = [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={settings.timeout}",
-               f"--cull-every={settings.every}", f"--max-age={settings.max_age}"]
+    command = [
+        sys.executable,
+        "-m",
+        "jupyterhub_idle_culler",
+        f"--timeout={settings.timeout}",
+        f"--cull-every={settings.every}",
+        f"--max-age={settings.max_age}",
+    ]
     scopes = list(CULLER_SCOPES)
     if settings.users:
         command.append("--cull-users")
@@ -150,13 +107,55 @@ def culler(c, site: Site):
     c.JupyterHub.load_roles = [{"name": CULLER_ROLE, "scopes": scopes, "services": [CULLER_SERVICE]}]
 
 
-SECTIONS = (hub, proxy, auth, profiles, culler)
+def extra_config(c, site: Site):
+    """``hub.extra_config_dir``: the site's own ``*.py`` files, in name order, after everything above."""
+    folder = site.hub.extra_config_dir
+    if not folder:
+        return
+    if not folder.is_dir():
+        raise StartError([f"hub.extra_config_dir: {folder} is not a folder"])
+    for path in sorted(folder.glob("*.py")):
+        exec(compile(path.read_text(), str(path), "exec"), {"c": c, "__file__": str(path)})  # noqa: S102
 
 
-def configure(c, site: Site):
-    """Apply every section of ``site`` to the JupyterHub config object ``c``."""
+SECTIONS = (hub, proxy, auth, profiles, culler, extra_config)
+
+
+def configure(c, site: Site, extra: bool = True):
+    """Apply every section of ``site`` to the JupyterHub config object ``c``.
+
+    ``extra=False`` leaves out the site's own config files (``campushub up`` checks the rest
+    before it starts the hub, which then runs them once).
+    """
     for section in SECTIONS:
-        section(c, site)
+        if extra or section is not extra_config:
+            section(c, site)
+
+
+def named_classes(site: Site) -> list[tuple[str, str, str]]:
+    """(site-file field, entry point group, class name) of every class the config names."""
+    found = [
+        ("auth.type", "jupyterhub.authenticators", login_of(site).authenticator_class),
+        ("profiles", "jupyterhub.spawners", PROFILES_SPAWNER),
+    ]
+    return found + [
+        (f"profiles.{i}.backend", "jupyterhub.spawners", backend_of(p).spawner_class(p))
+        for i, p in enumerate(site.profiles)
+    ]
+
+
+def class_problems(site: Site) -> list[str]:
+    """Classes the config names that cannot be loaded (a missing package, a typo), found before any start."""
+    from jupyterhub.traitlets import EntryPointType
+    from traitlets import TraitError
+
+    found = []
+    for where, group, name in named_classes(site):
+        try:
+            EntryPointType(entry_point_group=group).validate(None, name)
+        except TraitError as e:
+            found.append(f"{where}: cannot load {name}: {str(e).splitlines()[0]}")
+    return found
 
 
 def configure_from_env(c):
@@ -164,5 +163,7 @@ def configure_from_env(c):
     path = config_path()
     try:
         configure(c, load_site(path))
-    except SiteError as e:
-        raise SystemExit(e.report(prefix=f"{path}: ")) from None
+    except Problems as e:
+        for problem in e.problems:
+            print(f"{path}: {problem}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,8 +1,9 @@
 """The campus front door: Apache httpd configuration generated from the site file.
 
 Apache terminates TLS, signs users in with the campus OpenID Connect provider
-(mod_auth_openidc), removes any identity headers the client sent, sets them from the
-authenticated session, adds the proxy secret, and proxies (websockets too) to the hub.
+(mod_auth_openidc), removes any identity headers the client sent, sets them (with the ID
+token and the proxy secret) from the authenticated session on the hub's paths only, and
+proxies (websockets too) to the hub.
 """
 
 from __future__ import annotations
@@ -11,13 +12,109 @@ import datetime
 import ipaddress
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
 from urllib.parse import quote, urlsplit
 
-from . import state
-from .settings import RemoteUserAuth, Site
+from pydantic import Field, model_validator
 
-MODULES = ["mpm_event", "authn_core", "authz_core", "authz_user", "headers", "rewrite",
-           "socache_shmcb", "ssl", "proxy", "proxy_http", "proxy_wstunnel", "auth_openidc", "md"]
+from . import state
+from .auth.remote_user import RemoteUserAuth, id_token_of
+from .fields import HostName, HttpUrl, Model, Name, Port, SecretSource, read_secret
+
+if TYPE_CHECKING:
+    from .site import Site
+
+
+class Certificate(Model):
+    """Where the front door's TLS certificate comes from."""
+
+    source: Literal["local_ca", "file", "acme"] = Field(
+        "local_ca",
+        description="`file`: `cert` and `key` paths. `acme`: mod_md gets and renews a certificate."
+        " `local_ca`: campushub makes a CA and a certificate for `server_name` in the output folder's `ca/`"
+        " (browsers must trust `ca/ca.pem`)",
+    )
+    cert: Path | None = Field(None, description="with `source: file`: the certificate (PEM)")
+    key: Path | None = Field(None, description="with `source: file`: its private key (PEM)")
+    acme_email: Name | None = Field(None, description="with `source: acme`: the contact address for the CA")
+    acme_staging: bool = Field(
+        True, description="with `source: acme`: use Let's Encrypt's staging CA until you trust the setup; then false"
+    )
+
+    @model_validator(mode="after")
+    def _complete(self):
+        if self.source == "file" and not (self.cert and self.key):
+            raise ValueError("source 'file' needs 'cert' and 'key'")
+        if self.source == "acme" and not self.acme_email:
+            raise ValueError("source 'acme' needs 'acme_email'")
+        return self
+
+
+class OidcSettings(Model):
+    """mod_auth_openidc: the campus's OpenID Connect provider."""
+
+    metadata_url: HttpUrl = Field(description="the provider's `.well-known/openid-configuration`")
+    client_id: Name = Field(description="the client registered at the provider")
+    client_secret: SecretSource = Field(description="its secret, from `env` or `file`")
+    scopes: Name = Field("openid profile groups", description="what to ask the provider for")
+    user_claim: Name = Field("preferred_username", description="the claim that becomes `auth.user_header`")
+    groups_claim: Name = Field(
+        "groups", description="the claim that becomes `auth.groups_header`, joined with `groups_separator`"
+    )
+    redirect_path: Annotated[str, Field(pattern=r"^/[A-Za-z0-9/_-]+$")] = Field(
+        "/oidc-callback",
+        description="mod_auth_openidc's callback (register `https://SERVER_NAME/PATH` at the provider)",
+    )
+    logout_to: HttpUrl | None = Field(
+        None, description="where the provider sends users after logout; default `https://SERVER_NAME/`"
+    )
+
+
+class FrontDoorSettings(Model):
+    """Apache httpd in front of the hub: TLS, and the campus SSO setting the identity."""
+
+    server_name: HostName = Field("localhost", description="the host name users type; the certificate's name")
+    address: Name = Field("127.0.0.1", description="where Apache listens")
+    http_port: Port = Field(80, description="HTTP, which only redirects to HTTPS")
+    https_port: Port = Field(443, description="HTTPS")
+    upstream: HttpUrl | None = Field(
+        None,
+        description="where Apache sends requests: the hub's proxy as the front"
+        " door reaches it; default `hub.bind_url` (on loopback)",
+    )
+    certificate: Certificate = Field(Certificate(), description="the TLS certificate")
+    oidc: OidcSettings = Field(description="the campus OpenID Connect provider")
+
+
+def problems(site: Site) -> list[str]:
+    """The front door needs the SSO login, with the secret it sends."""
+    if not site.front_door:
+        return []
+    if not isinstance(site.auth, RemoteUserAuth):
+        return ["front_door: needs auth.type remote_user (the front door logs users in through the SSO)"]
+    if not site.auth.proxy_secret:
+        return [
+            "front_door: set auth.proxy_secret: the front door sends it, so the hub can tell"
+            " the front door from anything else that reaches its proxy"
+        ]
+    return []
+
+
+MODULES = [
+    "mpm_event",
+    "authn_core",
+    "authz_core",
+    "authz_user",
+    "headers",
+    "rewrite",
+    "socache_shmcb",
+    "ssl",
+    "proxy",
+    "proxy_http",
+    "proxy_wstunnel",
+    "auth_openidc",
+    "md",
+]
 MODULE_DIR = "/usr/lib/apache2/modules"
 LOCAL_CA_DAYS = 825
 
@@ -33,12 +130,18 @@ def local_ca(folder: Path, server_name: str) -> tuple[Path, Path, Path]:
     if cert_pem.exists() and key_pem.exists():
         return ca_pem, cert_pem, key_pem
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
 
     def build(subject, issuer, public_key, signer, *extensions):
-        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
-                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
-                   .not_valid_after(now + datetime.timedelta(days=LOCAL_CA_DAYS)))
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(issuer)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=LOCAL_CA_DAYS))
+        )
         for extension, critical in extensions:
             builder = builder.add_extension(extension, critical=critical)
         return builder.sign(signer, hashes.SHA256())
@@ -52,13 +155,19 @@ def local_ca(folder: Path, server_name: str) -> tuple[Path, Path, Path]:
         names.append(x509.IPAddress(ipaddress.ip_address(server_name)))
     except ValueError:
         names += [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    cert = build(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, server_name)]), ca_name, key.public_key(), ca_key,
-                 (x509.SubjectAlternativeName(names), False),
-                 (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False))
+    cert = build(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, server_name)]),
+        ca_name,
+        key.public_key(),
+        ca_key,
+        (x509.SubjectAlternativeName(names), False),
+        (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False),
+    )
     ca_pem.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    state.private_file(key_pem).write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    state.private_file(key_pem).write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return ca_pem, cert_pem, key_pem
 
 
@@ -67,8 +176,12 @@ def _tls(site: Site, folder: Path, root: str) -> list[str]:
     door = site.front_door
     cert = door.certificate
     if cert.source == "acme":  # mod_md obtains and renews the certificate itself
-        lines = [f"MDomain {door.server_name}", "MDCertificateAgreement accepted",
-                 f"MDContactEmail {cert.acme_email}", f"MDStoreDir {root}/md"]
+        lines = [
+            f"MDomain {door.server_name}",
+            "MDCertificateAgreement accepted",
+            f"MDContactEmail {cert.acme_email}",
+            f"MDStoreDir {root}/md",
+        ]
         if cert.acme_staging:
             lines.append("MDCertificateAuthority https://acme-staging-v02.api.letsencrypt.org/directory")
         return lines
@@ -86,13 +199,15 @@ def _tls(site: Site, folder: Path, root: str) -> list[str]:
 def vhost(site: Site, folder: Path, root: str) -> str:
     """The two virtual hosts (HTTP redirect, HTTPS with SSO): what a site's existing Apache includes."""
     door, auth = site.front_door, site.auth
-    assert isinstance(auth, RemoteUserAuth) and auth.proxy_secret  # cross_check guarantees both
+    assert isinstance(auth, RemoteUserAuth) and auth.proxy_secret  # problems() refuses the site otherwise
     oidc = door.oidc
     secret = auth.proxy_secret
     public = f"https://{door.server_name}" + ("" if door.https_port == 443 else f":{door.https_port}")
-    upstream = (door.upstream or site.hub.bind_url.replace("0.0.0.0", "127.0.0.1")).rstrip("/")
+    # the hub's proxy serves the same paths as the front door (a bind_url path is the public path too)
+    upstream = urlsplit(door.upstream or site.hub.bind_url.replace("0.0.0.0", "127.0.0.1"))
+    upstream = f"{upstream.scheme}://{upstream.netloc}"
     passphrase = state.secret(folder / "oidc_passphrase")[0]
-    id_token = site.id_token
+    id_token = id_token_of(site)
     headers = (auth.user_header, auth.groups_header, secret.header, id_token.header)
     hub_path = urlsplit(site.hub.bind_url).path.rstrip("/") + "/hub/"
     logout_to = oidc.logout_to or f"{public}/"
@@ -113,7 +228,7 @@ def vhost(site: Site, folder: Path, root: str) -> str:
         "    # single sign-on: every path needs an OpenID Connect session",
         f"    OIDCProviderMetadataURL {oidc.metadata_url}",
         f"    OIDCClientID {oidc.client_id}",
-        f'    OIDCClientSecret "{oidc.client_secret.read("front_door.oidc.client_secret")}"',
+        f'    OIDCClientSecret "{read_secret(oidc.client_secret, "front_door.oidc.client_secret")}"',
         f"    OIDCRedirectURI {public}{oidc.redirect_path}",
         f'    OIDCCryptoPassphrase "{passphrase}"',
         f'    OIDCScope "{oidc.scopes}"',
@@ -137,7 +252,7 @@ def vhost(site: Site, folder: Path, root: str) -> str:
         _from_env(auth.user_header, f"OIDC_CLAIM_{oidc.user_claim}"),
         _from_env(auth.groups_header, f"OIDC_CLAIM_{oidc.groups_claim}"),
         _from_env(id_token.header, "OIDC_id_token"),
-        f'        RequestHeader set {secret.header} "{secret.read("auth.proxy_secret", min_length=16)}"',
+        f'        RequestHeader set {secret.header} "{read_secret(secret, "auth.proxy_secret", min_length=16)}"',
         "    </Location>",
         "",
         "    # the hub's proxy, websockets included; Host is kept for JupyterLab's origin checks",

@@ -18,8 +18,11 @@ class CampusProfilesSpawner(ProfilesSpawner):
     """
 
     default_profile = Unicode(config=True, help="Slug of the profile used when a request names none.")
-    profile_groups = Dict(value_trait=List(Unicode()), config=True,
-                          help="Slug -> groups allowed to use it; a slug not listed is open to all.")
+    profile_groups = Dict(
+        value_trait=List(Unicode()),
+        config=True,
+        help="Slug -> groups allowed to use it; a slug not listed is open to all.",
+    )
 
     def allowed(self, slug: str) -> bool:
         groups = self.profile_groups.get(slug)
@@ -88,8 +91,12 @@ class CampusProfilesSpawner(ProfilesSpawner):
         self.child_profile = state.get("profile", "")
         if self.child_profile not in {p[1] for p in self.profiles}:
             if self.child_profile:
-                self.log.warning("%s's server ran on profile %r, which the site file no longer has; using %r",
-                                 self.user.name, self.child_profile, self.default_profile)
+                self.log.warning(
+                    "%s's server ran on profile %r, which the site file no longer has; using %r",
+                    self.user.name,
+                    self.child_profile,
+                    self.default_profile,
+                )
             self.child_profile = self.default_profile
         self.child_state = state.get("child_state", {})
         self.construct_child()

@@ -16,9 +16,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 from traitlets.config import Config
 
-from . import engine, state
+from . import state
 from .configurer import configure
-from .settings import SiteError, load_site, raise_problems
+from .errors import StartError, raise_problems
+from .settings import load_site, preflight
 
 READY_TIMEOUT = 180  # s; a cold start on a loaded 2-core machine takes ~10
 STOP_TIMEOUT = 30
@@ -50,9 +51,11 @@ def become(account: str, state_dir: Path):
     try:
         pw = pwd.getpwnam(account)
     except KeyError:
-        raise SiteError([f"--as-user: there is no account {account!r} (create it: useradd --system {account})"]) from None
+        raise StartError(
+            [f"--as-user: there is no account {account!r} (create it: useradd --system {account})"]
+        ) from None
     if os.geteuid() != 0:
-        raise SiteError(["--as-user: only root can run the hub as another account"])
+        raise StartError(["--as-user: only root can run the hub as another account"])
     state.prepare(state_dir)
     for folder, dirs, files in os.walk(state_dir):
         for name in [folder, *(os.path.join(folder, n) for n in dirs + files)]:
@@ -69,22 +72,22 @@ def run_hub(path: Path, as_user: str | None = None) -> int:
     Everything the hub's config will do is done once here first, and the container
     engine is asked about sockets and images, so a bad site file, a missing proxy,
     an unreadable secret or a missing image stops us before anything starts.
+    Raises :class:`~campushub.errors.Problems` for those.
     """
-    try:
-        site = load_site(path)
-        if as_user:
-            become(as_user, site.hub.state_dir)
-        configure(Config(), site)
-        raise_problems(engine.problems(site))
-    except SiteError as e:
-        return e.report()
+    site = load_site(path)
+    if as_user:
+        become(as_user, site.hub.state_dir)
+    configure(Config(), site, extra=False)
+    raise_problems(preflight(site))
     state_dir = site.hub.state_dir
     hub_config = resources.files("campushub").joinpath("jupyterhub_config.py")
     env = {**os.environ, "CAMPUSHUB_CONFIG": str(path.absolute())}
     print(f"campushub: starting JupyterHub for {path} (state in {state_dir})", file=sys.stderr, flush=True)
     hub = subprocess.Popen(
         [sys.executable, "-m", "jupyterhub", "-f", str(hub_config)],
-        env=env, cwd=state_dir, start_new_session=True,
+        env=env,
+        cwd=state_dir,
+        start_new_session=True,
     )
     stopping = []
 
@@ -121,8 +124,7 @@ def _supervise(hub: subprocess.Popen, bind_url: str, stopping: list) -> int:
                 ready = True
                 print(f"campushub: ready at {bind_url}", flush=True)
             elif time.monotonic() > deadline:
-                print(f"campushub: the hub did not answer {url} within {READY_TIMEOUT} s; stopping it",
-                      file=sys.stderr)
+                print(f"campushub: the hub did not answer {url} within {READY_TIMEOUT} s; stopping it", file=sys.stderr)
                 hub.terminate()
                 hub.wait(STOP_TIMEOUT)
                 return 1

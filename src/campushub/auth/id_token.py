@@ -58,8 +58,15 @@ class IdTokenVerifier:
         except jwt.PyJWTError as e:  # malformed, or signed with a key the provider does not publish
             raise InvalidToken(str(e)) from None
         try:
-            return jwt.decode(token, key.key, algorithms=ALGORITHMS, audience=self.audience, issuer=self._issuer,
-                              leeway=LEEWAY, options={"require": ["exp", "iat", "iss", "aud"]})
+            return jwt.decode(
+                token,
+                key.key,
+                algorithms=ALGORITHMS,
+                audience=self.audience,
+                issuer=self._issuer,
+                leeway=LEEWAY,
+                options={"require": ["exp", "iat", "iss", "aud"]},
+            )
         except jwt.ExpiredSignatureError as e:
             raise InvalidToken(str(e), expired=True) from None
         except jwt.PyJWTError as e:

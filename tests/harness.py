@@ -1,6 +1,6 @@
-"""A harness for tests and benchmarks: real hubs started with ``campushub up``, and clients for them.
+"""The test harness (also used by the benchmarks): real hubs started with ``campushub up``, and clients for them.
 
-It needs the ``test`` extras (requests, websocket-client).
+Not shipped with campushub: it lives beside the tests and needs the ``test`` extras.
 """
 
 from __future__ import annotations
@@ -22,19 +22,68 @@ import yaml
 from requests.adapters import HTTPAdapter
 
 CAMPUSHUB = str(Path(sys.executable).parent / "campushub")
+REPO = Path(__file__).parent.parent
 #: as root, hubs run as this unprivileged account (campushub up --as-user), as scripts/up does
 HUB_ACCOUNT = "campushub-test"
+#: the group the test sites require (the seed's)
+GROUP = "SAM-SSLVPNSAMUsers"
 #: the front door's secret in tests: sites read it with proxy_secret: {env: SECRET_ENV}
 PROXY_SECRET = "test-front-door-secret-0123456789"
 SECRET_ENV = "CAMPUSHUB_TEST_PROXY_SECRET"
-SECRET_HEADER = "X-Campushub-Proxy-Secret"
+
+
+IN_CI = os.environ.get("CI") == "true"
+PODMAN_COMPOSE = str(Path(sys.executable).parent / "podman-compose")
+LAB_IMAGE = "localhost/campushub-lab-slim:latest"
+EXTERNAL = "https://sso.example.edu"  # redirect targets in tests: never contacted
+
+
+def require_root(what: str):
+    """Skip ``what`` without root on a developer's machine; in CI (which runs as root) fail instead."""
+    import pytest
+
+    if os.geteuid() != 0:
+        if IN_CI:
+            pytest.fail(f"CI runs as root, and {what} needs it")
+        pytest.skip(f"{what} needs root")
+
+
+def base_site(**sections) -> dict:
+    """A remote_user site (with the front door's secret) whose one open local profile runs servers
+    as the users' own accounts, and no culler; ``sections`` replace parts."""
+    site = {
+        "auth": {
+            "type": "remote_user",
+            "required_groups": [GROUP],
+            "missing_user_redirect": f"{EXTERNAL}/no-user",
+            "missing_group_redirect": f"{EXTERNAL}/no-group",
+            "admin_groups": ["crc-admins"],
+            "proxy_secret": {"env": SECRET_ENV},
+        },
+        "profiles": [
+            {"slug": "local", "name": "On the hub host", "backend": "local", "system_users": True, "default": True}
+        ],
+        "culler": {"enabled": False},
+    }
+    site.update(sections)
+    return site
+
+
+#: the embedded default: a shared password, servers as the hub's own account
+EMBEDDED = {
+    "auth": {"type": "shared_password"},
+    "profiles": [{"slug": "local", "name": "JupyterLab", "backend": "local", "default": True}],
+    "culler": {"enabled": False},
+}
 
 
 def ensure_account(name: str = HUB_ACCOUNT):
     """Create the unprivileged system account hubs run as, when running as root."""
     if os.geteuid() == 0 and subprocess.run(["id", name], capture_output=True).returncode:
-        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--shell",
-                        "/usr/sbin/nologin", name], check=True)
+        subprocess.run(
+            ["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+            check=True,
+        )
 
 
 def ensure_user(name: str):
@@ -54,6 +103,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def podman(*args, check=True) -> str:
+    return subprocess.run(["podman", *args], capture_output=True, text=True, check=check).stdout.strip()
+
+
+def remove_volumes(prefix: str):
+    """Remove the engine's volumes whose names start with ``prefix`` (never touch other runs' volumes)."""
+    for volume in podman("volume", "ls", "--format", "{{.Name}}").split():
+        if volume.startswith(prefix):
+            podman("volume", "rm", "-f", volume, check=False)
+
+
 class SourceAddress(HTTPAdapter):
     """Connect from a chosen loopback address (127.0.0.2 plays an untrusted host)."""
 
@@ -67,30 +127,56 @@ class SourceAddress(HTTPAdapter):
 
 
 class HubClient:
-    """Clients for a running hub at ``url``: SSO-header sessions, API calls, servers, kernels."""
+    """Clients for a running hub at ``url`` with the site ``site``: SSO sessions, API calls, servers, kernels.
 
-    def __init__(self, url: str, secret: str | None = None):
+    Sessions send what the site's front door would: its user and groups headers, and the proxy
+    secret when the site reads it from :data:`SECRET_ENV`.
+    """
+
+    def __init__(self, url: str, site: dict):
         self.url = url
-        self.secret = secret
+        auth = site.get("auth", {})
+        self.user_header = auth.get("user_header", "Cn")
+        self.groups_header = auth.get("groups_header", "isMemberOf")
+        secret = auth.get("proxy_secret") or {}
+        self.secret_header = secret.get("header", "X-Campushub-Proxy-Secret")
+        self.secret = PROXY_SECRET if secret.get("env") == SECRET_ENV else None
 
     def tail(self) -> str:
         """The hub's recent log, for failure messages."""
         return ""
 
-    def session(self, user: str | None = None, groups: str | None = None, source: str | None = None,
-                extra: dict | None = None, secret: bool = True) -> requests.Session:
-        """A client that sends what the SSO proxy sends (``Cn``, ``isMemberOf``, the secret) on every request."""
+    def session(
+        self,
+        user: str | None = None,
+        groups: str | None = None,
+        source: str | None = None,
+        extra: dict | None = None,
+        secret: bool = True,
+    ) -> requests.Session:
+        """A client that sends what the SSO proxy sends (user, groups, the secret) on every request."""
         s = requests.Session()
         if source:
             s.mount("http://", SourceAddress(source))
         if user is not None:
-            s.headers["Cn"] = user
+            s.headers[self.user_header] = user
         if groups is not None:
-            s.headers["isMemberOf"] = groups
+            s.headers[self.groups_header] = groups
         if secret and self.secret:
-            s.headers[SECRET_HEADER] = self.secret
+            s.headers[self.secret_header] = self.secret
         s.headers.update(extra or {})
         return s
+
+    @staticmethod
+    def xsrf(session: requests.Session) -> dict:
+        """The header that carries the hub's XSRF token, for cookie-authenticated POSTs and API calls."""
+        return {"X-XSRFToken": session.cookies.get("_xsrf", path="/hub/") or ""}
+
+    def post_form(self, session: requests.Session, path: str, data: dict) -> requests.Response:
+        """POST a hub form (the spawn page) as a browser would; redirects are not followed."""
+        return session.post(
+            urljoin(self.url, path), data=data, headers=self.xsrf(session), allow_redirects=False, timeout=30
+        )
 
     def get(self, session: requests.Session, path: str, **kwargs) -> requests.Response:
         """GET, following redirects only while they stay on this hub; the last response is returned."""
@@ -104,7 +190,7 @@ class HubClient:
                 return r
         raise AssertionError(f"redirect loop at {url}")
 
-    def login(self, user: str, groups: str = "SAM-SSLVPNSAMUsers", **kwargs) -> requests.Session:
+    def login(self, user: str, groups: str = GROUP, **kwargs) -> requests.Session:
         s = self.session(user, groups, **kwargs)
         r = self.get(s, "/hub/home")
         assert r.status_code == 200, (r.status_code, r.headers.get("Location"), r.text[:500])
@@ -114,15 +200,18 @@ class HubClient:
         """Sign in at the shared-password form; the session, and the form's answer (302 when accepted)."""
         s = self.session()
         self.get(s, "/hub/login")
-        r = s.post(f"{self.url}/hub/login", allow_redirects=False, timeout=30,
-                   data={"username": user, "password": password, "_xsrf": s.cookies.get("_xsrf", path="/hub/")})
+        r = s.post(
+            f"{self.url}/hub/login",
+            allow_redirects=False,
+            timeout=30,
+            data={"username": user, "password": password, "_xsrf": s.cookies.get("_xsrf", path="/hub/")},
+        )
         return s, r
 
     def api(self, session: requests.Session, method: str, path: str, **kwargs) -> requests.Response:
         """A hub API call authenticated by ``session``'s cookie, with its XSRF token."""
-        headers = {"X-XSRFToken": session.cookies.get("_xsrf", path="/hub/") or ""}
         kwargs.setdefault("timeout", 30)
-        return session.request(method, urljoin(self.url, "/hub/api/" + path), headers=headers, **kwargs)
+        return session.request(method, urljoin(self.url, "/hub/api/" + path), headers=self.xsrf(session), **kwargs)
 
     def whoami(self, session: requests.Session) -> dict:
         r = self.api(session, "GET", "user")
@@ -177,11 +266,14 @@ class Hub(HubClient):
         self.as_user = HUB_ACCOUNT if os.geteuid() == 0 and not as_root else None
         folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        secret = (site.get("auth", {}).get("proxy_secret") or {}).get("env") == SECRET_ENV
-        super().__init__(f"http://127.0.0.1:{self.port}", PROXY_SECRET if secret else None)
+        super().__init__(f"http://127.0.0.1:{self.port}", site)
         env = {SECRET_ENV: PROXY_SECRET, **(env or {})}
-        hub = {"bind_url": f"http://127.0.0.1:{self.port}", "hub_port": free_port(),
-               "proxy_api_port": free_port(), "state_dir": "state"}
+        hub = {
+            "bind_url": f"http://127.0.0.1:{self.port}",
+            "hub_port": free_port(),
+            "proxy_api_port": free_port(),
+            "state_dir": "state",
+        }
         hub.update(site.get("hub", {}))
         self.site = {**site, "hub": hub}
         self.config = folder / "campushub.yaml"
@@ -221,6 +313,56 @@ class Hub(HubClient):
     def tail(self, lines: int = 60) -> str:
         return "\n".join(self.log.read_text().splitlines()[-lines:])
 
+
+class Compose(HubClient):
+    """A compose deployment of this repository's compose.yaml under its own project name."""
+
+    def __init__(
+        self, folder: Path, site: dict, project: str, socket: str, files=("compose.yaml",), env: dict | None = None
+    ):
+        self.port = free_port()
+        super().__init__(f"http://127.0.0.1:{self.port}", site)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "campushub.yaml").write_text(yaml.safe_dump(site))
+        self.project = project
+        self.files = [arg for name in files for arg in ("-f", str(REPO / name))]
+        self.env = {
+            **os.environ,
+            "COMPOSE_PROJECT_NAME": project,
+            "CAMPUSHUB_PORT": str(self.port),
+            "CAMPUSHUB_SITE_FILE": str(folder / "campushub.yaml"),
+            "LAB_IMAGE": LAB_IMAGE,
+            "CONTAINER_SOCKET": socket.removeprefix("unix://"),
+            **(env or {}),
+        }
+
+    def compose(self, *args):
+        result = subprocess.run([PODMAN_COMPOSE, *self.files, *args], env=self.env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+    @property
+    def hub_container(self) -> str:
+        return f"{self.project}_hub_1"
+
+    def wait_healthy(self, timeout: float = 180):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.url}/hub/health", timeout=5).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"the hub did not answer within {timeout} s:\n{self.tail()}")
+
+    def up(self, *services):
+        self.compose("up", "-d", *(services or ["hub"]))
+        self.wait_healthy()
+
+    def tail(self) -> str:
+        return podman("logs", "--tail", "60", self.hub_container, check=False)
+
+
 class Kernel:
     """A kernel on a user's server, reached through the hub's proxy: REST to start it, websocket to run code."""
 
@@ -237,13 +379,32 @@ class Kernel:
     def execute(self, code: str, timeout: float = 120) -> dict:
         """Run ``code``: {"result": text/plain or None, "error": "Name: value" or None, "died": bool}."""
         msg_id = uuid.uuid4().hex
-        self.ws.send(json.dumps({
-            "header": {"msg_id": msg_id, "username": self.user, "session": uuid.uuid4().hex,
-                       "msg_type": "execute_request", "version": "5.3", "date": ""},
-            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                        "allow_stdin": False, "stop_on_error": True},
-        }))
+        self.ws.send(
+            json.dumps(
+                {
+                    "header": {
+                        "msg_id": msg_id,
+                        "username": self.user,
+                        "session": uuid.uuid4().hex,
+                        "msg_type": "execute_request",
+                        "version": "5.3",
+                        "date": "",
+                    },
+                    "parent_header": {},
+                    "metadata": {},
+                    "channel": "shell",
+                    "buffers": [],
+                    "content": {
+                        "code": code,
+                        "silent": False,
+                        "store_history": False,
+                        "user_expressions": {},
+                        "allow_stdin": False,
+                        "stop_on_error": True,
+                    },
+                }
+            )
+        )
         outcome = {"result": None, "error": None, "died": False}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

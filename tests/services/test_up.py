@@ -10,16 +10,9 @@ import time
 from importlib.resources import files
 from pathlib import Path
 
-import requests
 import yaml
 
-from conftest import CAMPUSHUB, base_site, free_port, require_root
-
-REPO = Path(__file__).parent.parent
-#: the embedded default: a shared password, servers as the hub's own account
-EMBEDDED = {"auth": {"type": "shared_password"},
-            "profiles": [{"slug": "local", "name": "JupyterLab", "backend": "local", "default": True}],
-            "culler": {"enabled": False}}
+from harness import CAMPUSHUB, EMBEDDED, REPO, HubClient, base_site, free_port, require_root
 
 
 def listening(port: int) -> bool:
@@ -29,11 +22,13 @@ def listening(port: int) -> bool:
 
 def test_a_bad_site_file_starts_nothing(tmp_path):
     port = free_port()
-    site = base_site(hub={"bind_url": f"http://127.0.0.1:{port}", "state_dir": str(tmp_path / "state")},
-                     culler={"timeout": "soon"})
+    site = base_site(
+        hub={"bind_url": f"http://127.0.0.1:{port}", "state_dir": str(tmp_path / "state")}, culler={"timeout": "soon"}
+    )
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(site))
-    result = subprocess.run([CAMPUSHUB, "up", "--config", str(tmp_path / "bad.yaml")], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [CAMPUSHUB, "up", "--config", str(tmp_path / "bad.yaml")], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2
     assert result.stderr.startswith("culler.timeout: ")
     assert not listening(port)
@@ -43,8 +38,9 @@ def test_a_bad_site_file_starts_nothing(tmp_path):
 def test_root_never_runs_users_servers_as_root(tmp_path):
     require_root("this test")
     (tmp_path / "site.yaml").write_text(yaml.safe_dump({**EMBEDDED, "hub": {"state_dir": str(tmp_path / "state")}}))
-    result = subprocess.run([CAMPUSHUB, "up", "--config", str(tmp_path / "site.yaml")], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [CAMPUSHUB, "up", "--config", str(tmp_path / "site.yaml")], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2
     assert "profiles.0.system_users: the hub runs as root" in result.stderr
     assert "--as-user" in result.stderr
@@ -94,7 +90,8 @@ def test_system_users_run_their_servers_as_themselves(hub_factory):
         token = hub.token(s, name)
         account = pwd.getpwnam(name)
         assert hub.run_code(name, token, "import os; os.getuid(), os.getcwd()") == repr(
-            (account.pw_uid, account.pw_dir))
+            (account.pw_uid, account.pw_dir)
+        )
         hub.stop_server(s, name)
     finally:
         subprocess.run(["userdel", "-r", name], capture_output=True)
@@ -111,8 +108,12 @@ def test_readme_up_command_brings_up_a_hub(hub_root):
     config.write_text(yaml.safe_dump(starter))
     log = folder / "up.log"
     with open(log, "w") as out:
-        up = subprocess.Popen([str(REPO / "scripts" / "up")], stdout=out, stderr=subprocess.STDOUT,
-                              env={**os.environ, "CAMPUSHUB_CONFIG": str(config)})
+        up = subprocess.Popen(
+            [str(REPO / "scripts" / "up")],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "CAMPUSHUB_CONFIG": str(config)},
+        )
     try:
         deadline = time.monotonic() + 300
         while f"campushub: ready at http://127.0.0.1:{port}" not in log.read_text():
@@ -120,10 +121,7 @@ def test_readme_up_command_brings_up_a_hub(hub_root):
             time.sleep(0.5)
         password = (folder / "state" / "shared_password").read_text().strip()
         assert password not in log.read_text() and "cat " in log.read_text()  # where it is, never what
-        s = requests.Session()
-        s.get(f"http://127.0.0.1:{port}/hub/login", timeout=30)
-        r = s.post(f"http://127.0.0.1:{port}/hub/login", allow_redirects=False, timeout=30,
-                   data={"username": "ada", "password": password, "_xsrf": s.cookies.get("_xsrf", path="/hub/")})
+        _session, r = HubClient(f"http://127.0.0.1:{port}", starter).password_login("ada", password)
         assert r.status_code == 302
         if os.geteuid() == 0:  # the hub runs as the unprivileged account scripts/up made
             assert (folder / "state").stat().st_uid == pwd.getpwnam("campushub").pw_uid

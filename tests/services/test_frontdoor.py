@@ -19,21 +19,21 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from campushub.testing import Hub
-from conftest import (
+from harness import (
     CAMPUSHUB,
     EXTERNAL,
+    GROUP,
     LAB_IMAGE,
     PROXY_SECRET,
+    REPO,
     SECRET_ENV,
     Compose,
+    HubClient,
     free_port,
-    podman,
+    remove_volumes,
     require_root,
 )
 
-REPO = Path(__file__).parent.parent
-GROUP = "SAM-SSLVPNSAMUsers"
 CLIENT_SECRET = "oidc-client-secret-0123456789"
 ALICE, BOB = "cht-alice", "cht-bob"
 USERS = {ALICE: [GROUP, "staff"], BOB: ["students"]}
@@ -57,8 +57,9 @@ def wait_listening(port: int, host: str = "127.0.0.1", timeout: float = 60):
 class FrontDoor:
     """IdP, hub and Apache on free loopback ports; ``url`` is the HTTPS front door."""
 
-    def __init__(self, folder: Path, idp_host: str = "127.0.0.1"):
+    def __init__(self, folder: Path, hubs=None, idp_host: str = "127.0.0.1"):
         self.folder = folder
+        self.hubs = hubs
         self.https_port, self.http_port, self.idp_port = free_port(), free_port(), free_port()
         self.url = f"https://localhost:{self.https_port}"
         self.idp_host = idp_host
@@ -66,15 +67,27 @@ class FrontDoor:
         self.env = {SECRET_ENV: PROXY_SECRET, "CH_CLIENT_SECRET": CLIENT_SECRET}
         self.site = {
             "hub": {"public_url": f"{self.url}/"},
-            "auth": {"type": "remote_user", "required_groups": [GROUP], "trusted_proxies": ["127.0.0.1/32"],
-                     "missing_group_redirect": f"{EXTERNAL}/no-group",
-                     "proxy_secret": {"env": SECRET_ENV},
-                     "logout_url": f"{self.url}/oidc-callback?logout={quote(self.url + '/hub/home', safe='')}"},
-            "front_door": {"server_name": "localhost", "http_port": self.http_port, "https_port": self.https_port,
-                           "oidc": {"metadata_url": f"{self.idp}/.well-known/openid-configuration",
-                                    "client_id": "campushub", "client_secret": {"env": "CH_CLIENT_SECRET"}}},
-            "profiles": [{"slug": "local", "name": "JupyterLab", "backend": "local", "system_users": True,
-                          "default": True}],
+            "auth": {
+                "type": "remote_user",
+                "required_groups": [GROUP],
+                "trusted_proxies": ["127.0.0.1/32"],
+                "missing_group_redirect": f"{EXTERNAL}/no-group",
+                "proxy_secret": {"env": SECRET_ENV},
+                "logout_url": f"{self.url}/oidc-callback?logout={quote(self.url + '/hub/home', safe='')}",
+            },
+            "front_door": {
+                "server_name": "localhost",
+                "http_port": self.http_port,
+                "https_port": self.https_port,
+                "oidc": {
+                    "metadata_url": f"{self.idp}/.well-known/openid-configuration",
+                    "client_id": "campushub",
+                    "client_secret": {"env": "CH_CLIENT_SECRET"},
+                },
+            },
+            "profiles": [
+                {"slug": "local", "name": "JupyterLab", "backend": "local", "system_users": True, "default": True}
+            ],
             "culler": {"enabled": False},
         }
 
@@ -83,24 +96,39 @@ class FrontDoor:
         return str(self.folder / "door" / "ca" / "ca.pem")
 
     def start(self):
-        self.hub = Hub(self.folder / "hub", self.site, env=self.env).start()
+        self.hub = self.hubs.start(self.site, "frontdoor-hub", env=self.env)
         self.start_idp()
         door = self.folder / "door"
-        subprocess.run([CAMPUSHUB, "frontdoor", "--config", str(self.hub.config), "--out", str(door)], check=True,
-                       env={**os.environ, **self.env}, capture_output=True)
+        subprocess.run(
+            [CAMPUSHUB, "frontdoor", "--config", str(self.hub.config), "--out", str(door)],
+            check=True,
+            env={**os.environ, **self.env},
+            capture_output=True,
+        )
         self.conf = str(door / "httpd.conf")
         subprocess.run(["apache2", "-f", self.conf, "-k", "start"], check=True)
         wait_listening(self.https_port)
         return self
 
     def start_idp(self):
-        idp_env = {**os.environ, "IDP_HOST": self.idp_host, "IDP_PORT": str(self.idp_port), "IDP_ISSUER": self.idp,
-                   "IDP_CLIENT_ID": "campushub",
-                   "IDP_CLIENT_SECRET": CLIENT_SECRET, "IDP_REDIRECT_URIS": f"{self.url}/oidc-callback",
-                   "IDP_POST_LOGOUT_URIS": f"{self.url}/hub/home",
-                   "IDP_USERS": json.dumps(USERS), "IDP_JWKS": json.dumps(IDP_JWKS)}
-        self.idp_process = subprocess.Popen(["node", str(REPO / "tests" / "idp" / "provider.mjs")], env=idp_env,
-                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        idp_env = {
+            **os.environ,
+            "IDP_HOST": self.idp_host,
+            "IDP_PORT": str(self.idp_port),
+            "IDP_ISSUER": self.idp,
+            "IDP_CLIENT_ID": "campushub",
+            "IDP_CLIENT_SECRET": CLIENT_SECRET,
+            "IDP_REDIRECT_URIS": f"{self.url}/oidc-callback",
+            "IDP_POST_LOGOUT_URIS": f"{self.url}/hub/home",
+            "IDP_USERS": json.dumps(USERS),
+            "IDP_JWKS": json.dumps(IDP_JWKS),
+        }
+        self.idp_process = subprocess.Popen(
+            ["node", str(REPO / "tests" / "idp" / "provider.mjs")],
+            env=idp_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_listening(self.idp_port, self.idp_host)
 
     def stop(self):
@@ -139,10 +167,10 @@ class FrontDoor:
 
 
 @pytest.fixture(scope="module")
-def door(hub_root, accounts):
+def door(hub_root, hubs, accounts):
     require_root("running Apache")
     accounts(ALICE)
-    door = FrontDoor(hub_root / "frontdoor").start()
+    door = FrontDoor(hub_root / "frontdoor", hubs).start()
     yield door
     door.stop()
 
@@ -165,8 +193,9 @@ def test_unauthenticated_requests_go_to_the_idp_and_return_logged_in(door):
 def test_session_cookies_are_secure_and_httponly(door):
     s = door.browser()
     door.sso_login(s, ALICE)
-    session = [c for c in s.cookies if c.name in ("mod_auth_openidc_session", "jupyterhub-hub-login",
-                                                   "jupyterhub-session-id")]
+    session = [
+        c for c in s.cookies if c.name in ("mod_auth_openidc_session", "jupyterhub-hub-login", "jupyterhub-session-id")
+    ]
     assert len(session) == 3
     assert all(c.secure and c.has_nonstandard_attr("HttpOnly") for c in session), session
 
@@ -228,7 +257,7 @@ def test_users_servers_never_receive_identity_or_the_secret(door):
         os.chown(path, pwd.getpwnam(ALICE).pw_uid, pwd.getpwnam(ALICE).pw_gid)
     s = door.browser()
     door.sso_login(s, ALICE)
-    xsrf = {"X-XSRFToken": s.cookies.get("_xsrf", path="/hub/")}
+    xsrf = HubClient.xsrf(s)
     try:
         assert s.post(f"{door.url}/hub/api/users/{ALICE}/server", headers=xsrf, json={}).status_code in (201, 202)
         deadline = time.monotonic() + 120
@@ -236,11 +265,19 @@ def test_users_servers_never_receive_identity_or_the_secret(door):
             assert time.monotonic() < deadline, door.hub.tail()
             time.sleep(0.5)
         token = s.post(f"{door.url}/hub/api/users/{ALICE}/tokens", headers=xsrf, json={}).json()["token"]
-        forged = {"Cn": "mallory", "isMemberOf": GROUP, "X-Campushub-Proxy-Secret": PROXY_SECRET,
-                  "X-Campushub-Id-Token": "forged"}
+        forged = {
+            "Cn": "mallory",
+            "isMemberOf": GROUP,
+            "X-Campushub-Proxy-Secret": PROXY_SECRET,
+            "X-Campushub-Id-Token": "forged",
+        }
         sso = "; ".join(f"{c.name}={c.value}" for c in s.cookies if c.name == "mod_auth_openidc_session")
-        paths = [f"/user/{ALICE}/api/status", f"/hub/../user/{ALICE}/api/status",
-                 f"/hub/%2e%2e/user/{ALICE}/api/status", f"//hub/../user/{ALICE}/api/status"]
+        paths = [
+            f"/user/{ALICE}/api/status",
+            f"/hub/../user/{ALICE}/api/status",
+            f"/hub/%2e%2e/user/{ALICE}/api/status",
+            f"//hub/../user/{ALICE}/api/status",
+        ]
         for path in paths:
             status = raw_get(door, path, {**forged, "Cookie": sso, "Authorization": f"token {token}"})
             assert status == 200, (path, status)
@@ -262,8 +299,16 @@ def test_users_servers_never_receive_identity_or_the_secret(door):
 def token_for(door, key=IDP_KEY, algorithm="RS256", **changes) -> str:
     """An ID token with ``changes`` to what the IdP would issue for a user "mallory" in the group."""
     now = int(time.time())
-    claims = {"iss": door.idp, "aud": "campushub", "sub": "mallory", "iat": now, "exp": now + 300,
-              "preferred_username": "mallory", "groups": [GROUP], **changes}
+    claims = {
+        "iss": door.idp,
+        "aud": "campushub",
+        "sub": "mallory",
+        "iat": now,
+        "exp": now + 300,
+        "preferred_username": "mallory",
+        "groups": [GROUP],
+        **changes,
+    }
     claims = {name: value for name, value in claims.items() if value is not None}
     return jwt.encode(claims, key, algorithm=algorithm, headers={"kid": "idp-key"})
 
@@ -279,8 +324,18 @@ def test_the_hub_believes_only_id_tokens_the_idp_signed_for_it(door):
         "another client": token_for(door, aud="other-client"),
         "another issuer": token_for(door, iss="https://idp.example.org"),
         "no expiry": token_for(door, exp=None),
-        "unsigned": jwt.encode({"iss": door.idp, "aud": "campushub", "iat": now, "exp": now + 300,
-                                "preferred_username": "mallory", "groups": [GROUP]}, None, algorithm="none"),
+        "unsigned": jwt.encode(
+            {
+                "iss": door.idp,
+                "aud": "campushub",
+                "iat": now,
+                "exp": now + 300,
+                "preferred_username": "mallory",
+                "groups": [GROUP],
+            },
+            None,
+            algorithm="none",
+        ),
         "signed with the client secret": token_for(door, key=CLIENT_SECRET, algorithm="HS256"),
     }
     for why, token in refused.items():
@@ -289,8 +344,9 @@ def test_the_hub_believes_only_id_tokens_the_idp_signed_for_it(door):
         assert r.status_code == 403, (why, r.status_code)
         assert not [c for c in s.cookies if c.name.startswith("jupyterhub-session")], why
     # expired: the session is older than its token; sent to sign in again (the SSO's logout)
-    s = door.hub.session("mallory", GROUP, extra={"X-Campushub-Id-Token": token_for(door, iat=now - 7200,
-                                                                                   exp=now - 3600)})
+    s = door.hub.session(
+        "mallory", GROUP, extra={"X-Campushub-Id-Token": token_for(door, iat=now - 7200, exp=now - 3600)}
+    )
     r = door.hub.get(s, "/hub/home")
     assert (r.status_code, r.headers.get("Location")) == (302, door.site["auth"]["logout_url"])
     # the control: a token the IdP's key signed for this hub is believed, claims and all (headers not)
@@ -328,8 +384,15 @@ def test_logout_goes_through_the_sso_and_asks_again(door):
     assert r.url.startswith(f"{door.idp}/interaction/") and 'name="login"' in r.text, r.url
 
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 ARTIFACTS = REPO / "test-artifacts"
 
 
@@ -384,14 +447,23 @@ def test_a_browser_signs_in_runs_a_cell_and_logs_out(door):
 def test_acme_and_file_certificates_give_a_valid_apache_config(door, tmp_path):
     """mod_md (Let's Encrypt, staging by default) and certificate files: Apache accepts both configs."""
     ca_dir = door.folder / "door" / "ca"
-    for certificate in ({"source": "acme", "acme_email": "hpc@example.edu"},
-                        {"source": "file", "cert": str(ca_dir / "server.pem"), "key": str(ca_dir / "server.key")}):
-        site = {**door.site, "hub": {**door.site["hub"], "state_dir": str(tmp_path / "state")},
-                "front_door": {**door.site["front_door"], "certificate": certificate}}
+    for certificate in (
+        {"source": "acme", "acme_email": "hpc@example.edu"},
+        {"source": "file", "cert": str(ca_dir / "server.pem"), "key": str(ca_dir / "server.key")},
+    ):
+        site = {
+            **door.site,
+            "hub": {**door.site["hub"], "state_dir": str(tmp_path / "state")},
+            "front_door": {**door.site["front_door"], "certificate": certificate},
+        }
         (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))
         out = tmp_path / certificate["source"]
-        subprocess.run([CAMPUSHUB, "frontdoor", "--config", str(tmp_path / "site.yaml"), "--out", str(out)],
-                       check=True, capture_output=True, env={**os.environ, **door.env})
+        subprocess.run(
+            [CAMPUSHUB, "frontdoor", "--config", str(tmp_path / "site.yaml"), "--out", str(out)],
+            check=True,
+            capture_output=True,
+            env={**os.environ, **door.env},
+        )
         vhost = (out / "campushub-vhost.conf").read_text()
         if certificate["source"] == "acme":
             assert "MDomain localhost" in vhost and "acme-staging-v02" in vhost
@@ -413,24 +485,50 @@ class ComposeFrontDoor(FrontDoor):
         super().__init__(folder, idp_host="10.89.77.1")
         self.socket_url = socket_url
         hub, door = self.site["hub"], self.site["front_door"]
-        hub.update(bind_url="http://0.0.0.0:8000", hub_ip="0.0.0.0", hub_connect_ip="10.89.77.2",
-                   state_dir="/srv/campushub/state")
+        hub.update(
+            bind_url="http://0.0.0.0:8000",
+            hub_ip="0.0.0.0",
+            hub_connect_ip="10.89.77.2",
+            state_dir="/srv/campushub/state",
+        )
         self.site["auth"].update(trusted_proxies=["10.89.78.3/32"], proxy_secret={"env": "CAMPUSHUB_PROXY_SECRET"})
         door.update(address="0.0.0.0", upstream="http://10.89.78.2:8000")
         self.site["container"] = {"volume": self.PROJECT + "-user-{username}", "image": LAB_IMAGE}
-        self.site["profiles"] = [{"slug": "lab", "name": "JupyterLab", "backend": "container", "cpu": 0.5,
-                                  "memory": "512M", "default": True}]
+        self.site["profiles"] = [
+            {"slug": "lab", "name": "JupyterLab", "backend": "container", "cpu": 0.5, "memory": "512M", "default": True}
+        ]
         self.env = {"CAMPUSHUB_PROXY_SECRET": PROXY_SECRET, "CH_CLIENT_SECRET": CLIENT_SECRET}
 
     def start(self):
         door_dir = self.folder / "door"
-        self.hub = Compose(self.folder / "compose", self.site, self.PROJECT, self.socket_url,
-                           files=("compose.yaml", "compose.frontdoor.yaml"),
-                           env={**self.env, "CAMPUSHUB_FRONTDOOR_DIR": str(door_dir),
-                                "CAMPUSHUB_HTTP_PORT": str(self.http_port), "CAMPUSHUB_HTTPS_PORT": str(self.https_port)})
-        subprocess.run([CAMPUSHUB, "frontdoor", "--config", str(self.folder / "compose" / "campushub.yaml"),
-                        "--out", str(door_dir), "--root", "/etc/campushub/frontdoor"],
-                       check=True, env={**os.environ, **self.env}, capture_output=True)
+        self.hub = Compose(
+            self.folder / "compose",
+            self.site,
+            self.PROJECT,
+            self.socket_url,
+            files=("compose.yaml", "compose.frontdoor.yaml"),
+            env={
+                **self.env,
+                "CAMPUSHUB_FRONTDOOR_DIR": str(door_dir),
+                "CAMPUSHUB_HTTP_PORT": str(self.http_port),
+                "CAMPUSHUB_HTTPS_PORT": str(self.https_port),
+            },
+        )
+        subprocess.run(
+            [
+                CAMPUSHUB,
+                "frontdoor",
+                "--config",
+                str(self.folder / "compose" / "campushub.yaml"),
+                "--out",
+                str(door_dir),
+                "--root",
+                "/etc/campushub/frontdoor",
+            ],
+            check=True,
+            env={**os.environ, **self.env},
+            capture_output=True,
+        )
         self.hub.up("hub", "frontdoor")
         self.start_idp()  # the gateway address exists once the network does
         wait_listening(self.https_port)
@@ -439,9 +537,7 @@ class ComposeFrontDoor(FrontDoor):
     def stop(self):
         self.hub.compose("down")
         self.idp_process.terminate()
-        for volume in podman("volume", "ls", "--format", "{{.Name}}").split():
-            if volume.startswith(self.PROJECT):
-                podman("volume", "rm", "-f", volume, check=False)
+        remove_volumes(self.PROJECT)
 
 
 @pytest.fixture(scope="module")
@@ -458,7 +554,7 @@ def test_compose_front_door_signs_in_and_serves_a_container(compose_door):
     assert r.status_code == 200 and r.url == f"{door.url}/hub/home"
     me = s.get(f"{door.url}/hub/api/user").json()
     assert me["name"] == ALICE and GROUP in me["groups"]
-    xsrf = {"X-XSRFToken": s.cookies.get("_xsrf", path="/hub/")}
+    xsrf = HubClient.xsrf(s)
     assert s.post(f"{door.url}/hub/api/users/{ALICE}/server", headers=xsrf, json={}).status_code in (201, 202)
     deadline = time.monotonic() + 180
     while not (s.get(f"{door.url}/hub/api/user").json()["servers"].get("") or {}).get("ready"):

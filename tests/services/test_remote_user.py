@@ -4,35 +4,39 @@ import time
 
 import pytest
 
-from conftest import EXTERNAL, PROXY_SECRET, SECRET_ENV, SECRET_HEADER, Hub, base_site
+from harness import EXTERNAL, GROUP, PROXY_SECRET, SECRET_ENV, base_site
 
-GROUP = "SAM-SSLVPNSAMUsers"
 SECRET = PROXY_SECRET
 
 
 @pytest.fixture(scope="module")
-def hub(hub_root):
+def hub(hubs):
     """Redirects configured; identity re-checked every second."""
     site = base_site()
     site["auth"].update(refresh_seconds=1, logout_url=f"{EXTERNAL}/logout")
-    hub = Hub(hub_root / "redirects", site).start()
+    hub = hubs.start(site, "redirects")
     yield hub
     hub.stop()
 
 
 @pytest.fixture(scope="module")
-def strict_hub(hub_root):
+def strict_hub(hubs):
     """No redirects (403 pages), only 127.0.0.1/32 trusted, and the proxy secret from the environment."""
-    site = base_site(auth={"type": "remote_user", "required_groups": [GROUP],
-                           "trusted_proxies": ["127.0.0.1/32"], "proxy_secret": {"env": SECRET_ENV}})
-    hub = Hub(hub_root / "strict", site).start()
+    site = base_site(
+        auth={
+            "type": "remote_user",
+            "required_groups": [GROUP],
+            "trusted_proxies": ["127.0.0.1/32"],
+            "proxy_secret": {"env": SECRET_ENV},
+        }
+    )
+    hub = hubs.start(site, "strict")
     yield hub
     hub.stop()
 
 
 def logged_in(session) -> bool:
-    return any(c.name.startswith("jupyterhub-session-id") or c.name == "jupyterhub-hub-login"
-               for c in session.cookies)
+    return any(c.name.startswith("jupyterhub-session-id") or c.name == "jupyterhub-hub-login" for c in session.cookies)
 
 
 def test_login_from_trusted_proxy_lands_on_the_deep_link(hub):
@@ -43,8 +47,15 @@ def test_login_from_trusted_proxy_lands_on_the_deep_link(hub):
     assert hub.whoami(s)["name"] == "alice"
 
 
-@pytest.mark.parametrize("forged", [{}, {"X-Forwarded-For": "127.0.0.1"}, {"X-Real-Ip": "127.0.0.1"},
-                                    {"X-Forwarded-For": "127.0.0.1", "X-Real-Ip": "127.0.0.1"}])
+@pytest.mark.parametrize(
+    "forged",
+    [
+        {},
+        {"X-Forwarded-For": "127.0.0.1"},
+        {"X-Real-Ip": "127.0.0.1"},
+        {"X-Forwarded-For": "127.0.0.1", "X-Real-Ip": "127.0.0.1"},
+    ],
+)
 def test_headers_from_an_untrusted_address_never_log_in(strict_hub, forged):
     s = strict_hub.session("mallory", GROUP, source="127.0.0.2", extra=forged)  # with the secret
     r = strict_hub.get(s, "/hub/home")
@@ -54,10 +65,11 @@ def test_headers_from_an_untrusted_address_never_log_in(strict_hub, forged):
     assert strict_hub.api(s, "GET", "user").status_code == 403
 
 
-@pytest.mark.parametrize("secret, allowed", [(SECRET, True), (None, False), ("wrong", False),
-                                             (SECRET + "x", False), ("", False)])
+@pytest.mark.parametrize(
+    "secret, allowed", [(SECRET, True), (None, False), ("wrong", False), (SECRET + "x", False), ("", False)]
+)
 def test_proxy_secret_is_required_when_set(strict_hub, secret, allowed):
-    extra = {} if secret is None else {SECRET_HEADER: secret}
+    extra = {} if secret is None else {strict_hub.secret_header: secret}
     s = strict_hub.session("bob", GROUP, extra=extra, secret=False)
     r = strict_hub.get(s, "/hub/home")
     assert (r.status_code == 200) is allowed, r.status_code
@@ -138,7 +150,7 @@ def status(url, headers):
         return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10).status
     except urllib.error.HTTPError as e:
         return e.code
-forged = {"Cn": "mallory-admin", "isMemberOf": "SAM-SSLVPNSAMUsers;crc-admins"}
+forged = {"Cn": "mallory-admin", "isMemberOf": f"{GROUP};crc-admins"}
 tried = [status(f"{PROXY}/hub/login", forged),
          status(f"{HUB}/hub/login", {**forged, "X-Forwarded-For": "127.0.0.1"})]
 readable = []
@@ -160,11 +172,14 @@ tried, readable
 def test_a_users_own_kernel_cannot_sign_in_as_anyone_else(hub_factory, accounts):
     """The attack of issue 14: a signed-in user's code on the hub host sends identity headers."""
     hub = hub_factory(base_site())
-    user, = accounts("cht-mallory")
+    (user,) = accounts("cht-mallory")
     s = hub.login(user)
     hub.start_server(s, user)
-    code = (f"PROXY, HUB, SECRET = {hub.url!r}, 'http://127.0.0.1:{hub.site['hub']['hub_port']}', {PROXY_SECRET!r}\n"
-            f"STATE = [{str(hub.state)!r}]\n" + IMPERSONATE)
+    code = (
+        f"PROXY, HUB, SECRET, GROUP = {hub.url!r}, 'http://127.0.0.1:{hub.site['hub']['hub_port']}',"
+        f" {PROXY_SECRET!r}, {GROUP!r}\n"
+        f"STATE = [{str(hub.state)!r}]\n" + IMPERSONATE
+    )
     # from loopback without the secret, through the proxy or straight to the hub: refused; and the
     # secret is in no process environment, no file the user can read
     assert hub.run_code(user, hub.token(s, user), code) == "([403, 403], [])"

@@ -4,9 +4,8 @@ import pwd
 
 import pytest
 
-from conftest import base_site
+from harness import GROUP, base_site
 
-GROUP = "SAM-SSLVPNSAMUsers"
 LOCAL = {"backend": "local", "system_users": True}
 
 SITE = base_site(
@@ -14,8 +13,13 @@ SITE = base_site(
     profiles=[
         {"slug": "local", "name": "Small", **LOCAL, "default": True, "environment": {"PROFILE_VAR": "local"}},
         {"slug": "big", "name": "Big", **LOCAL, "environment": {"PROFILE_VAR": "big"}},
-        {"slug": "gpu", "name": "GPU", **LOCAL, "groups": ["gpu-users"],
-         "environment": {"PROFILE_VAR": "gpu", "SHARED": "from-profile"}},
+        {
+            "slug": "gpu",
+            "name": "GPU",
+            **LOCAL,
+            "groups": ["gpu-users"],
+            "environment": {"PROFILE_VAR": "gpu", "SHARED": "from-profile"},
+        },
     ],
 )
 
@@ -23,9 +27,11 @@ ENV_PROBE = "import os; '|'.join(os.environ.get(k, '-') for k in ('SITE_VAR', 'P
 
 
 @pytest.fixture(scope="module")
-def hub(module_hub, accounts):
+def hub(hubs, accounts):
     accounts("cht-alice", "cht-dave")
-    return module_hub
+    hub = hubs.start(SITE, "profiles")
+    yield hub
+    hub.stop()
 
 
 def test_default_profile_runs_a_kernel_through_the_proxy(hub):
@@ -38,7 +44,8 @@ def test_default_profile_runs_a_kernel_through_the_proxy(hub):
     # the server runs as the user, in the user's home
     account = pwd.getpwnam("cht-alice")
     assert hub.run_code("cht-alice", token, "import os; os.getuid(), os.getcwd()") == repr(
-        (account.pw_uid, account.pw_dir))
+        (account.pw_uid, account.pw_dir)
+    )
     hub.stop_server(s, "cht-alice")
 
 
@@ -58,8 +65,7 @@ def test_the_form_offers_only_allowed_profiles_and_refuses_the_others(hub):
     assert form.status_code == 200
     assert 'value="local" selected' in form.text and 'value="big"' in form.text
     assert 'value="gpu"' not in form.text
-    r = s.post(f"{hub.url}/hub/spawn/carol", data={"profile": "gpu"}, allow_redirects=False,
-               headers={"X-XSRFToken": s.cookies.get("_xsrf", path="/hub/")})
+    r = hub.post_form(s, "/hub/spawn/carol", {"profile": "gpu"})
     assert r.status_code == 403
     assert "may not use the profile" in r.text
     assert hub.whoami_user(s, "carol")["servers"] == {}
@@ -81,7 +87,8 @@ def test_timeouts_reach_the_spawner_jupyterhub_waits_on():
     from campushub.settings import Site
 
     c = Config()
-    site = base_site(spawner={"start_timeout": 301, "http_timeout": 302},
-                     profiles=[{"slug": "me", "name": "Me", **LOCAL}])
+    site = base_site(
+        spawner={"start_timeout": 301, "http_timeout": 302}, profiles=[{"slug": "me", "name": "Me", **LOCAL}]
+    )
     profiles(c, Site.model_validate(site))
     assert (c.CampusProfilesSpawner.start_timeout, c.CampusProfilesSpawner.http_timeout) == (301, 302)

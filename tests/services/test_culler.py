@@ -8,7 +8,7 @@ from traitlets.config import Config
 
 from campushub.configurer import CULLER_ROLE, CULLER_SERVICE, culler
 from campushub.settings import Site
-from conftest import base_site
+from harness import GROUP, base_site
 
 TIMEOUT, EVERY, MARGIN = 10, 5, 15
 SITE = base_site(culler={"enabled": True, "timeout": TIMEOUT, "every": EVERY})
@@ -17,10 +17,13 @@ SITE = base_site(culler={"enabled": True, "timeout": TIMEOUT, "every": EVERY})
 def test_culler_role_has_exactly_the_seed_scopes():
     c = Config()
     culler(c, Site.model_validate(base_site(culler={"timeout": 3600})))
-    assert c.JupyterHub.load_roles == [{
-        "name": CULLER_ROLE, "services": [CULLER_SERVICE],
-        "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
-    }]
+    assert c.JupyterHub.load_roles == [
+        {
+            "name": CULLER_ROLE,
+            "services": [CULLER_SERVICE],
+            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+        }
+    ]
     assert "--timeout=3600" in c.JupyterHub.services[0]["command"]
     assert c.JupyterHub.last_activity_interval == 300
 
@@ -33,10 +36,10 @@ def test_culling_users_adds_only_the_scope_it_needs():
     assert c.JupyterHub.last_activity_interval == 60
 
 
-def test_idle_server_is_culled_and_active_one_kept(module_hub, accounts):
-    hub = module_hub
+def test_idle_server_is_culled_and_active_one_kept(hub_factory, accounts):
+    hub = hub_factory(SITE)
     bob, alice = accounts("cht-bob", "cht-alice")
-    admin = hub.login("root-admin", "SAM-SSLVPNSAMUsers;crc-admins")
+    admin = hub.login("root-admin", f"{GROUP};crc-admins")
     service = hub.api(admin, "GET", f"services/{CULLER_SERVICE}").json()
     assert service["roles"] == [CULLER_ROLE]
 

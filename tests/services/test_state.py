@@ -2,9 +2,11 @@
 
 import stat
 
-SITE = {"auth": {"type": "shared_password"},
-        "profiles": [{"slug": "local", "name": "JupyterLab", "backend": "local", "default": True}],
-        "culler": {"enabled": False}}
+SITE = {
+    "auth": {"type": "shared_password"},
+    "profiles": [{"slug": "local", "name": "JupyterLab", "backend": "local", "default": True}],
+    "culler": {"enabled": False},
+}
 SECRETS = ["jupyterhub_cookie_secret", "proxy_auth_token", "shared_password", "jupyterhub.sqlite"]
 
 

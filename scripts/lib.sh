@@ -1,0 +1,16 @@
+# Shared by campushub's scripts: messages, and installing what is missing from Debian.
+# Source it after setting NAME (the prefix of messages): NAME=engine; . scripts/lib.sh
+
+say() { printf '%s: %s\n' "${NAME:-campushub}" "$*" >&2; }
+die() { say "$*"; exit 1; }
+
+# apt_install PACKAGE...: install the Debian packages that are not installed yet (needs root)
+apt_install() {
+  local missing=() p
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  [ "$(id -u)" = 0 ] || die "please install these Debian packages first: ${missing[*]}"
+  say "installing ${missing[*]} from Debian"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}

@@ -1,0 +1,19 @@
+"""How users sign in: one slice per module, listed here; the site file's ``auth`` union is built from them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Union
+
+from pydantic import Field
+
+from . import remote_user, shared_password
+from .base import Login
+
+#: every login, by the name the site file gives in ``auth.type``
+LOGINS: dict[str, Login] = {a.name: a for a in (shared_password.LOGIN, remote_user.LOGIN)}
+
+Auth = Annotated[Union[tuple(a.settings for a in LOGINS.values())], Field(discriminator="type")]  # noqa: UP007
+
+
+def login_of(site) -> Login:
+    return LOGINS[site.auth.type]

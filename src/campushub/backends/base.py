@@ -1,0 +1,84 @@
+"""What every profile has, and what a backend slice provides."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+from pydantic import Field
+
+from ..fields import ByteSize, Model, Name
+
+if TYPE_CHECKING:
+    from ..site import Site
+
+
+class ProfileBase(Model):
+    """Keys every profile takes, whatever its backend."""
+
+    slug: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=63)] = Field(
+        description='short id (`a-z0-9_-`), unique; what the API takes as `{"profile": "slug"}`'
+    )
+    name: Name = Field(description="what users see in the menu")
+    cpu: Annotated[float, Field(gt=0)] | None = Field(None, description="CPU limit (cores, may be fractional)")
+    memory: ByteSize | None = Field(None, description="memory limit, as JupyterHub writes it: `512M`, `4G`")
+    environment: dict[str, str] = Field(
+        {}, description="variables for this profile's servers, merged over `spawner.environment`"
+    )
+    groups: list[Name] = Field(
+        [], description="groups allowed to use it; empty: everyone. Enforced by the hub (403), not only hidden"
+    )
+    default: bool = Field(
+        False,
+        description="the profile used when a request names none (at most one; else the"
+        " first). Must be open to everyone",
+    )
+
+
+class Backend:
+    """A backend slice: subclass it in ``backends/NAME.py`` and list the instance in ``backends/__init__.py``.
+
+    ``profile`` is the slice's profile model (with ``backend: Literal[NAME]``); ``defaults``, when
+    set, is a site-file section named after the backend, shared by its profiles.
+    """
+
+    name: str
+    profile: type[ProfileBase]
+    defaults: type[Model] | None = None
+    #: users' servers outlive the hub (containers, jobs): a hub restart must leave them running
+    persistent = False
+    #: users' code may run on the hub's own host (and reach it from a trusted address)
+    on_hub_host = False
+
+    def needs_account(self, profile) -> bool:
+        """Whether servers run as the user's own system account (which must exist)."""
+        return False
+
+    def as_hub_account(self, profile) -> bool:
+        """Whether servers run as the hub's own account (sharing its files and secrets)."""
+        return False
+
+    def resolve_paths(self, site: Site, folder):
+        """Make the defaults' relative paths relative to the site file's ``folder``."""
+
+    def problems(self, site: Site, index: int, profile) -> list[str]:
+        """``field.path: reason`` lines for ``profile``, which is ``site.profiles[index]``."""
+        return []
+
+    def warnings(self, site: Site, index: int, profile) -> list[str]:
+        """What will work, but not as an admin might assume."""
+        return []
+
+    def preflight(self, site: Site, profiles: list[tuple[int, ProfileBase]]) -> list[str]:
+        """Problems only the services can show (an engine's images); asked by ``check`` and ``up``."""
+        return []
+
+    def configure_hub(self, c, site: Site):
+        """Hub-wide config this backend needs when any profile uses it."""
+
+    def spawner_class(self, profile) -> str:
+        """The dotted name of the spawner class that runs ``profile``."""
+        raise NotImplementedError
+
+    def spawner(self, site: Site, index: int, profile, config: dict) -> tuple[str, dict]:
+        """The spawner class and its complete settings; ``config`` holds the shared ones."""
+        raise NotImplementedError

@@ -1,0 +1,152 @@
+"""``backend: container``: a JupyterLab container per user (DockerSpawner on Docker or Podman)."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from ..fields import HttpUrl, Model, Name
+from .base import Backend, ProfileBase
+
+
+class ContainerDefaults(Model):
+    """Defaults for every ``container`` profile; the seed's DOCKER_* variables set these."""
+
+    socket: Annotated[str, Field(pattern=r"^(unix|tcp|ssh)://.+")] | None = Field(
+        None,
+        description="the engine's Docker API socket (Docker or Podman); default `$DOCKER_HOST`, else"
+        " `unix:///var/run/docker.sock`",
+    )
+    hub_connect_url: HttpUrl | None = Field(
+        None,
+        description="the hub's API as containers reach it, when that differs from the hub's own view (a hub"
+        " on the host: `http://host.containers.internal:8081` with Podman, with `hub.hub_ip: 0.0.0.0`)",
+    )
+    image: Name | None = Field(None, description="the JupyterLab image (never pulled: build or load it)")
+    network: Name | None = Field(None, description="the network users' containers join")
+    notebook_dir: Name = Field("/home/jovyan/work", description="where the user's volume is mounted")
+    volume: Annotated[str, Field(pattern=r"^[A-Za-z0-9{][A-Za-z0-9_.{}-]*$")] = Field(
+        "jupyterhub-user-{username}", description="name of the per-user volume"
+    )
+
+
+class ContainerProfile(ProfileBase):
+    """A JupyterLab container per user."""
+
+    backend: Literal["container"]
+    image: Name | None = Field(None, description="the image; default `container.image`")
+    network: Name | None = Field(
+        None, description="the network the container joins; default `container.network`, else `bridge`"
+    )
+    notebook_dir: Name | None = Field(
+        None, description="where the per-user volume is mounted; default `container.notebook_dir`"
+    )
+    volumes: dict[Name, Name] = Field({}, description="more named volumes: name (may use `{username}`) to mount point")
+    gpus: Annotated[int, Field(ge=0)] = Field(0, description="GPUs to ask the engine for")
+
+
+class Container(Backend):
+    name = "container"
+    profile = ContainerProfile
+    defaults = ContainerDefaults
+    persistent = True
+
+    def problems(self, site, index, profile):
+        if profile.image or site.container.image:
+            return []
+        return [f"profiles.{index}.image: no image: set it here, in container.image, or with DOCKER_JUPYTER_CONTAINER"]
+
+    def preflight(self, site, profiles):
+        """Unreachable engine, missing images or networks, and trusted proxies where containers get addresses."""
+        try:
+            import docker
+            from docker.utils import kwargs_from_env
+        except ImportError:
+            return ["profiles: container profiles need DockerSpawner: pip install 'campushub[container]'"]
+        kwargs = {**kwargs_from_env(), "version": "auto", "timeout": 10}
+        if site.container.socket:
+            kwargs["base_url"] = site.container.socket
+        where = kwargs.get("base_url", "unix:///var/run/docker.sock")
+        try:
+            client = docker.APIClient(**kwargs)
+            client.ping()
+        except Exception as e:  # the SDK raises several kinds for a missing socket or a dead engine
+            return [
+                f"container.socket: no container engine answers at {where} ({type(e).__name__});"
+                " start one (scripts/engine start podman) or set container.socket / DOCKER_HOST"
+            ]
+        found = []
+        for i, profile in profiles:
+            image = profile.image or site.container.image
+            try:
+                client.inspect_image(image)
+            except docker.errors.ImageNotFound:
+                found.append(
+                    f"profiles.{i}.image: {image} is not in the engine at {where};"
+                    " build it (scripts/images) or load it: campushub never pulls images"
+                )
+            network = profile.network or site.container.network or "bridge"
+            try:
+                details = client.inspect_network(network)
+            except docker.errors.NotFound:
+                if network != "bridge":
+                    found.append(f"profiles.{i}.network: there is no network {network!r} in the engine at {where}")
+                continue
+            found += trusted_in_pool(site, f"profiles.{i}.network", network, details)
+        return list(dict.fromkeys(found))
+
+    def spawner_class(self, profile):
+        return "dockerspawner.DockerSpawner"
+
+    def spawner(self, site, index, profile, config):
+        """DockerSpawner on ``container.socket`` (default: $DOCKER_HOST, else /var/run/docker.sock)."""
+        defaults = site.container
+        notebook_dir = profile.notebook_dir or defaults.notebook_dir
+        if defaults.socket:
+            config["client_kwargs"] = {"base_url": defaults.socket}
+        if defaults.hub_connect_url:
+            config["hub_connect_url"] = defaults.hub_connect_url
+        config.update(
+            image=profile.image or defaults.image,
+            pull_policy="never",  # images come from scripts/images or the site's registry, never implicitly
+            remove=True,  # a stopped server's container goes (and the next start uses the current image)
+            # {username} is escaped by DockerSpawner (a-z0-9, '-' escapes): names cannot collide
+            volumes={defaults.volume: notebook_dir, **profile.volumes},
+            notebook_dir=notebook_dir,
+            network_name=profile.network or defaults.network or "bridge",
+            # wrapspawner would otherwise hand the container the hub host's process settings
+            ip="0.0.0.0",
+            port=8888,
+            cmd=None,  # the image's own command
+        )
+        if profile.gpus:
+            config["extra_host_config"] = {
+                "device_requests": [{"Driver": "", "Count": profile.gpus, "Capabilities": [["gpu"]]}]
+            }
+        return self.spawner_class(profile), config
+
+
+def trusted_in_pool(site, where: str, network: str, details: dict) -> list[str]:
+    """A trusted proxy address that users' containers on ``network`` could be given."""
+    trusted = getattr(site.auth, "trusted_proxies", [])
+    found = []
+    for pool in (details.get("IPAM") or {}).get("Config") or []:
+        try:
+            addresses = ipaddress.ip_network(pool.get("IPRange") or pool["Subnet"], strict=False)
+            gateway = ipaddress.ip_address(pool["Gateway"]) if pool.get("Gateway") else None
+        except (KeyError, ValueError):
+            continue
+        for i, net in enumerate(trusted):
+            only_gateway = net.num_addresses == 1 and net.network_address == gateway
+            if net.version == addresses.version and net.overlaps(addresses) and not only_gateway:
+                found.append(
+                    f"auth.trusted_proxies.{i}: {net} overlaps {addresses}, where users' containers on network"
+                    f" {network!r} ({where}) get their addresses: a user's container could be the trusted proxy."
+                    " Put the front door on a network of its own (compose.frontdoor.yaml does)"
+                )
+    return found
+
+
+BACKEND = Container()

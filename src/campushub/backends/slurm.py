@@ -1,0 +1,268 @@
+"""``backend: slurm``: JupyterLab as a Slurm batch job (batchspawner's SlurmSpawner).
+
+campushub's spawner fails fast: a job Slurm can never run (more CPUs than any node of the
+partition has) would otherwise wait in the queue until the start timeout, and a job that dies
+before its server reports back would be waited on just as long. Jobs report their port to the
+hub through :class:`PortCallbackHandler`, which takes a port and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Literal
+
+from batchspawner import BatchSpawnerBase, JobStatus, SlurmSpawner
+from jupyterhub import apihandlers
+from jupyterhub.apihandlers import APIHandler
+from jupyterhub.spawner import SpawnException
+from pydantic import Field
+from tornado import web
+from traitlets import List, Unicode
+
+from ..fields import HttpUrl, Model, Name, byte_count
+from .base import Backend, ProfileBase
+
+BIN = Path(sys.executable).parent
+
+
+class SlurmDefaults(Model):
+    """How the hub talks to Slurm; shared by every ``slurm`` profile."""
+
+    conf: Path | None = Field(None, description="path of `slurm.conf`, passed as `SLURM_CONF` (default: Slurm's own)")
+    submit_as: Literal["sudo", "sbatch_uid"] = Field(
+        "sudo",
+        description="`sudo`: the hub runs `sudo -E -u USER sbatch` (the hub's account needs sudo rights to"
+        " run sbatch, squeue and scancel as users). `sbatch_uid`: the hub runs `sbatch --uid=USER --gid=USER` and"
+        " must be root",
+    )
+    hub_connect_url: HttpUrl | None = Field(
+        None,
+        description="the hub's API as compute nodes reach it"
+        " (`hub.hub_ip` must then listen there); default: the hub's own",
+    )
+    python_bin: Path | None = Field(
+        None,
+        description="folder with `jupyterhub-singleuser` and"
+        " `batchspawner-singleuser` on the compute nodes (a shared file system);"
+        " default: the hub's venv `bin`",
+    )
+
+
+class SlurmProfile(ProfileBase):
+    """A JupyterLab batch job."""
+
+    backend: Literal["slurm"]
+    partition: Name | None = Field(None, description="`--partition`")
+    runtime: str | None = Field(
+        None, pattern=r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$", description="`--time` (`HH:MM:SS` or `D-HH:MM:SS`)"
+    )
+    gres: Name | None = Field(None, description="`--gres`")
+    cluster: Name | None = Field(None, description="`-M` on sbatch, squeue and scancel (needs slurmdbd)")
+    account: Name | None = Field(None, description="`--account`")
+    qos: Name | None = Field(None, description="`--qos`")
+    options: list[Name] = Field([], description="more sbatch options, as written")
+    prologue: str = Field("", description="shell lines before the server in the job script")
+    epilogue: str = Field("", description="shell lines after the server in the job script")
+
+
+class Slurm(Backend):
+    name = "slurm"
+    profile = SlurmProfile
+    defaults = SlurmDefaults
+    persistent = True
+    on_hub_host = True  # the hub's host may be a node of the cluster
+
+    def needs_account(self, profile):
+        return True  # jobs are submitted as the user
+
+    def resolve_paths(self, site, folder):
+        if site.slurm.conf:
+            site.slurm.conf = (folder / site.slurm.conf).absolute()
+
+    def configure_hub(self, c, site):
+        install_port_callback()
+
+    def spawner_class(self, profile):
+        return "campushub.backends.slurm.CampusSlurmSpawner"
+
+    def spawner(self, site, index, profile, config):
+        """campushub's fail-fast SlurmSpawner, submitting as the user."""
+        defaults = site.slurm
+        python_bin = defaults.python_bin or BIN  # the same venv path must exist on the compute nodes
+        cluster = f" -M {profile.cluster}" if profile.cluster else ""
+        query = f"squeue -h{cluster} -j {{job_id}} -o '%T %r %B'"
+        if cluster:
+            query += " | grep -v '^CLUSTER'"  # -M puts a "CLUSTER: name" line before the job's
+        config.pop("cpu_limit", None)  # Slurm's cgroups enforce cpus and memory; the server needs no hint
+        config.pop("mem_limit", None)
+        config.update(
+            cmd=[str(python_bin / "jupyterhub-singleuser")],
+            batchspawner_singleuser_cmd=str(python_bin / "batchspawner-singleuser"),
+            req_partition=profile.partition or "",
+            req_runtime=profile.runtime or "",
+            req_nprocs=str(math.ceil(profile.cpu)) if profile.cpu else "",
+            req_memory=f"{math.ceil(byte_count(profile.memory) / 2**20)}M" if profile.memory else "",
+            req_gres=profile.gres or "",
+            req_options=" ".join(_sbatch_options(profile)),
+            req_prologue=profile.prologue,
+            req_epilogue=profile.epilogue,
+            batch_query_cmd=query,
+            batch_cancel_cmd=f"scancel{cluster} {{job_id}}",
+        )
+        if defaults.submit_as == "sudo":
+            config.update(exec_prefix="sudo -E -u {username}", batch_submit_cmd=f"sbatch --parsable{cluster}")
+        else:  # the hub is root and Slurm switches user itself
+            config.update(
+                exec_prefix="", batch_submit_cmd=f"sbatch --parsable{cluster} --uid={{username}} --gid={{username}}"
+            )
+        if defaults.conf:
+            config["slurm_conf"] = str(defaults.conf)
+        if defaults.hub_connect_url:
+            config["hub_connect_url"] = defaults.hub_connect_url
+        return self.spawner_class(profile), config
+
+
+def _sbatch_options(profile: SlurmProfile) -> list[str]:
+    options = [f"--account={profile.account}"] if profile.account else []
+    if profile.qos:
+        options.append(f"--qos={profile.qos}")
+    return options + profile.options
+
+
+#: squeue reasons that mean the job will never start as it is
+NEVER_RUNS = [
+    "PartitionConfig",
+    "PartitionNodeLimit",
+    "PartitionTimeLimit",
+    "BadConstraints",
+    "InvalidAccount",
+    "InvalidQOS",
+    "AssocMaxCpuPerJobLimit",
+    "QOSMaxCpuPerJobLimit",
+    "QOSMaxMemoryPerJob",
+    "QOSMaxWallDurationPerJobLimit",
+]
+
+
+#: the hub's environment variables that squeue and scancel get (nothing secret)
+COMMAND_ENV = ["PATH", "LANG", "LC_ALL", "SLURM_CONF"]
+
+
+class CampusSlurmSpawner(SlurmSpawner):
+    """SlurmSpawner whose start ends promptly, with a reason, when the job cannot or did not run."""
+
+    # the reason (%r) sits between the state and the host that batchspawner parses
+    batch_query_cmd = Unicode("squeue -h -j {job_id} -o '%T %r %B'").tag(config=True)
+    never_runs = List(
+        Unicode(), NEVER_RUNS, config=True, help="Pending reasons after which the job is cancelled and the start fails."
+    )
+    slurm_conf = Unicode("", config=True, help="SLURM_CONF for every Slurm command (empty: Slurm's default).")
+    submitted_job = Unicode("", help="The last job submitted: batchspawner forgets it when the job vanishes.")
+
+    async def run_command(self, cmd, input=None, env=None):
+        # batchspawner gives sbatch the server's environment, and squeue and scancel the hub's
+        # whole environment (its secrets too) in a process that runs as the user: give those
+        # only what Slurm's commands need
+        env = dict(env) if env is not None else {k: os.environ[k] for k in COMMAND_ENV if k in os.environ}
+        if self.slurm_conf:
+            env["SLURM_CONF"] = self.slurm_conf
+        return await super().run_command(cmd, input=input, env=env)
+
+    async def submit_batch_script(self):
+        try:
+            self.submitted_job = await super().submit_batch_script()
+            return self.submitted_job
+        except RuntimeError as e:
+            raise SpawnException(f"Slurm refused the job: {e}", reason="slurm-refused") from None
+
+    async def start(self):
+        self.submitted_job = ""
+        starting = asyncio.ensure_future(super().start())
+        try:
+            while True:
+                done, _ = await asyncio.wait({starting}, timeout=max(self.startup_poll_interval, 1))
+                if done:
+                    try:
+                        return starting.result()
+                    except RuntimeError:
+                        if self.submitted_job:  # batchspawner saw the job gone while pending or starting
+                            raise self.job_ended(self.submitted_job) from None
+                        raise
+                if self.job_id:
+                    self.check_job(await self.query_job_status())
+        finally:
+            if not starting.done():
+                starting.cancel()
+
+    def job_ended(self, job: str) -> SpawnException:
+        log = f"{self.req_homedir}/jupyterhub_slurmspawner_{job}.log"
+        return SpawnException(
+            f"Slurm job {job} ended before JupyterLab started; its log is {log}",
+            reason="slurm-job-ended",
+            status_code=500,
+        )
+
+    def check_job(self, status):
+        """Raise with a reason the user can act on when the job will never serve."""
+        if status == JobStatus.PENDING:
+            words = self.job_status.split()
+            reason = words[1] if len(words) > 1 else ""
+            if reason.rstrip(",") in self.never_runs:
+                raise SpawnException(
+                    f"Slurm cannot run job {self.job_id} as asked ({reason}): no node of the partition"
+                    " has the CPUs, memory, GPUs or time it requests. Choose a smaller profile.",
+                    reason="slurm-never-runs",
+                )
+        elif status == JobStatus.NOTFOUND:
+            raise self.job_ended(self.job_id)
+
+
+class PortCallbackHandler(APIHandler):
+    """``POST /hub/api/batchspawner``: a starting job says which port its server listens on.
+
+    batchspawner's own handler sets every attribute the JSON names on the spawner whose
+    token the caller holds, and every user's job holds its server's token. This one takes
+    ``{"port": N}`` and nothing else, only with the token of that very server, and only
+    once, while its start is pending; the host always comes from Slurm (squeue's %B).
+    """
+
+    def check_xsrf_cookie(self):
+        """Only tokens are accepted here, and token requests need no XSRF check."""
+
+    async def post(self):
+        token = self.get_auth_token() or ""
+        user = self.current_user
+        spawners = getattr(user, "spawners", {}).values() if token else ()  # services have none
+        spawner = next((s for s in spawners if s.api_token and hmac.compare_digest(s.api_token, token)), None)
+        job = getattr(spawner, "child_spawner", spawner)
+        if not isinstance(job, BatchSpawnerBase):
+            raise web.HTTPError(403, "Only a batch job's own server token can report its port.")
+        if spawner.pending != "spawn" or job.port:
+            raise web.HTTPError(409, "The server is not starting, or has reported its port already.")
+        body = self.get_json_body()
+        if not isinstance(body, dict) or set(body) != {"port"}:
+            raise web.HTTPError(400, 'Send exactly {"port": N}; nothing else is accepted.')
+        port = body["port"]
+        if type(port) is not int or not 1 <= port <= 65535:
+            raise web.HTTPError(400, "port: must be a whole number from 1 to 65535.")
+        job.port = port
+        self.set_status(201)
+        self.finish({"message": f"port {port} noted"})
+
+
+CALLBACK_PATH = r"/api/batchspawner"
+
+
+def install_port_callback():
+    """Serve :class:`PortCallbackHandler` where batchspawner registered its handler at import."""
+    apihandlers.default_handlers[:] = [h for h in apihandlers.default_handlers if h[0] != CALLBACK_PATH] + [
+        (CALLBACK_PATH, PortCallbackHandler)
+    ]
+
+
+BACKEND = Slurm()

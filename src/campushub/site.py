@@ -1,0 +1,112 @@
+"""The site file's model: its common sections, and the login and backend slices' unions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, create_model
+
+from .auth import Auth
+from .auth.shared_password import SharedPasswordAuth
+from .backends import BACKENDS, Profile
+from .fields import HttpUrl, Model, Name, Port
+from .frontdoor import FrontDoorSettings
+
+
+class HubSettings(Model):
+    """JupyterHub itself: where it listens, where it keeps its state."""
+
+    bind_url: HttpUrl = Field(
+        "http://127.0.0.1:8000",
+        description="the address of the hub's proxy (JupyterHub's `bind_url`); loopback unless you open it",
+    )
+    public_url: HttpUrl | None = Field(
+        None,
+        description="the address users see, behind the HTTPS front door"
+        " (JupyterHub's `public_url`); `https://...` makes every hub cookie `Secure`",
+    )
+    hub_ip: Name = Field("127.0.0.1", description="address (or host name) the hub's own API listens on")
+    hub_port: Port = Field(8081, description="port of the hub's API")
+    hub_connect_ip: Name | None = Field(
+        None, description="the hub's address as seen from users' servers, when it differs from `hub_ip`"
+    )
+    proxy_api_port: Port = Field(8001, description="loopback port of configurable-http-proxy's API")
+    state_dir: Path = Field(
+        Path("state"), description="database and secrets; made 0700, files 0600, kept across restarts"
+    )
+    db_url: Name | None = Field(
+        None,
+        description="any SQLAlchemy URL JupyterHub accepts (for example PostgreSQL); default: sqlite in `state_dir`",
+    )
+    admin_users: list[Name] = Field([], description="user names that are hub admins")
+    extra_config_dir: Path | None = Field(
+        None,
+        description="a folder of `*.py` files run, in name order, after campushub's config, with `c` (the"
+        " JupyterHub config) in scope: the escape hatch for what the site file does not cover. Outside campushub's"
+        " checks",
+    )
+
+
+class SpawnerSettings(Model):
+    """Shared by every profile (a profile's own values win)."""
+
+    default_url: Name = Field("/lab", description="where users land in their server")
+    notebook_dir: Name | None = Field(
+        None, description="the server's root folder (`local` profiles; containers use `container.notebook_dir`)"
+    )
+    start_timeout: Annotated[int, Field(gt=0)] = Field(120, description="seconds a server may take to start")
+    http_timeout: Annotated[int, Field(gt=0)] = Field(
+        120,
+        description="seconds a started server may take to"
+        " answer; busy 2-core hosts need more than JupyterHub's default",
+    )
+    poll_interval: Annotated[int, Field(gt=0)] = Field(
+        30,
+        description="how often (s) the hub checks that each server still runs (a cancelled Slurm job is noticed then)",
+    )
+    environment: dict[str, str] = Field({}, description="variables for every server")
+
+
+class CullerSettings(Model):
+    """jupyterhub-idle-culler, run by the hub as a service with its own role."""
+
+    enabled: bool = Field(True, description="run the culler")
+    timeout: Annotated[int, Field(gt=0)] = Field(3600, description="stop servers idle this many seconds")
+    every: Annotated[int, Field(gt=0)] = Field(
+        600, description="check this often (s). Servers and the proxy report activity every `min(every, 300)` s"
+    )
+    max_age: Annotated[int, Field(ge=0)] = Field(0, description="stop servers older than this, idle or not (0: never)")
+    users: bool = Field(False, description="also delete users whose servers were culled")
+
+    @property
+    def activity_interval(self) -> int:
+        """How often (s) servers and the proxy report activity: often enough for ``every``."""
+        return min(300, self.every)
+
+
+class SiteBase(Model):
+    hub: HubSettings = Field(HubSettings(), description="JupyterHub itself")
+    auth: Auth = Field(SharedPasswordAuth(type="shared_password"), description="how users sign in")
+    spawner: SpawnerSettings = Field(SpawnerSettings(), description="shared by every profile")
+    front_door: FrontDoorSettings | None = Field(None, description="Apache in front of the hub: TLS and single sign-on")
+    profiles: Annotated[list[Profile], Field(min_length=1)] = Field(description="what users can start")
+    culler: CullerSettings = Field(CullerSettings(), description="stopping idle servers")
+
+    @property
+    def default_profile(self):
+        """The profile marked ``default``, or else the first one."""
+        return next((p for p in self.profiles if p.default), self.profiles[0])
+
+
+#: the whole site file: the sections above, and one section per backend that has shared settings
+Site = create_model(
+    "Site",
+    __base__=SiteBase,
+    __doc__="A campushub deployment, as one site file describes it.",
+    **{
+        b.name: (b.defaults, Field(b.defaults(), description=b.defaults.__doc__.splitlines()[0]))
+        for b in BACKENDS.values()
+        if b.defaults
+    },
+)

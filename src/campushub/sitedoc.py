@@ -1,0 +1,111 @@
+"""The site file's reference tables, generated from the models' field descriptions.
+
+Markdown files mark each table with ``<!-- fields: NAME -->`` ... ``<!-- /fields -->``;
+``python -m campushub.sitedoc docs/*.md`` rewrites what is between the markers, and
+``--check`` only says which files differ (a test runs it, so the docs cannot drift).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from .auth import LOGINS
+from .backends import BACKENDS
+from .backends.base import ProfileBase
+from .site import Site
+
+TAGS = {"type", "backend"}
+MARKER = re.compile(r"(<!-- fields: (?P<name>[\w.]+) -->\n)(.*?)(<!-- /fields -->)", re.S)
+
+
+def models() -> dict[str, tuple[type[BaseModel], set[str]]]:
+    """Each table's model, and the fields to leave out (those another table shows)."""
+    tables = {
+        name: (field.annotation, set())
+        for name, field in Site.model_fields.items()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+    }
+    door = Site.model_fields["front_door"].annotation.__args__[0]
+    tables.update(
+        {
+            "front_door": (door, {"certificate", "oidc"}),
+            "front_door.certificate": (door.model_fields["certificate"].annotation, set()),
+            "front_door.oidc": (door.model_fields["oidc"].annotation, set()),
+            "profiles": (ProfileBase, set()),
+        }
+    )
+    for name, login in LOGINS.items():
+        tables[f"auth.{name}"] = (login.settings, set())
+    tables["auth.remote_user.id_token"] = (
+        LOGINS["remote_user"].settings.model_fields["id_token"].annotation.__args__[0],
+        set(),
+    )
+    for name, backend in BACKENDS.items():
+        tables[f"profiles.{name}"] = (backend.profile, set(ProfileBase.model_fields))
+    return tables
+
+
+def default_text(field) -> str:
+    if field.default is PydanticUndefined and field.default_factory is None:
+        return "required"
+    value = field.get_default(call_default_factory=True)
+    if value is None:
+        return "none"
+    if value == "":
+        return "empty"
+    if isinstance(value, BaseModel):
+        return "see below"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, list | dict) and not value:
+        return f"`{value}`"
+    if isinstance(value, list):
+        return "`[" + ", ".join(str(v) for v in value) + "]`"
+    return f"`{value}`"
+
+
+def table(model: type[BaseModel], leave_out: set[str]) -> str:
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    for name, field in model.model_fields.items():
+        if name in TAGS or name in leave_out:
+            continue
+        description = (field.description or "").replace("|", "\\|")
+        rows.append(f"| `{name}` | {default_text(field)} | {description} |")
+    return "\n".join(rows) + "\n"
+
+
+def render(text: str) -> str:
+    tables = models()
+
+    def fill(match: re.Match) -> str:
+        name = match["name"]
+        if name not in tables:
+            raise SystemExit(f"sitedoc: no model for the table {name!r}")
+        return match[1] + table(*tables[name]) + match[4]
+
+    return MARKER.sub(fill, text)
+
+
+def main(argv: list[str]) -> int:
+    check = "--check" in argv
+    stale = []
+    for path in (Path(p) for p in argv if p != "--check"):
+        text = path.read_text()
+        new = render(text)
+        if new != text:
+            stale.append(str(path))
+            if not check:
+                path.write_text(new)
+    if check and stale:
+        print(f"sitedoc: out of date (run scripts/site-doc): {' '.join(stale)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

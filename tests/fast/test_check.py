@@ -1,0 +1,252 @@
+"""`campushub check`: the command's own code, on good and bad site files.
+
+Most tests call the command line's ``main`` in this process (the same code the ``campushub``
+program runs, a second each faster); a few run the installed program itself.
+"""
+
+import subprocess
+from dataclasses import dataclass
+
+import pytest
+import yaml
+
+from campushub.cli import main
+from harness import CAMPUSHUB, EMBEDDED, REPO, base_site
+
+EXAMPLES = REPO / "examples"
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def check(tmp_path, capsys):
+    """``check(site)``: run ``campushub check --offline`` on ``site`` (a dict, or ``text``)."""
+
+    def run(site, text=None) -> Result:
+        path = tmp_path / "site.yaml"
+        path.write_text(text if text is not None else yaml.safe_dump(site))
+        code = main(["check", "--offline", "--config", str(path)])
+        out = capsys.readouterr()
+        return Result(code, out.out, out.err)
+
+    return run
+
+
+def with_profiles(*profiles, **sections):
+    return base_site(profiles=list(profiles), **sections)
+
+
+LOCAL = {"slug": "local", "name": "Local", "backend": "local", "system_users": True}
+
+
+def test_valid_site_prints_ok(check):
+    result = check(base_site())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize(
+    "site, path, reason",
+    [
+        pytest.param(
+            base_site(hub={"bind_ulr": "http://127.0.0.1:8000"}), "hub.bind_ulr", "unknown key", id="unknown-key"
+        ),
+        pytest.param(base_site(culler={"timeout": "an hour"}), "culler.timeout", "integer", id="wrong-type"),
+        pytest.param(
+            base_site(auth={"type": "remote_user", "trusted_proxies": ["10.0.0.1/8"]}),
+            "auth.trusted_proxies.0",
+            "network",
+            id="bad-cidr",
+        ),
+        pytest.param(with_profiles({**LOCAL, "memory": "4 gigs"}), "profiles.0.memory", "size", id="bad-memory"),
+        pytest.param(
+            with_profiles(LOCAL, {**LOCAL, "name": "Again"}), "profiles.1.slug", "already used", id="duplicate-slug"
+        ),
+        pytest.param(with_profiles(), "profiles", "at least 1", id="no-profiles"),
+        pytest.param(
+            base_site(auth={"type": "remote_user", "missing_user_redirect": "ftp://x.edu/"}),
+            "auth.missing_user_redirect",
+            "http",
+            id="redirect-not-http",
+        ),
+        pytest.param(
+            with_profiles({**LOCAL, "default": True}, {**LOCAL, "slug": "other", "default": True}),
+            "profiles.1.default",
+            "only one",
+            id="two-defaults",
+        ),
+        pytest.param(
+            with_profiles({"slug": "x", "name": "X", "backend": "cloud"}),
+            "profiles.0.backend",
+            "local",
+            id="unknown-backend",
+        ),
+        pytest.param(
+            base_site(auth={"type": "remote_user", "proxy_secret": {"env": "A", "file": "b"}}),
+            "auth.proxy_secret",
+            "exactly one",
+            id="two-secret-sources",
+        ),
+        pytest.param(
+            with_profiles({**LOCAL, "groups": ["staff"]}), "profiles.0.groups", "default", id="closed-default-profile"
+        ),
+        pytest.param(
+            base_site(
+                auth={"type": "remote_user"},
+                front_door={
+                    "oidc": {
+                        "metadata_url": "https://idp.example.edu/.well-known/x",
+                        "client_id": "c",
+                        "client_secret": {"env": "S"},
+                    }
+                },
+            ),
+            "front_door",
+            "proxy_secret",
+            id="front-door-without-proxy-secret",
+        ),
+        pytest.param(
+            base_site(front_door={"certificate": {"source": "acme"}, "oidc": {}}),
+            "front_door.certificate",
+            "acme_email",
+            id="acme-without-email",
+        ),
+        # issue 14: combinations in which a user's own code could sign in as someone else
+        pytest.param(
+            with_profiles({**LOCAL, "system_users": False}),
+            "profiles.0.system_users",
+            "hub's account",
+            id="sso-with-servers-as-the-hub",
+        ),
+        pytest.param(
+            base_site(auth={"type": "remote_user"}), "auth.proxy_secret", "hub's host", id="sso-local-without-secret"
+        ),
+        pytest.param(
+            with_profiles({"slug": "s", "name": "S", "backend": "slurm"}, auth={"type": "remote_user"}),
+            "auth.proxy_secret",
+            "Slurm node",
+            id="sso-slurm-without-secret",
+        ),
+        pytest.param(
+            {**EMBEDDED, "hub": {"bind_url": "http://0.0.0.0:8000"}},
+            "hub.bind_url",
+            "not loopback",
+            id="shared-password-on-the-network",
+        ),
+        pytest.param(
+            {**EMBEDDED, "profiles": [{**LOCAL, "system_users": True}]},
+            "profiles.0.system_users",
+            "any name",
+            id="shared-password-with-system-users",
+        ),
+        pytest.param(
+            {**EMBEDDED, "profiles": [{"slug": "s", "name": "S", "backend": "slurm"}]},
+            "profiles.0.backend",
+            "any name",
+            id="shared-password-with-slurm",
+        ),
+    ],
+)
+def test_invalid_site_names_field_and_exits_2(check, site, path, reason):
+    result = check(site)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert any(line.startswith(f"{path}: ") and reason in line for line in lines), result.stderr
+
+
+def test_every_problem_is_reported(check):
+    site = base_site(culler={"timeout": -1, "every": "x"}, hub={"colour": "red"})
+    lines = check(site).stderr.strip().splitlines()
+    assert {line.split(":")[0] for line in lines} == {"culler.timeout", "culler.every", "hub.colour"}
+
+
+def test_not_yaml_and_missing_file(check, tmp_path):
+    result = check(None, text="hub: [unclosed")
+    assert result.returncode == 2 and "not valid YAML" in result.stderr
+    missing = subprocess.run(
+        [CAMPUSHUB, "check", "--config", str(tmp_path / "nope.yaml")], capture_output=True, text=True
+    )
+    assert missing.returncode == 2 and "no such site file" in missing.stderr
+
+
+def test_seed_environment_variables_override_the_file(tmp_path):
+    from campushub.settings import load_site
+
+    site = base_site(
+        hub={"hub_ip": "127.0.0.1"},
+        container={"image": "localhost/lab:file"},
+        profiles=[{"slug": "c", "name": "C", "backend": "container", "default": True}],
+    )
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(site))
+    env = {
+        "HUB_IP": "jupyterhub",
+        "DOCKER_JUPYTER_CONTAINER": "localhost/lab:env",
+        "DOCKER_NETWORK_NAME": "jupyterhub-net",
+        "DOCKER_NOTEBOOK_DIR": "/home/jovyan/data",
+    }
+    loaded = load_site(path, environ=env)
+    assert loaded.hub.hub_ip == "jupyterhub"
+    assert (loaded.container.image, loaded.container.network, loaded.container.notebook_dir) == (
+        "localhost/lab:env",
+        "jupyterhub-net",
+        "/home/jovyan/data",
+    )
+    assert load_site(path, environ={}).container.image == "localhost/lab:file"
+
+
+def test_container_profile_needs_an_image_from_file_or_environment(check, monkeypatch):
+    site = base_site(profiles=[{"slug": "c", "name": "C", "backend": "container", "default": True}])
+    monkeypatch.delenv("DOCKER_JUPYTER_CONTAINER", raising=False)
+    result = check(site)
+    assert result.returncode == 2 and result.stderr.startswith("profiles.0.image: no image"), result.stderr
+    monkeypatch.setenv("DOCKER_JUPYTER_CONTAINER", "localhost/lab:1")
+    result = check(site)
+    assert result.returncode == 0, result.stderr
+
+
+def test_local_limits_are_a_warning_not_an_error(check):
+    result = check(with_profiles({**LOCAL, "cpu": 1, "memory": "4G"}))
+    assert result.returncode == 0 and result.stdout.strip() == "ok"
+    assert "profiles.0.cpu: the local backend cannot enforce" in result.stderr
+    assert "profiles.0.memory: the local backend cannot enforce" in result.stderr
+
+
+def test_starter_file_from_init_is_valid(tmp_path):
+    config = tmp_path / "campushub.yaml"
+    assert subprocess.run([CAMPUSHUB, "init", "--config", str(config)], check=True).returncode == 0
+    before = config.read_text()
+    subprocess.run([CAMPUSHUB, "init", "--config", str(config)], check=True)
+    assert config.read_text() == before  # never overwritten
+    result = subprocess.run([CAMPUSHUB, "check", "--config", str(config)], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_examples_are_valid(check, example):
+    result = check(None, text=example.read_text())
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_a_secret_file_others_can_read_is_refused_when_users_run_code_here(check, tmp_path):
+    secret = tmp_path / "proxy-secret"
+    secret.write_text("a-secret-of-at-least-16-characters\n")
+    secret.chmod(0o644)
+    site = base_site(auth={"type": "remote_user", "proxy_secret": {"file": str(secret)}})
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))
+    up = subprocess.run(
+        [CAMPUSHUB, "up", "--config", str(tmp_path / "site.yaml")], capture_output=True, text=True, timeout=60
+    )
+    assert up.returncode == 2
+    assert up.stderr.startswith("auth.proxy_secret.file: ") and "chmod 600" in up.stderr, up.stderr
+    loose = check(site)  # check may run elsewhere than the hub: it warns
+    assert loose.returncode == 0 and "auth.proxy_secret.file: " in loose.stderr and "chmod 600" in loose.stderr
+    secret.chmod(0o600)
+    tight = check(site)
+    assert tight.returncode == 0 and "auth.proxy_secret" not in tight.stderr, tight.stderr
