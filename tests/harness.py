@@ -229,15 +229,21 @@ class HubClient:
         return self.wait_ready(session, user, timeout)
 
     def wait_ready(self, session: requests.Session, user: str, timeout: float = 180) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            server = self.whoami_user(session, user)["servers"].get("")
-            if server and server["ready"]:
-                return server
-            if server is None or not server.get("pending"):
-                raise AssertionError(f"{user}'s server stopped while starting:\n{self.tail()}")
-            time.sleep(0.5)
-        raise AssertionError(f"{user}'s server not ready after {timeout} s:\n{self.tail()}")
+        """Follow the hub's progress events for ``user``'s starting server until it is ready (no polling)."""
+        path = f"users/{user}/server/progress"
+        with self.api(session, "GET", path, stream=True, timeout=timeout) as events:
+            for line in events.iter_lines(decode_unicode=True):
+                if not line.startswith("data:"):
+                    continue
+                event = json.loads(line[5:])
+                if event.get("failed"):
+                    raise AssertionError(f"{user}'s server failed to start: {event.get('message')}\n{self.tail()}")
+                if event.get("ready"):
+                    break
+        server = self.whoami_user(session, user)["servers"].get("")
+        if not (server and server["ready"]):
+            raise AssertionError(f"{user}'s server is not ready after its progress events: {server}\n{self.tail()}")
+        return server
 
     def whoami_user(self, session: requests.Session, user: str) -> dict:
         r = self.api(session, "GET", f"users/{user}")
@@ -364,17 +370,37 @@ class Compose(HubClient):
 
 
 class Kernel:
-    """A kernel on a user's server, reached through the hub's proxy: REST to start it, websocket to run code."""
+    """A kernel on a user's server: REST to start it, then its websocket to run code.
 
-    def __init__(self, hub_url: str, user: str, token: str, timeout: float = 120):
-        self.auth = {"Authorization": f"token {token}"}
-        self.base = f"{hub_url}/user/{user}/api/kernels"
-        r = requests.post(self.base, headers=self.auth, json={"name": "python3"}, timeout=60)
+    ``server_url`` is the server's address (``HUB/user/NAME``); ``headers`` authenticate both
+    requests (a token, or a browser's cookies with the server's XSRF token); ``verify`` is a CA
+    file for HTTPS (a front door with its own CA).
+    """
+
+    def __init__(self, server_url: str, headers: dict, timeout: float = 120, verify: str | bool = True):
+        self.http = requests.Session()
+        self.http.headers.update(headers)
+        self.http.verify = verify
+        self.http.trust_env = verify is True  # the machine's REQUESTS_CA_BUNDLE would replace a CA file
+        self.base = f"{server_url}/api/kernels"
+        r = self.http.post(self.base, json={"name": "python3"}, timeout=60)
         assert r.status_code == 201, (r.status_code, r.text[:500])
         self.id = r.json()["id"]
-        ws_url = urlsplit(hub_url)._replace(scheme="ws").geturl() + f"/user/{user}/api/kernels/{self.id}/channels"
-        self.user = user
-        self.ws = websocket.create_connection(ws_url, header=[f"Authorization: token {token}"], timeout=timeout)
+        parts = urlsplit(server_url)
+        ws_url = parts._replace(scheme="wss" if parts.scheme == "https" else "ws").geturl()
+        sslopt = {"ca_certs": verify} if isinstance(verify, str) else {}
+        self.user = parts.path.rstrip("/").rsplit("/", 1)[-1]
+        self.ws = websocket.create_connection(
+            f"{ws_url}/api/kernels/{self.id}/channels",
+            timeout=timeout,
+            sslopt=sslopt,
+            header=[f"{k}: {v}" for k, v in headers.items() if k.lower() != "x-xsrftoken"],
+            origin=f"{parts.scheme}://{parts.netloc}",
+        )
+
+    @classmethod
+    def with_token(cls, hub_url: str, user: str, token: str, timeout: float = 120) -> Kernel:
+        return cls(f"{hub_url}/user/{user}", {"Authorization": f"token {token}"}, timeout)
 
     def execute(self, code: str, timeout: float = 120) -> dict:
         """Run ``code``: {"result": text/plain or None, "error": "Name: value" or None, "died": bool}."""
@@ -424,7 +450,7 @@ class Kernel:
 
     def close(self):
         self.ws.close()
-        requests.delete(f"{self.base}/{self.id}", headers=self.auth, timeout=30)
+        self.http.delete(f"{self.base}/{self.id}", timeout=30)
 
     def __enter__(self):
         return self
@@ -435,7 +461,7 @@ class Kernel:
 
 def run_in_kernel(hub_url: str, user: str, token: str, code: str, timeout: float = 120) -> str:
     """Run ``code`` in a new kernel on ``user``'s server; return the ``text/plain`` of its result."""
-    with Kernel(hub_url, user, token, timeout) as kernel:
+    with Kernel.with_token(hub_url, user, token, timeout) as kernel:
         outcome = kernel.execute(code, timeout)
     assert outcome["error"] is None and not outcome["died"], outcome
     return outcome["result"]

@@ -218,14 +218,18 @@ def test_local_limits_are_a_warning_not_an_error(check):
     assert "profiles.0.memory: the local backend cannot enforce" in result.stderr
 
 
-def test_starter_file_from_init_is_valid(tmp_path):
+def test_starter_file_from_init_is_valid_and_never_overwritten(tmp_path):
     config = tmp_path / "campushub.yaml"
-    assert subprocess.run([CAMPUSHUB, "init", "--config", str(config)], check=True).returncode == 0
-    before = config.read_text()
-    subprocess.run([CAMPUSHUB, "init", "--config", str(config)], check=True)
-    assert config.read_text() == before  # never overwritten
+    made = subprocess.run([CAMPUSHUB, "init", "--config", str(config)], capture_output=True, text=True, check=True)
+    assert made.stdout.strip() == f"campushub: wrote {config}"
     result = subprocess.run([CAMPUSHUB, "check", "--config", str(config)], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+    edited = config.read_text().replace("timeout: 3600", "timeout: 1800")
+    assert edited != config.read_text()
+    config.write_text(edited)
+    again = subprocess.run([CAMPUSHUB, "init", "--config", str(config)], capture_output=True, text=True, check=True)
+    assert config.read_text() == edited  # the admin's edit survives
+    assert "already exists" in again.stderr and again.stdout == ""
 
 
 @pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)

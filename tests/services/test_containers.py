@@ -77,7 +77,7 @@ def test_cgroup_limits_match_the_profile_and_oom_kills_only_the_kernel(deploymen
     deployment.start_server(s, "bob")
     token = deployment.token(s, "bob")
     assert deployment.run_code("bob", token, CGROUP_LIMITS) == repr((MEMORY, 0.5))
-    with Kernel(deployment.url, "bob", token) as kernel:
+    with Kernel.with_token(deployment.url, "bob", token) as kernel:
         assert kernel.execute("1+1")["result"] == "2"
         outcome = kernel.execute(f"x = bytearray({2 * MEMORY}); len(x)", timeout=120)
         assert outcome["died"], outcome
@@ -234,8 +234,11 @@ def docker_engine(engine):
     return socket, gateway
 
 
-def test_the_same_profile_runs_on_docker(docker_engine, hub_factory):
-    """A hub on the host, a container profile on Docker's socket: limits, a volume that outlives the server."""
+def test_the_same_profile_runs_on_docker(docker_engine, engine, hub_factory):
+    """A hub on the host, a container profile on Docker's socket: limits, a volume that outlives the server.
+
+    The hub's DOCKER_HOST points at Podman: only container.socket can send the container to Docker.
+    """
     socket, gateway = docker_engine
     hub_port = free_port()
     site = {
@@ -252,19 +255,26 @@ def test_the_same_profile_runs_on_docker(docker_engine, hub_factory):
         ],
         "culler": {"enabled": False},
     }
-    hub = hub_factory(site, as_root=True)  # Docker's socket is root's
-    s = hub.login("gina")
-    hub.start_server(s, "gina")
-    token = hub.token(s, "gina")
-    assert hub.run_code("gina", token, CGROUP_LIMITS) == repr((MEMORY, 0.5))
-    hub.run_code("gina", token, "open('/home/jovyan/work/d.txt', 'w').write('docker')")
-    hub.stop_server(s, "gina")
-    docker_ps = subprocess.run(["docker", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True)
-    assert "jupyter-gina" not in docker_ps.stdout.split()
-    hub.start_server(s, "gina")
-    assert hub.run_code("gina", token, "open('/home/jovyan/work/d.txt').read()") == "'docker'"
-    hub.stop_server(s, "gina")
-    subprocess.run(["docker", "volume", "rm", "-f", volume_of("gina")], capture_output=True)
+    hub = hub_factory(site, as_root=True, env={"DOCKER_HOST": engine})  # Docker's socket is root's
+    user = f"gina{os.getpid()}"  # a name no earlier run has left a container for
+    s = hub.login(user)
+    hub.start_server(s, user)
+    assert f"jupyter-{user}" in names_in("docker") and f"jupyter-{user}" not in names_in("podman")
+    token = hub.token(s, user)
+    assert hub.run_code(user, token, CGROUP_LIMITS) == repr((MEMORY, 0.5))
+    hub.run_code(user, token, "open('/home/jovyan/work/d.txt', 'w').write('docker')")
+    hub.stop_server(s, user)
+    assert f"jupyter-{user}" not in names_in("docker")  # removed when the server stopped
+    hub.start_server(s, user)
+    assert hub.run_code(user, token, "open('/home/jovyan/work/d.txt').read()") == "'docker'"
+    hub.stop_server(s, user)
+    subprocess.run(["docker", "volume", "rm", "-f", volume_of(user)], capture_output=True)
+
+
+def names_in(engine: str) -> list[str]:
+    """The containers (running or not) that ``engine`` (docker or podman) lists."""
+    listed = subprocess.run([engine, "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True, check=True)
+    return listed.stdout.split()
 
 
 def test_the_compose_file_is_valid_for_debians_docker_compose(tmp_path):

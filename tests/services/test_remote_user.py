@@ -72,7 +72,10 @@ def test_proxy_secret_is_required_when_set(strict_hub, secret, allowed):
     extra = {} if secret is None else {strict_hub.secret_header: secret}
     s = strict_hub.session("bob", GROUP, extra=extra, secret=False)
     r = strict_hub.get(s, "/hub/home")
-    assert (r.status_code == 200) is allowed, r.status_code
+    if allowed:
+        assert r.status_code == 200 and strict_hub.whoami(s)["name"] == "bob"
+    else:
+        assert r.status_code == 403 and "did not come through the campus single sign-on" in r.text, r.status_code
     assert logged_in(s) is allowed
 
 
@@ -95,11 +98,26 @@ def test_missing_user_and_group_get_a_403_page_when_no_redirect(strict_hub):
     assert "<html" in r.text.lower()  # the hub's own error page, not a bare status
 
 
+def test_the_text_null_is_no_name_and_no_group(hub):
+    """What Apache's mod_headers sends for a claim that is not there: never a shared account "(null)"."""
+    r = hub.get(hub.session("(null)", GROUP), "/hub/home")
+    assert (r.status_code, r.headers["Location"]) == (302, f"{EXTERNAL}/no-user")
+    r = hub.get(hub.session("carl", "(null)"), "/hub/home")
+    assert (r.status_code, r.headers["Location"]) == (302, f"{EXTERNAL}/no-group")
+    assert set(hub.whoami(hub.login("carl", f"(null);{GROUP}"))["groups"]) == {GROUP}
+
+
+def test_names_a_shell_or_a_path_would_read_are_refused(hub):
+    for name in ("a;id", "../etc", "a b", "$(id)", "-rf", "x" * 65):
+        r = hub.get(hub.session(name, GROUP), "/hub/home")
+        assert r.status_code == 403 and "not allowed to use this hub" in r.text, name
+
+
 def test_groups_are_split_and_stripped_and_admin_groups_make_admins(hub):
     s = hub.login("dana", f"students ;{GROUP} ;  crc-admins ;;")
     me = hub.whoami(s)
     assert me["admin"] is True
-    assert {GROUP, "crc-admins", "students"} <= set(me["groups"])
+    assert set(me["groups"]) == {GROUP, "crc-admins", "students"}
     plain = hub.whoami(hub.login("erin", f"students; {GROUP}"))
     assert plain["admin"] is False
     assert "crc-admins" not in plain["groups"]
@@ -129,8 +147,11 @@ def test_logout_ends_the_hub_session_then_goes_to_the_sso_logout(hub, strict_hub
     # without a logout_url, the hub's own logout page
     s = strict_hub.session("judy", GROUP)
     strict_hub.get(s, "/hub/home")
+    assert strict_hub.whoami(s)["name"] == "judy"  # signed in before
     r = s.get(f"{strict_hub.url}/hub/logout", allow_redirects=False)
     assert r.status_code == 200 and "logged out" in r.text.lower()
+    assert strict_hub.api(s, "GET", "user").status_code == 403  # and not after
+    assert not logged_in(s)
 
 
 def test_cookies_are_httponly_and_secure_behind_an_https_public_url(hub_factory):

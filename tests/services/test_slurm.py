@@ -127,7 +127,7 @@ def test_job_limits_match_the_profile_and_oom_kills_only_the_kernel(hub):
     token = hub.token(s, user)
     assert hub.run_code(user, token, JOB_MEMORY) == str(MEMORY)
     assert hub.run_code(user, token, "import os; len(os.sched_getaffinity(0))") == "1"
-    with Kernel(hub.url, user, token) as kernel:
+    with Kernel.with_token(hub.url, user, token) as kernel:
         outcome = kernel.execute(f"x = bytearray({2 * MEMORY}); len(x)", timeout=120)
         assert outcome["died"], outcome
     assert requests.get(f"{hub.url}/hub/health", timeout=10).status_code == 200
