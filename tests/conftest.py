@@ -7,16 +7,14 @@ real processes and carries the ``services`` marker (``scripts/test`` runs the fa
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
-import signal
 import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from harness import IN_CI, REPO, Hub, ensure_account, ensure_user, require_root
+from harness import IN_CI, REPO, Hub, ensure_account, ensure_user, kill_processes_of, require_root
 
 SERVICES = Path(__file__).parent / "services"
 
@@ -51,17 +49,6 @@ def engine():
     env = {**os.environ, "EXTRA_CA_CERTS_DIR": "/usr/local/share/ca-certificates"}
     subprocess.run([str(REPO / "scripts" / "images")], check=True, env=env)
     return socket
-
-
-def kill_processes_of(user: str):
-    """SIGKILL the processes running as ``user`` (a test account), one by one by their PID."""
-    uid = pwd.getpwnam(user).pw_uid
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if os.stat(f"/proc/{pid}").st_uid == uid:
-                os.kill(int(pid), signal.SIGKILL)
-        except (FileNotFoundError, ProcessLookupError):
-            continue
 
 
 @pytest.fixture(scope="session")

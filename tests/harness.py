@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -36,6 +37,18 @@ IN_CI = os.environ.get("CI") == "true"
 PODMAN_COMPOSE = str(Path(sys.executable).parent / "podman-compose")
 LAB_IMAGE = "localhost/campushub-lab-slim:latest"
 EXTERNAL = "https://sso.example.edu"  # redirect targets in tests: never contacted
+#: Debian's Chromium, headless, kept off this machine's closed network
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+#: screenshots the tests keep
+ARTIFACTS = REPO / "test-artifacts"
 
 
 def require_root(what: str):
@@ -90,6 +103,17 @@ def ensure_user(name: str):
     """Create a user's system account with a home folder (for system_users and Slurm profiles)."""
     if subprocess.run(["id", name], capture_output=True).returncode:
         subprocess.run(["useradd", "--create-home", name], check=True)
+
+
+def kill_processes_of(user: str):
+    """SIGKILL the processes running as ``user`` (a test account), one by one by their PID."""
+    uid = pwd.getpwnam(user).pw_uid
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.stat(f"/proc/{pid}").st_uid == uid:
+                os.kill(int(pid), signal.SIGKILL)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
 
 
 def needs_root(site: dict) -> bool:

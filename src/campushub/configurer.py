@@ -76,6 +76,11 @@ def profiles(c, site: Site):
     s.profiles = [(p.name, p.slug, *spawner_for(site, i)) for i, p in enumerate(site.profiles)]
     s.default_profile = site.default_profile.slug
     s.profile_groups = {p.slug: p.groups for p in site.profiles if p.groups}
+    s.profile_choices = {
+        p.slug: {"backend": p.backend, "choices": p.choices.model_dump(exclude_none=True)}
+        for p in site.profiles
+        if p.choices is not None
+    }
     backends = used(site)
     c.JupyterHub.cleanup_servers = not any(b.persistent for b in backends)
     for backend in backends:

@@ -1,21 +1,55 @@
-"""wrapspawner's ProfilesSpawner, with a default profile and per-group access enforced by the hub."""
+"""wrapspawner's ProfilesSpawner, with a default profile, per-group access and bounded choices.
+
+Everything a user sends when starting a server (the API's JSON body, the spawn form) is
+checked in ``apply_user_options``, which JupyterHub calls before every start: the profile must
+exist and be allowed to the user, and the only other keys accepted are the choices that
+profile declares, each parsed into a typed value within its bounds (:mod:`campushub.choices`).
+The child spawner gets its settings from the site file and those typed values only; it never
+sees ``user_options``.
+"""
 
 from __future__ import annotations
 
-import html
+from importlib import resources
 
+import jinja2
 from jupyterhub.spawner import Spawner
 from tornado import web
 from traitlets import Dict, List, Unicode, default
 from wrapspawner import ProfilesSpawner
 
+from .backends import BACKENDS
+from .choices import (
+    TOKEN,
+    AssociationChoice,
+    ChoiceRefused,
+    DurationChoice,
+    ListChoice,
+    SizeChoice,
+    duration_text,
+    size_text,
+)
+from .fields import byte_count
+
+TEMPLATES = jinja2.Environment(
+    loader=jinja2.FunctionLoader(lambda name: resources.files("campushub").joinpath("templates", name).read_text()),
+    autoescape=True,
+)
+#: how the form names each choice, and what it adds in words
+LABELS = {
+    "cpu": "CPUs",
+    "memory": "Memory (GiB)",
+    "runtime": "Time limit (hours)",
+    "gpus": "GPUs",
+    "partition": "Partition",
+    "account": "Slurm account",
+    "qos": "Quality of service (QOS)",
+    "image": "Image",
+}
+
 
 class CampusProfilesSpawner(ProfilesSpawner):
-    """Offers each user the profiles their groups allow, and refuses the others (403).
-
-    The check runs in ``apply_user_options``, which JupyterHub calls before every
-    start, from the API and from the form alike.
-    """
+    """Offers each user the profiles their groups allow with their choices, and refuses anything else."""
 
     default_profile = Unicode(config=True, help="Slug of the profile used when a request names none.")
     profile_groups = Dict(
@@ -23,6 +57,12 @@ class CampusProfilesSpawner(ProfilesSpawner):
         config=True,
         help="Slug -> groups allowed to use it; a slug not listed is open to all.",
     )
+    profile_choices = Dict(
+        config=True,
+        help="Slug -> {'backend': name, 'choices': the profile's choices section} for profiles that offer choices.",
+    )
+    chosen = Dict(help="The typed values chosen for the running server (CPUs, bytes, minutes, names).")
+    last_choices = Dict(help="Slug -> the values this user chose last time, as the API takes them; kept after a stop.")
 
     def allowed(self, slug: str) -> bool:
         groups = self.profile_groups.get(slug)
@@ -33,48 +73,184 @@ class CampusProfilesSpawner(ProfilesSpawner):
     def offered(self):
         return [p for p in self.profiles if self.allowed(p[1])]
 
-    def options_form(self, spawner=None):
-        """The profile picker, or no form at all when only one profile is on offer."""
+    def _settings(self, slug: str) -> dict:
+        return next(p[3] for p in self.profiles if p[1] == slug)
+
+    def _choices(self, slug: str):
+        """(backend, its choices model) of a profile that offers choices, else None."""
+        spec = self.profile_choices.get(slug)
+        if not spec:
+            return None
+        backend = BACKENDS[spec["backend"]]
+        return backend, backend.choices.model_validate(spec["choices"])
+
+    async def _options(self, backend, slug: str, name: str, spec) -> list[str] | None:
+        """A choice's options, the user's own ones read from the backend (Slurm's associations)."""
+        if isinstance(spec, AssociationChoice) and spec.options == "user":
+            return await backend.user_options_for(self._settings(slug), self.user.name, name)
+        return spec.options if isinstance(spec, ListChoice) else None
+
+    async def parse_choices(self, slug: str, user_options: dict) -> dict:
+        """The typed values for ``slug``'s choices: the user's within bounds, else the defaults; refuse the rest."""
+        found = self._choices(slug)
+        declared = found[1].declared() if found else {}
+        for key in user_options:
+            if key != "profile" and key not in declared:
+                offers = ", ".join(declared) or "none"
+                key = str(key)[:40]
+                raise web.HTTPError(400, f"{key}: not a choice the profile {slug!r} offers (it offers {offers})")
+        chosen = {}
+        for name, spec in declared.items():
+            try:
+                if isinstance(spec, ListChoice):
+                    try:
+                        options = await self._options(found[0], slug, name, spec)
+                    except Exception as e:  # sacctmgr failed: say so, start nothing
+                        raise ChoiceRefused(f"{name}: cannot read your options now ({e})") from None
+                    value = user_options.get(name, spec.first(options))
+                    chosen[name] = spec.parse(name, value, options)
+                else:
+                    chosen[name] = spec.parse(name, user_options.get(name, spec.default))
+            except ChoiceRefused as e:
+                raise web.HTTPError(400, str(e)) from None
+        return chosen
+
+    def _as_api(self, slug: str, chosen: dict) -> dict:
+        """Typed values as the API takes them (sizes like 4G, times like 02:00:00), for ``user_options``."""
+        declared = self._choices(slug)[1].declared() if chosen else {}
+        shown = {}
+        for name, value in chosen.items():
+            spec = declared[name]
+            shown[name] = (
+                size_text(value)
+                if isinstance(spec, SizeChoice)
+                else duration_text(value)
+                if isinstance(spec, DurationChoice)
+                else value
+            )
+        return shown
+
+    # ------------------------------------------------------------------ the form
+
+    async def options_form(self, spawner=None):
+        """Profiles (and their choices) on offer; no form when one profile without choices is all there is."""
         offered = self.offered()
-        if len(offered) < 2:
+        if len(offered) < 2 and not any(self._choices(p[1]) for p in offered):
             return ""
-        options = "".join(
-            f'<option value="{html.escape(key)}"{" selected" if key == self.default_profile else ""}>'
-            f"{html.escape(display)}</option>"
-            for display, key, _cls, _conf in offered
-        )
-        return (
-            '<label for="profile">Select a profile:</label>'
-            f'<select class="form-control" id="profile" name="profile" required autofocus>{options}</select>'
-        )
+        profiles = []
+        for display, slug, _cls, _conf in offered:
+            found = self._choices(slug)
+            fields = []
+            for name, spec in found[1].declared().items() if found else ():
+                fields.append(await self._field(found[0], slug, name, spec))
+            profiles.append(
+                {
+                    "slug": slug,
+                    "name": display,
+                    "fields": fields,
+                    "selected": slug == (self.user_options or {}).get("profile", self.default_profile),
+                }
+            )
+        if not any(p["selected"] for p in profiles):
+            profiles[0]["selected"] = True
+        return TEMPLATES.get_template("spawn_form.html").render(profiles=profiles)
+
+    async def _field(self, backend, slug: str, name: str, spec) -> dict:
+        """One form field: its value (last time's, if still allowed), its bounds in the form's units, and help."""
+        last = self.last_choices.get(slug, {}).get(name)
+        field = {"name": f"{slug}.{name}", "id": f"choice-{slug}-{name}", "label": LABELS.get(name, name)}
+        if isinstance(spec, ListChoice):
+            try:
+                options = await self._options(backend, slug, name, spec)
+                field["help"] = ""
+            except Exception as e:  # noqa: BLE001 (shown in the form; the start refuses the same way)
+                options, field["help"] = [], f"cannot read your options now ({e})"
+            field.update(options=options, value=last if last in options else spec.first(options))
+            return field
+        try:
+            value = spec.parse(name, last) if last is not None else spec.parse(name, spec.default)
+        except ChoiceRefused:
+            value = spec.parse(name, spec.default)
+        if isinstance(spec, SizeChoice):  # the form asks in GiB
+            low, high, step = (byte_count(x) / 2**30 for x in (spec.min, spec.max, spec.step))
+            value = value / 2**30
+        elif isinstance(spec, DurationChoice):  # the form asks in hours
+            low, high, step = (spec.parse(name, x) / 60 for x in (spec.min, spec.max, spec.step))
+            value = value / 60
+        else:
+            low, high, step = spec.min, spec.max, spec.step
+        unit = {SizeChoice: " GiB", DurationChoice: " hours"}.get(type(spec), "")
+        words = f"from {low:g} to {high:g}{unit}" + (f" ({spec.bounds()})" if unit else "")
+        field.update(min=f"{low:g}", max=f"{high:g}", step=f"{step:g}", value=f"{value:g}", help=words)
+        return field
 
     def options_from_form(self, formdata):
-        return {"profile": formdata.get("profile", [""])[0]}
+        """The chosen profile and its fields, in the API's units; other profiles' fields are dropped.
+
+        Anything the form never had is passed on, so that ``apply_user_options`` refuses it by name.
+        """
+        slug = formdata.get("profile", [self.default_profile])[0]
+        options = {"profile": slug}
+        offered_fields = {
+            f"{s}.{name}"
+            for _d, s, _c, _conf in self.offered()
+            if (found := self._choices(s))
+            for name in found[1].declared()
+        }
+        found = self._choices(slug) if isinstance(slug, str) else None
+        declared = found[1].declared() if found else {}
+        for key, values in formdata.items():
+            value = values[0] if values else ""
+            prefix, _, name = key.partition(".")
+            if key in ("profile", "_xsrf"):
+                continue
+            if prefix == slug and name in declared:
+                options[name] = _from_form(declared[name], value)
+            elif key not in offered_fields:
+                options[key] = value
+        return options
+
+    # ------------------------------------------------------------------ starting
 
     @default("apply_user_options")
     def _default_apply_user_options(self):
         return type(self).choose_profile
 
-    def choose_profile(self, user_options: dict):
-        """Pick the requested profile (or the default), refusing unknown and forbidden ones."""
+    async def choose_profile(self, user_options: dict):
+        """Pick the requested profile (or the default) and its choices; refuse anything else."""
+        if not isinstance(user_options, dict):
+            raise web.HTTPError(400, "Send the options as a JSON object.")
         slug = user_options.get("profile") or self.default_profile
         if not isinstance(slug, str) or slug not in {p[1] for p in self.profiles}:
-            raise web.HTTPError(400, f"There is no profile {slug!r}.")
+            raise web.HTTPError(400, f"There is no profile {str(slug)[:40]!r}.")
         if not self.allowed(slug):
             raise web.HTTPError(403, f"You may not use the profile {slug!r}.")
-        self.user_options = {**user_options, "profile": slug}
+        self.chosen = await self.parse_choices(slug, user_options)
+        shown = self._as_api(slug, self.chosen)
+        self.user_options = {"profile": slug, **shown}
+        if self.chosen:
+            self.last_choices = {**self.last_choices, slug: shown}
         self.child_profile = slug
-        self.select_profile(slug)
         # a server started before keeps its old child: start afresh with this profile
         self.child_spawner = None
+
+    def select_profile(self, profile):
+        """The profile's settings from the site file, with the chosen values; never ``user_options``."""
+        super().select_profile(profile)
+        found = self._choices(profile) if self.chosen else None
+        extra = found[0].choice_settings(self.child_config, self.chosen) if found else {}
+        # the child sees no user_options: batchspawner would merge them into its batch script
+        self.child_config = {**self.child_config, **extra, "user_options": {}}
 
     def construct_child(self):
         # the profile was chosen in choose_profile (start) or load_state (restore)
         self.select_profile(self.child_profile or self.default_profile)
         return super(ProfilesSpawner, self).construct_child()
 
+    # ------------------------------------------------------------------ state
+
     def get_state(self):
-        """The profile's slug and the child's own state, never the profile's settings.
+        """The profile's slug, the chosen values and the child's own state, never the profile's settings.
 
         wrapspawner saves the child's whole config (``child_conf``) and restores it over the
         site's at the next start; anything that could set an attribute of a spawner could then
@@ -82,12 +258,17 @@ class CampusProfilesSpawner(ProfilesSpawner):
         """
         state = Spawner.get_state(self)
         state["profile"] = self.child_profile
+        if self.chosen:
+            state["chosen"] = self.chosen
+        if self.last_choices:
+            state["last_choices"] = self.last_choices
         if self.child_spawner:
             self.child_state = state["child_state"] = self.child_spawner.get_state()
         return state
 
     def load_state(self, state):
         Spawner.load_state(self, state)
+        self.last_choices = state.get("last_choices", {})
         self.child_profile = state.get("profile", "")
         if self.child_profile not in {p[1] for p in self.profiles}:
             if self.child_profile:
@@ -98,5 +279,46 @@ class CampusProfilesSpawner(ProfilesSpawner):
                     self.default_profile,
                 )
             self.child_profile = self.default_profile
+        self.chosen = self._saved_choices(state.get("chosen", {}))
         self.child_state = state.get("child_state", {})
         self.construct_child()
+
+    def _saved_choices(self, saved) -> dict:
+        """The running server's chosen values from the saved state, checked again: only what the profile offers."""
+        found = self._choices(self.child_profile)
+        if not found or not isinstance(saved, dict):
+            return {}
+        kept = {}
+        for name, spec in found[1].declared().items():
+            value = saved.get(name)
+            try:
+                if value is None:
+                    continue
+                if isinstance(spec, ListChoice):
+                    own = [value] if isinstance(value, str) and TOKEN.match(value) else []
+                    kept[name] = spec.parse(name, value, own if spec.options == "user" else spec.options)
+                else:
+                    kept[name] = spec.parse(name, value)
+            except ChoiceRefused:
+                self.log.warning("Ignoring a saved choice %s=%r for %s", name, value, self.user.name)
+        return kept
+
+    def clear_state(self):
+        """What a stopped server leaves: its last choices stay, to fill in the next form."""
+        last = self.last_choices
+        super().clear_state()
+        self.chosen = {}
+        self.last_choices = last
+
+
+def _from_form(spec, value: str):
+    """A form field's text in the API's units: GiB to ``NG``, hours to minutes; anything else as typed."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    if isinstance(spec, SizeChoice):
+        return f"{round(number * 1024)}M"
+    if isinstance(spec, DurationChoice):
+        return round(number * 60)
+    return value

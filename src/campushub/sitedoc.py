@@ -17,6 +17,7 @@ from pydantic_core import PydanticUndefined
 from .auth import LOGINS
 from .backends import BACKENDS
 from .backends.base import ProfileBase
+from .choices import AssociationChoice, CountChoice, DurationChoice, ListChoice, NumberChoice, SizeChoice
 from .site import Site
 
 TAGS = {"type", "backend"}
@@ -47,6 +48,9 @@ def models() -> dict[str, tuple[type[BaseModel], set[str]]]:
     )
     for name, backend in BACKENDS.items():
         tables[f"profiles.{name}"] = (backend.profile, set(ProfileBase.model_fields))
+        tables[f"profiles.{name}.choices"] = (backend.choices, set())
+    for kind in (NumberChoice, CountChoice, SizeChoice, DurationChoice, ListChoice, AssociationChoice):
+        tables[f"choices.{kind.__name__}"] = (kind, set())
     return tables
 
 
@@ -75,8 +79,29 @@ def table(model: type[BaseModel], leave_out: set[str]) -> str:
         if name in TAGS or name in leave_out:
             continue
         description = (field.description or "").replace("|", "\\|")
+        kind = next(
+            (
+                a.__name__
+                for a in (field.annotation, *getattr(field.annotation, "__args__", ()))
+                if isinstance(a, type) and a.__name__.endswith("Choice")
+            ),
+            None,
+        )
+        if kind:
+            description += f" ({kind_names[kind]})"
         rows.append(f"| `{name}` | {default_text(field)} | {description} |")
     return "\n".join(rows) + "\n"
+
+
+#: what the choice kinds are called in the docs
+kind_names = {
+    "NumberChoice": "a number",
+    "CountChoice": "a whole number",
+    "SizeChoice": "a size",
+    "DurationChoice": "a time",
+    "ListChoice": "a list",
+    "AssociationChoice": "a list, or `user`",
+}
 
 
 def render(text: str) -> str:

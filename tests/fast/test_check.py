@@ -116,6 +116,85 @@ def test_valid_site_prints_ok(check):
             "acme_email",
             id="acme-without-email",
         ),
+        # choices: bounds that cannot hold, and a choice beside the profile's own value
+        pytest.param(
+            with_profiles({**LOCAL, "choices": {"cpu": {"min": 1, "max": 4, "default": 8}}}),
+            "profiles.0.choices.cpu.default",
+            "from 1 to 4",
+            id="choice-default-out-of-bounds",
+        ),
+        pytest.param(
+            with_profiles({**LOCAL, "choices": {"memory": {"min": "8G", "max": "4G", "default": "4G"}}}),
+            "profiles.0.choices.memory.default",
+            "8G",
+            id="choice-min-above-max",
+        ),
+        pytest.param(
+            with_profiles({**LOCAL, "cpu": 2, "choices": {"cpu": {"max": 4, "default": 2}}}),
+            "profiles.0.cpu",
+            "either cpu or choices.cpu",
+            id="choice-beside-the-value",
+        ),
+        pytest.param(
+            with_profiles({**LOCAL, "choices": {"runtime": {"max": "01:00:00", "default": "00:30:00"}}}),
+            "profiles.0.choices.runtime",
+            "unknown key",
+            id="choice-the-backend-lacks",
+        ),
+        pytest.param(
+            with_profiles({"slug": "s", "name": "S", "backend": "slurm", "choices": {"partition": {"options": []}}}),
+            "profiles.0.choices.partition.options",
+            "at least 1",
+            id="choice-empty-list",
+        ),
+        pytest.param(
+            with_profiles(
+                {
+                    "slug": "s",
+                    "name": "S",
+                    "backend": "slurm",
+                    "choices": {"partition": {"options": ["a"], "default": "b"}},
+                }
+            ),
+            "profiles.0.choices.partition",
+            "not one of the options",
+            id="choice-default-not-listed",
+        ),
+        pytest.param(
+            with_profiles(
+                {
+                    "slug": "s",
+                    "name": "S",
+                    "backend": "slurm",
+                    "gres": "gpu:1",
+                    "choices": {"gpus": {"max": 2, "default": 0}},
+                }
+            ),
+            "profiles.0.gres",
+            "choices.gpus",
+            id="choice-gpus-beside-gres",
+        ),
+        pytest.param(
+            with_profiles(
+                {"slug": "s", "name": "S", "backend": "slurm", "choices": {"cpu": {"min": 0, "max": 2, "default": 1}}}
+            ),
+            "profiles.0.choices.cpu.min",
+            "at least 1 CPU",
+            id="choice-no-cpus",
+        ),
+        pytest.param(
+            with_profiles(
+                {
+                    "slug": "s",
+                    "name": "S",
+                    "backend": "slurm",
+                    "choices": {"partition": {"options": ["campus --uid=0"]}},
+                }
+            ),
+            "profiles.0.choices.partition.options.0",
+            "pattern",
+            id="choice-option-a-shell-reads",
+        ),
         # issue 14: combinations in which a user's own code could sign in as someone else
         pytest.param(
             with_profiles({**LOCAL, "system_users": False}),

@@ -259,7 +259,7 @@ def leaf_paths() -> set[str]:
                 paths |= {
                     p
                     for p in _leaves(backend.profile, f"profiles[{backend.name}]")
-                    if p.rsplit(".", 1)[-1] not in ProfileBase.model_fields
+                    if p.split(".")[1] not in ProfileBase.model_fields
                 }
         else:
             paths |= _leaves(_model(field.annotation), name)
@@ -296,6 +296,64 @@ def put(site: dict, path: str, value):
 
 
 DOOR = base_site(front_door={"oidc": OIDC, "certificate": {"source": "file"}})
+NUMBER = {"min": 1, "max": 4, "default": 2, "step": 1}
+SIZE = {"min": "1G", "max": "8G", "default": "2G", "step": "1G"}
+CHOOSING = {
+    "local": base_site(
+        profiles=[
+            {
+                "slug": "l",
+                "name": "L",
+                "backend": "local",
+                "system_users": True,
+                "choices": {"cpu": NUMBER, "memory": SIZE},
+            }
+        ]
+    ),
+    "container": base_site(
+        profiles=[
+            {
+                "slug": "c",
+                "name": "C",
+                "backend": "container",
+                "choices": {
+                    "image": {"options": ["localhost/lab:1", "localhost/lab:2"], "default": "localhost/lab:1"},
+                    "cpu": NUMBER,
+                    "memory": SIZE,
+                },
+            }
+        ]
+    ),
+    "slurm": base_site(
+        profiles=[
+            {
+                "slug": "s",
+                "name": "S",
+                "backend": "slurm",
+                "choices": {
+                    "runtime": {"min": "00:15:00", "max": "08:00:00", "default": "01:00:00", "step": "00:15:00"},
+                    "cpu": {"min": 1, "max": 4, "default": 2},
+                    "memory": SIZE,
+                    "gpus": {"min": 0, "max": 2, "default": 1},
+                    "partition": {"options": ["campus", "gpu"], "default": "campus"},
+                    "account": {"options": ["crc", "teach"], "default": "crc"},
+                    "qos": {"options": "user"},
+                },
+            }
+        ]
+    ),
+}
+#: a different, still valid, value for each key of each kind of choice
+CHOICE_CHANGES = {
+    "cpu": {"min": 2, "max": 3, "default": 3, "step": 0.5},
+    "memory": {"min": "2G", "max": "16G", "default": "4G", "step": "512M"},
+    "runtime": {"min": "00:30:00", "max": "12:00:00", "default": "02:00:00", "step": "00:30:00"},
+    "gpus": {"min": 1, "max": 1, "default": 2},
+    "image": {"options": ["localhost/lab:3"], "default": "localhost/lab:2"},
+    "partition": {"options": ["campus"], "default": "gpu"},
+    "account": {"options": "user", "default": "teach"},
+    "qos": {"options": ["normal"], "default": None},
+}
 LOCAL = base_site()
 EMBEDDED_LOCAL = copy.deepcopy(EMBEDDED)
 CONTAINER = base_site(profiles=[{"slug": "c", "name": "C", "backend": "container", "image": "localhost/lab:1"}])
@@ -423,6 +481,25 @@ CHANGES = {
     "slurm.hub_connect_url": (SLURM, {"slurm.hub_connect_url": "http://hub.example.edu:8081"}),
     "slurm.python_bin": (SLURM, {"slurm.python_bin": "/opt/jupyter/bin"}),
 }
+
+
+def _choice_changes():
+    """An entry of CHANGES for every key of every choice of every backend."""
+    for backend, site in CHOOSING.items():
+        for name, spec in site["profiles"][0]["choices"].items():
+            kind = _model(BACKENDS[backend].choices.model_fields[name].annotation)
+            for key, value in CHOICE_CHANGES[name].items():
+                if key not in kind.model_fields:
+                    continue
+                change = {f"profiles.0.choices.{name}.{key}": value}
+                if key == "options" and spec.get("default") and (value == "user" or spec["default"] not in value):
+                    change[f"profiles.0.choices.{name}.default"] = None  # the old default is no longer listed
+                if key == "default" and value is None:  # qos: options "user" has no default to change
+                    change = {f"profiles.0.choices.{name}.default": "normal"}
+                yield f"profiles[{backend}].choices.{name}.{key}", (site, change)
+
+
+CHANGES.update(_choice_changes())
 
 
 def test_every_field_of_the_site_file_is_listed_here():

@@ -32,7 +32,17 @@ SITE = {
     "auth": {"type": "remote_user", "required_groups": [GROUP], "trusted_proxies": ["10.89.77.1/32"]},
     "container": {"volume": VOLUME},
     "profiles": [
-        {"slug": "lab", "name": "JupyterLab", "backend": "container", "cpu": 0.5, "memory": "256M", "default": True}
+        {"slug": "lab", "name": "JupyterLab", "backend": "container", "cpu": 0.5, "memory": "256M", "default": True},
+        {
+            "slug": "pick",
+            "name": "JupyterLab, your size",
+            "backend": "container",
+            "choices": {
+                "image": {"options": [LAB_IMAGE]},
+                "cpu": {"min": 0.25, "max": 1, "default": 0.5, "step": 0.25},
+                "memory": {"min": "256M", "max": "512M", "default": "256M", "step": "256M"},
+            },
+        },
     ],
     "culler": {"enabled": False},
 }
@@ -85,6 +95,22 @@ def test_cgroup_limits_match_the_profile_and_oom_kills_only_the_kernel(deploymen
     assert requests.get(f"{deployment.url}/hub/health", timeout=10).status_code == 200
     assert deployment.run_code("bob", token, "2+2") == "4"
     deployment.stop_server(s, "bob")
+
+
+def test_container_choices_are_bounded_and_enforced(deployment):
+    s = deployment.login("kim")
+    for choice, message in (
+        ({"image": "docker.io/library/python:3"}, f"image: must be one of {LAB_IMAGE}"),
+        ({"cpu": 2}, "cpu: must be from 0.25 to 1, not 2"),
+        ({"memory": "4G"}, "memory: must be from 256M to 512M, not 4G"),
+        ({"volumes": {"/": "/host"}}, "volumes: not a choice the profile 'pick' offers"),
+    ):
+        r = deployment.api(s, "POST", "users/kim/server", json={"profile": "pick", **choice})
+        assert r.status_code == 400 and r.json()["message"].startswith(message), r.text
+    assert "jupyter-kim" not in containers()
+    deployment.start_server(s, "kim", profile="pick", cpu=1, memory="512M")
+    assert deployment.run_code("kim", deployment.token(s, "kim"), CGROUP_LIMITS) == repr((512 * 2**20, 1.0))
+    deployment.stop_server(s, "kim")
 
 
 def test_users_get_separate_volumes_and_cannot_see_each_other(deployment):

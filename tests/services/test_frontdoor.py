@@ -21,7 +21,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from harness import (
+    ARTIFACTS,
     CAMPUSHUB,
+    CHROMIUM_FLAGS,
     EXTERNAL,
     GROUP,
     LAB_IMAGE,
@@ -420,18 +422,6 @@ def test_logout_goes_through_the_sso_and_asks_again(door):
     r = door.submit(s, r, {"logout": "yes"})
     # back at the hub, which now asks the IdP to sign in again
     assert r.url.startswith(f"{door.idp}/interaction/") and 'name="login"' in r.text, r.url
-
-
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = REPO / "test-artifacts"
 
 
 def test_the_first_execute_through_the_front_door_is_answered(door):

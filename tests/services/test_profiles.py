@@ -12,7 +12,13 @@ SITE = base_site(
     spawner={"environment": {"SITE_VAR": "site", "SHARED": "from-spawner"}},
     profiles=[
         {"slug": "local", "name": "Small", **LOCAL, "default": True, "environment": {"PROFILE_VAR": "local"}},
-        {"slug": "big", "name": "Big", **LOCAL, "environment": {"PROFILE_VAR": "big"}},
+        {
+            "slug": "big",
+            "name": "Big",
+            **LOCAL,
+            "environment": {"PROFILE_VAR": "big"},
+            "choices": {"cpu": {"min": 1, "max": 2, "default": 1}, "memory": {"max": "2G", "default": "1G"}},
+        },
         {
             "slug": "gpu",
             "name": "GPU",
@@ -63,7 +69,7 @@ def test_the_form_offers_only_allowed_profiles_and_refuses_the_others(hub):
     s = hub.login("carol")
     form = hub.get(s, "/hub/spawn")
     assert form.status_code == 200
-    assert 'value="local" selected' in form.text and 'value="big"' in form.text
+    assert 'value="local" checked' in form.text and 'value="big"' in form.text  # the default, first time
     assert 'value="gpu"' not in form.text
     r = hub.post_form(s, "/hub/spawn/carol", {"profile": "gpu"})
     assert r.status_code == 403
@@ -78,3 +84,13 @@ def test_a_group_member_starts_a_restricted_profile(hub):
     token = hub.token(s, "cht-dave")
     assert hub.run_code("cht-dave", token, ENV_PROBE) == "'site|gpu|from-profile'"
     hub.stop_server(s, "cht-dave")
+
+
+def test_local_choices_reach_the_server_as_its_limits(hub):
+    s = hub.login("cht-alice")
+    r = hub.api(s, "POST", "users/cht-alice/server", json={"profile": "big", "cpu": 3})
+    assert r.status_code == 400 and r.json()["message"] == "cpu: must be from 1 to 2, not 3", r.text
+    hub.start_server(s, "cht-alice", profile="big", cpu=2, memory="1536M")
+    probe = "import os; os.environ['CPU_LIMIT'], os.environ['MEM_LIMIT']"
+    assert hub.run_code("cht-alice", hub.token(s, "cht-alice"), probe) == repr(("2.0", str(1536 * 2**20)))
+    hub.stop_server(s, "cht-alice")

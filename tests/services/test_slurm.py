@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from harness import REPO, Kernel, base_site, require_root
+from harness import GROUP, REPO, Kernel, base_site, require_root
 
 USERS = ["chslurm-ann", "chslurm-ben", "chslurm-cy", "chslurm-dee"]
 MEMORY = 256 * 1024 * 1024
@@ -22,18 +22,28 @@ JOB_MEMORY = (
 )
 
 
+TEACH = {
+    "runtime": {"min": "00:15:00", "max": "01:00:00", "default": "00:30:00"},
+    "cpu": {"min": 1, "max": 2, "default": 1},
+    "memory": {"min": "256M", "max": "1G", "default": "256M", "step": "256M"},
+    "gpus": {"max": 1, "default": 0},
+    "partition": {"options": ["campus"]},
+    "account": {"options": "user"},
+}
+
+
 @pytest.fixture(scope="module")
-def slurm_conf():
+def slurm_conf(accounts):
+    """The test cluster, with USERS as accounts of the system and of Slurm (account crc-teach; crc-other has none)."""
     require_root("running slurmctld and slurmd")
     out = subprocess.run([str(REPO / "scripts" / "slurm"), "start"], capture_output=True, text=True, check=True)
     conf = out.stdout.strip().removeprefix("SLURM_CONF=")
-    for user in USERS:
-        subprocess.run(["userdel", "-r", user], capture_output=True)
-        subprocess.run(["useradd", "--create-home", user], check=True)
+    accounts(*USERS)
+    slurm(conf, "sacctmgr", "-i", "add", "account", "crc-teach,crc-other", "cluster=campushub")
+    slurm(conf, "sacctmgr", "-i", "add", "user", ",".join(USERS), "account=crc-teach", "cluster=campushub")
     yield conf
-    for user in USERS:
-        subprocess.run(["pkill", "-u", user], capture_output=True)
-        subprocess.run(["userdel", "-r", user], capture_output=True)
+    slurm(conf, "sacctmgr", "-i", "delete", "user", ",".join(USERS))
+    slurm(conf, "sacctmgr", "-i", "delete", "account", "crc-teach,crc-other")
 
 
 def slurm(conf, *args) -> str:
@@ -60,8 +70,19 @@ def hub(slurm_conf, hubs):
                 "memory": "256M",
             },
             {"slug": "huge", "name": "Slurm: 64 CPUs", "backend": "slurm", "cpu": 64},
-            {"slug": "nowhere", "name": "Slurm: no such partition", "backend": "slurm", "partition": "nope"},
+            {"slug": "nowhere", "name": "Slurm: no such feature", "backend": "slurm", "options": ["--constraint=nope"]},
             {"slug": "broken", "name": "Slurm: a job that dies", "backend": "slurm", "prologue": "exit 3"},
+            # the issue-8 reproduction: a profile without choices, and one with bounded choices
+            {
+                "slug": "small",
+                "name": "Slurm: small",
+                "backend": "slurm",
+                "cpu": 1,
+                "memory": "1G",
+                "runtime": "00:30:00",
+                "partition": "campus",
+            },
+            {"slug": "teach", "name": "Teach", "backend": "slurm", "cluster": "campushub", "choices": TEACH},
             {
                 "slug": "slow",
                 "name": "Slurm: a job that starts slowly",
@@ -142,7 +163,7 @@ def test_impossible_requests_and_dead_jobs_fail_within_seconds_with_a_reason(hub
     assert "Slurm cannot run job" in message and "PartitionConfig" in message, message
     assert took < 20, took
     message, took = spawn_failure(hub, s, user, "nowhere")
-    assert "Slurm refused the job" in message and "invalid partition" in message.lower(), message
+    assert "Slurm refused the job" in message and "invalid feature" in message.lower(), message
     assert took < 20, took
     message, took = spawn_failure(hub, s, user, "broken")  # the job starts, then dies at once
     assert "ended before JupyterLab started" in message and "jupyterhub_slurmspawner_" in message, message
@@ -183,7 +204,7 @@ def test_users_pick_local_or_slurm_in_the_form_and_the_api(hub, slurm_conf):
     user = USERS[1]
     s = hub.login(user)
     form = hub.get(s, "/hub/spawn")
-    assert 'value="local" selected' in form.text and 'value="batch"' in form.text
+    assert 'name="profile" value="local"' in form.text and 'name="profile" value="batch"' in form.text
     r = hub.post_form(s, f"/hub/spawn/{user}", {"profile": "batch"})
     assert r.status_code == 302, r.text[:300]
     hub.wait_ready(s, user)
@@ -289,3 +310,123 @@ def hub_state(hub, user: str, new: dict | None = None) -> dict:
         if new is not None:
             db.execute("update spawners set state = ? where id = ?", (json.dumps(new), spawner_id))
     return json.loads(raw)
+
+
+def batch_script(conf, job: str) -> str:
+    return slurm(conf, "scontrol", "write", "batch_script", job, "-")
+
+
+def job_fields(conf, job: str) -> dict:
+    return dict(f.split("=", 1) for f in slurm(conf, "scontrol", "-o", "show", "job", job).split() if "=" in f)
+
+
+def test_the_user_options_bypass_of_slurm_limits_is_closed(hub, slurm_conf):
+    """Issue 8's reproduction: keys a profile does not offer reached sbatch and the batch script."""
+    user = USERS[0]
+    s = hub.login(user)
+    attack = {
+        "profile": "small",
+        "runtime": "2-00:00:00",
+        "nprocs": "2",
+        "memory": "3000M",
+        "prologue": "echo anything",
+    }
+    r = hub.api(s, "POST", f"users/{user}/server", json=attack)
+    assert r.status_code == 400, r.text
+    assert r.json()["message"].startswith("runtime: not a choice the profile 'small' offers (it offers none)")
+    for extra in ({"partition": "other"}, {"req_options": "--uid=0"}, {"child_config": {}}):
+        r = hub.api(s, "POST", f"users/{user}/server", json={"profile": "small", **extra})
+        assert r.status_code == 400 and r.json()["message"].startswith(f"{next(iter(extra))}: not a choice"), r.text
+    assert job_of(slurm_conf, user) == "" and hub.whoami_user(s, user)["servers"] == {}
+    # and without any extra key, the profile's own limits, and nothing of the request, reach the job
+    hub.start_server(s, user, profile="small")
+    job = job_of(slurm_conf, user)
+    fields = job_fields(slurm_conf, job)
+    assert (fields["TimeLimit"], fields["NumCPUs"], fields["MinMemoryNode"]) == ("00:30:00", "1", "1G"), fields
+    assert "echo anything" not in batch_script(slurm_conf, job)
+    hub.stop_server(s, user)
+
+
+def test_declared_choices_reach_the_job_as_validated_values(hub, slurm_conf):
+    user = USERS[1]
+    s = hub.login(user)
+    hub.start_server(s, user, profile="teach", runtime="00:45:00", cpu=2, memory="512M", partition="campus")
+    job = job_of(slurm_conf, user)
+    fields = job_fields(slurm_conf, job)
+    assert (fields["TimeLimit"], fields["NumCPUs"], fields["MinMemoryNode"]) == ("00:45:00", "2", "512M"), fields
+    assert (fields["Partition"], fields["Account"]) == ("campus", "crc-teach"), fields  # the user's own account
+    script = batch_script(slurm_conf, job)
+    assert "#SBATCH --time=45\n" in script and "#SBATCH --account=crc-teach" in script, script
+    options = hub.whoami_user(s, user)["servers"][""]["user_options"]
+    assert options == {
+        "profile": "teach",
+        "runtime": "00:45:00",
+        "cpu": 2,
+        "memory": "512M",
+        "gpus": 0,
+        "partition": "campus",
+        "account": "crc-teach",
+    }, options
+    hub.stop_server(s, user)
+
+
+@pytest.mark.parametrize(
+    "choice, message",
+    [
+        ({"runtime": "02:00:00"}, "runtime: must be from 00:15:00 to 01:00:00, not 02:00:00"),
+        ({"runtime": "2-00:00:00"}, "runtime: must be from 00:15:00 to 01:00:00, not 2-00:00:00"),
+        ({"cpu": 8}, "cpu: must be a whole number from 1 to 2, not 8"),
+        ({"memory": "4G"}, "memory: must be from 256M to 1G, not 4G"),
+        ({"gpus": 3}, "gpus: must be a whole number from 0 to 1, not 3"),
+        ({"partition": "other"}, "partition: must be one of campus, not 'other'"),
+        ({"account": "crc-other"}, "account: must be one of crc-teach, not 'crc-other'"),
+        ({"cpu": "1; scancel -u root"}, "cpu: must be a number, not '1; scancel -u root'"),
+        ({"prologue": "id"}, "prologue: not a choice the profile 'teach' offers"),
+    ],
+    ids=lambda x: next(iter(x)) if isinstance(x, dict) else "",
+)
+def test_choices_out_of_bounds_are_refused_and_nothing_is_submitted(hub, slurm_conf, choice, message):
+    user = USERS[2]
+    s = hub.login(user)
+    r = hub.api(s, "POST", f"users/{user}/server", json={"profile": "teach", **choice})
+    assert r.status_code == 400 and r.json()["message"].startswith(message), r.text
+    assert job_of(slurm_conf, user) == "" and hub.whoami_user(s, user)["servers"] == {}
+
+
+def test_the_form_offers_bounded_choices_and_remembers_them(hub, slurm_conf):
+    """Chromium (Playwright) on the spawn form, signed in with the front door's headers."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from harness import ARTIFACTS, CHROMIUM_FLAGS
+
+    user = USERS[3]
+    ARTIFACTS.mkdir(exist_ok=True)
+    headers = {"Cn": user, "isMemberOf": GROUP, hub.secret_header: hub.secret}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
+        page = browser.new_context(extra_http_headers=headers).new_page()
+        try:
+            page.goto(f"{hub.url}/hub/spawn")
+            expect(page.locator('input[name="profile"][value="teach"]')).to_be_visible()
+            assert page.locator('input[name="profile"][value="huge"]').count() == 1  # open to everyone
+            page.check('input[name="profile"][value="teach"]')
+            runtime, cpu = page.locator('input[name="teach.runtime"]'), page.locator('input[name="teach.cpu"]')
+            assert (runtime.get_attribute("min"), runtime.get_attribute("max")) == ("0.25", "1")  # hours
+            assert (cpu.get_attribute("min"), cpu.get_attribute("max")) == ("1", "2")
+            assert page.locator('select[name="teach.account"] option').all_inner_texts() == ["crc-teach"]
+            assert page.locator('input[name="batch.runtime"]').count() == 0  # profiles without choices have none
+            runtime.fill("0.75")
+            cpu.fill("2")
+            page.screenshot(path=str(ARTIFACTS / "spawn-form-choices.png"), full_page=True)
+            page.click('#spawn_form input[type="submit"], #spawn_form button[type="submit"]')
+            page.wait_for_url(f"**/user/{user}/**", timeout=120_000)
+            fields = job_fields(slurm_conf, job_of(slurm_conf, user))
+            assert (fields["TimeLimit"], fields["NumCPUs"]) == ("00:45:00", "2"), fields
+            hub.stop_server(hub.login(user), user)
+            page.goto(f"{hub.url}/hub/spawn")  # the next visit starts from the last choices
+            expect(page.locator('input[name="profile"][value="teach"]')).to_be_checked()
+            expect(page.locator('input[name="teach.runtime"]')).to_have_value("0.75")
+            expect(page.locator('input[name="teach.cpu"]')).to_have_value("2")
+        finally:
+            page.screenshot(path=str(ARTIFACTS / "spawn-form-last-page.png"), full_page=True)
+            browser.close()

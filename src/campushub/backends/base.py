@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
+from ..choices import Choices
 from ..fields import ByteSize, Model, Name
 
 if TYPE_CHECKING:
@@ -44,6 +45,8 @@ class Backend:
     name: str
     profile: type[ProfileBase]
     defaults: type[Model] | None = None
+    #: the choices its profiles may offer users (``choices:``), and what each becomes
+    choices: type[Choices]
     #: users' servers outlive the hub (containers, jobs): a hub restart must leave them running
     persistent = False
     #: users' code may run on the hub's own host (and reach it from a trusted address)
@@ -62,6 +65,20 @@ class Backend:
 
     def problems(self, site: Site, index: int, profile) -> list[str]:
         """``field.path: reason`` lines for ``profile``, which is ``site.profiles[index]``."""
+        if profile.choices is None:
+            return []
+        found = profile.choices.problems(f"profiles.{index}.choices")
+        for name in profile.choices.declared():
+            if getattr(profile, name, None) is not None:
+                found.append(f"profiles.{index}.{name}: set either {name} or choices.{name}, not both")
+        return found
+
+    def choice_settings(self, settings: dict, chosen: dict) -> dict:
+        """Spawner settings for chosen values (typed: CPUs, bytes, minutes, names), over ``settings``."""
+        return {}
+
+    async def user_options_for(self, settings: dict, user: str, name: str) -> list[str]:
+        """The options of a choice that depend on the user (a Slurm account of theirs)."""
         return []
 
     def warnings(self, site: Site, index: int, profile) -> list[str]:

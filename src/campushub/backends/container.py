@@ -7,8 +7,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from ..fields import HttpUrl, Model, Name
+from ..choices import Choices, ListChoice, NumberChoice, SizeChoice
+from ..fields import HttpUrl, Model, Name, byte_count
 from .base import Backend, ProfileBase
+from .local import limits
 
 
 class ContainerDefaults(Model):
@@ -32,10 +34,19 @@ class ContainerDefaults(Model):
     )
 
 
+class ContainerChoices(Choices):
+    """What users of a ``container`` profile may choose; the engine enforces CPUs and memory."""
+
+    image: ListChoice | None = Field(None, description="the image, from a list")
+    cpu: NumberChoice | None = Field(None, description="CPUs")
+    memory: SizeChoice | None = Field(None, description="memory")
+
+
 class ContainerProfile(ProfileBase):
     """A JupyterLab container per user."""
 
     backend: Literal["container"]
+    choices: ContainerChoices | None = Field(None, description="what users choose when they start it, within bounds")
     image: Name | None = Field(None, description="the image; default `container.image`")
     network: Name | None = Field(
         None, description="the network the container joins; default `container.network`, else `bridge`"
@@ -51,12 +62,22 @@ class Container(Backend):
     name = "container"
     profile = ContainerProfile
     defaults = ContainerDefaults
+    choices = ContainerChoices
     persistent = True
 
     def problems(self, site, index, profile):
-        if profile.image or site.container.image:
-            return []
-        return [f"profiles.{index}.image: no image: set it here, in container.image, or with DOCKER_JUPYTER_CONTAINER"]
+        found = super().problems(site, index, profile)
+        if not (profile.image or site.container.image or (profile.choices and profile.choices.image)):
+            found.append(
+                f"profiles.{index}.image: no image: set it here, in container.image, or with DOCKER_JUPYTER_CONTAINER"
+            )
+        return found
+
+    def choice_settings(self, settings, chosen):
+        found = limits(chosen)
+        if "image" in chosen:
+            found["image"] = chosen["image"]
+        return found
 
     def preflight(self, site, profiles):
         """Unreachable engine, missing images or networks, and trusted proxies where containers get addresses."""
@@ -78,15 +99,17 @@ class Container(Backend):
                 " start one (scripts/engine start podman) or set container.socket / DOCKER_HOST"
             ]
         found = []
+        host = client.info()
         for i, profile in profiles:
-            image = profile.image or site.container.image
-            try:
-                client.inspect_image(image)
-            except docker.errors.ImageNotFound:
-                found.append(
-                    f"profiles.{i}.image: {image} is not in the engine at {where};"
-                    " build it (scripts/images) or load it: campushub never pulls images"
-                )
+            found += beyond_host(i, profile, host.get("NCPU"), host.get("MemTotal"))
+            for image, field in images_of(site, i, profile):
+                try:
+                    client.inspect_image(image)
+                except docker.errors.ImageNotFound:
+                    found.append(
+                        f"{field}: {image} is not in the engine at {where};"
+                        " build it (scripts/images) or load it: campushub never pulls images"
+                    )
             network = profile.network or site.container.network or "bridge"
             try:
                 details = client.inspect_network(network)
@@ -109,7 +132,7 @@ class Container(Backend):
         if defaults.hub_connect_url:
             config["hub_connect_url"] = defaults.hub_connect_url
         config.update(
-            image=profile.image or defaults.image,
+            image=profile.image or defaults.image or profile.choices.image.first(),
             pull_policy="never",  # images come from scripts/images or the site's registry, never implicitly
             remove=True,  # a stopped server's container goes (and the next start uses the current image)
             # {username} is escaped by DockerSpawner (a-z0-9, '-' escapes): names cannot collide
@@ -126,6 +149,26 @@ class Container(Backend):
                 "device_requests": [{"Driver": "", "Count": profile.gpus, "Capabilities": [["gpu"]]}]
             }
         return self.spawner_class(profile), config
+
+
+def beyond_host(index: int, profile, cpus: int | None, memory: int | None) -> list[str]:
+    """Choices whose maximum the engine's host cannot give one container."""
+    choices, found = profile.choices, []
+    if choices and choices.cpu and cpus and choices.cpu.max > cpus:
+        found.append(f"profiles.{index}.choices.cpu.max: {choices.cpu.max:g} CPUs, but the engine's host has {cpus}")
+    if choices and choices.memory and memory and byte_count(choices.memory.max) > memory:
+        found.append(
+            f"profiles.{index}.choices.memory.max: {choices.memory.max}, but the engine's host has"
+            f" {memory / 2**30:.1f} GiB"
+        )
+    return found
+
+
+def images_of(site, index: int, profile) -> list[tuple[str, str]]:
+    """(image, site-file field) for every image the profile may run: its own, the default, the choices."""
+    if profile.choices and profile.choices.image:
+        return [(image, f"profiles.{index}.choices.image.options") for image in profile.choices.image.options]
+    return [(profile.image or site.container.image, f"profiles.{index}.image")]
 
 
 def trusted_in_pool(site, where: str, network: str, details: dict) -> list[str]:

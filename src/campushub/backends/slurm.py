@@ -12,7 +12,9 @@ import asyncio
 import hmac
 import math
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +26,17 @@ from pydantic import Field
 from tornado import web
 from traitlets import List, Unicode
 
+from ..choices import (
+    TOKEN,
+    AssociationChoice,
+    Choices,
+    CountChoice,
+    DurationChoice,
+    ListChoice,
+    SizeChoice,
+    duration_text,
+    minutes,
+)
 from ..fields import HttpUrl, Model, Name, byte_count
 from .base import Backend, ProfileBase
 
@@ -53,10 +66,23 @@ class SlurmDefaults(Model):
     )
 
 
+class SlurmChoices(Choices):
+    """What users of a ``slurm`` profile may choose for their job; Slurm enforces it."""
+
+    runtime: DurationChoice | None = Field(None, description="`--time`")
+    cpu: CountChoice | None = Field(None, description="`--cpus-per-task`, at least 1")
+    memory: SizeChoice | None = Field(None, description="`--mem`")
+    gpus: CountChoice | None = Field(None, description="`--gres=gpu:N`")
+    partition: ListChoice | None = Field(None, description="`--partition`")
+    account: AssociationChoice | None = Field(None, description="`--account`")
+    qos: AssociationChoice | None = Field(None, description="`--qos`")
+
+
 class SlurmProfile(ProfileBase):
     """A JupyterLab batch job."""
 
     backend: Literal["slurm"]
+    choices: SlurmChoices | None = Field(None, description="what users choose for their job, within bounds")
     partition: Name | None = Field(None, description="`--partition`")
     runtime: str | None = Field(
         None, pattern=r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$", description="`--time` (`HH:MM:SS` or `D-HH:MM:SS`)"
@@ -74,8 +100,71 @@ class Slurm(Backend):
     name = "slurm"
     profile = SlurmProfile
     defaults = SlurmDefaults
+    choices = SlurmChoices
     persistent = True
     on_hub_host = True  # the hub's host may be a node of the cluster
+
+    def problems(self, site, index, profile):
+        found = super().problems(site, index, profile)
+        choices = profile.choices
+        if choices and choices.gpus and profile.gres:
+            found.append(f"profiles.{index}.gres: set either gres or choices.gpus, not both")
+        if choices and choices.cpu and choices.cpu.min < 1:
+            found.append(f"profiles.{index}.choices.cpu.min: a job needs at least 1 CPU")
+        return found
+
+    def preflight(self, site, profiles):
+        """Partitions that do not exist, and choices beyond what the cluster's nodes or time limits allow.
+
+        When Slurm does not answer, nothing is said: the hub must start for its other profiles.
+        """
+        found = []
+        for i, profile in profiles:
+            cluster = Cluster.read(site.slurm.conf, profile.cluster)
+            if cluster is None:
+                continue
+            choices = profile.choices
+            wanted = [(p, f"profiles.{i}.partition") for p in [profile.partition] if p]
+            if choices and choices.partition:
+                wanted += [(p, f"profiles.{i}.choices.partition.options") for p in choices.partition.options]
+            for partition, where in wanted:
+                if partition not in cluster.partitions:
+                    have = ", ".join(cluster.partitions)
+                    found.append(f"{where}: Slurm has no partition {partition!r} (it has {have})")
+            if choices and choices.cpu and choices.cpu.max > cluster.most_cpus:
+                found.append(
+                    f"profiles.{i}.choices.cpu.max: {choices.cpu.max} CPUs, but no node has more than"
+                    f" {cluster.most_cpus}"
+                )
+            if choices and choices.runtime:
+                for partition in [p for p, _ in wanted] or [cluster.default]:
+                    limit = cluster.partitions.get(partition)
+                    if limit is not None and minutes(choices.runtime.max) > limit:
+                        found.append(
+                            f"profiles.{i}.choices.runtime.max: {choices.runtime.max}, but partition"
+                            f" {partition} allows {duration_text(limit)}"
+                        )
+        return found
+
+    def choice_settings(self, settings, chosen):
+        found = {}
+        if "cpu" in chosen:
+            found["req_nprocs"] = str(int(chosen["cpu"]))
+        if "memory" in chosen:
+            found["req_memory"] = f"{math.ceil(int(chosen['memory']) / 2**20)}M"
+        if "runtime" in chosen:
+            found["req_runtime"] = str(int(chosen["runtime"]))  # minutes, as sbatch --time takes them
+        if "gpus" in chosen:
+            found["req_gres"] = f"gpu:{int(chosen['gpus'])}" if chosen["gpus"] else ""
+        if "partition" in chosen:
+            found["req_partition"] = chosen["partition"]
+        options = [settings.get("req_options", "")]
+        options += [f"--{name}={chosen[name]}" for name in ("account", "qos") if name in chosen]
+        found["req_options"] = " ".join(o for o in options if o)
+        return found
+
+    async def user_options_for(self, settings, user, name):
+        return (await associations(settings.get("slurm_conf", ""), settings.get("req_cluster", ""), user))[name]
 
     def needs_account(self, profile):
         return True  # jobs are submitted as the user
@@ -103,6 +192,7 @@ class Slurm(Backend):
         config.update(
             cmd=[str(python_bin / "jupyterhub-singleuser")],
             batchspawner_singleuser_cmd=str(python_bin / "batchspawner-singleuser"),
+            req_cluster=profile.cluster or "",
             req_partition=profile.partition or "",
             req_runtime=profile.runtime or "",
             req_nprocs=str(math.ceil(profile.cpu)) if profile.cpu else "",
@@ -125,6 +215,74 @@ class Slurm(Backend):
         if defaults.hub_connect_url:
             config["hub_connect_url"] = defaults.hub_connect_url
         return self.spawner_class(profile), config
+
+
+class Cluster:
+    """What ``scontrol`` says of a cluster: partitions with their time limits (minutes), and the largest node."""
+
+    def __init__(self, partitions: dict[str, int | None], default: str, most_cpus: int):
+        self.partitions, self.default, self.most_cpus = partitions, default, most_cpus
+
+    @classmethod
+    def read(cls, conf, cluster: str | None) -> Cluster | None:
+        env = {k: os.environ[k] for k in COMMAND_ENV if k in os.environ} | ({"SLURM_CONF": str(conf)} if conf else {})
+        where = ["-M", cluster] if cluster else []
+        try:
+            parts, nodes = (
+                subprocess.run(
+                    ["scontrol", *where, "-o", "show", kind],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=15,
+                    check=True,
+                ).stdout
+                for kind in ("partition", "node")
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        partitions, default = {}, ""
+        for line in parts.splitlines():
+            fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+            if "PartitionName" not in fields:
+                continue
+            limit = fields.get("MaxTime", "UNLIMITED")
+            partitions[fields["PartitionName"]] = None if limit == "UNLIMITED" else minutes(limit)
+            if fields.get("Default") == "YES":
+                default = fields["PartitionName"]
+        cpus = [int(f.split("=", 1)[1]) for f in nodes.split() if f.startswith("CPUTot=")]
+        return cls(partitions, default, max(cpus, default=0))
+
+
+#: (slurm.conf, cluster, user) -> (when read, {"account": [...], "qos": [...]})
+_ASSOCIATIONS: dict[tuple[str, str, str], tuple[float, dict]] = {}
+ASSOCIATIONS_TTL = 60  # s: read again at submission after this long, and on every form after a change
+
+
+async def associations(conf: str, cluster: str, user: str) -> dict[str, list[str]]:
+    """The accounts and QOS Slurm associates with ``user`` (sacctmgr), cached for a minute."""
+    key = (conf, cluster, user)
+    cached = _ASSOCIATIONS.get(key)
+    if cached and time.monotonic() - cached[0] < ASSOCIATIONS_TTL:
+        return cached[1]
+    command = ["sacctmgr", "--noheader", "--parsable2", "show", "assoc", f"user={user}", "format=account,qos"]
+    if cluster:
+        command.append(f"cluster={cluster}")
+    env = {k: os.environ[k] for k in COMMAND_ENV if k in os.environ} | ({"SLURM_CONF": conf} if conf else {})
+    process = await asyncio.create_subprocess_exec(
+        *command, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await process.communicate()
+    if process.returncode:
+        raise RuntimeError(f"sacctmgr: {err.decode().strip()[:200]}")
+    found = {"account": [], "qos": []}
+    for line in out.decode().splitlines():
+        account, _, qos = line.partition("|")
+        found["account"].append(account)
+        found["qos"] += qos.split(",")
+    found = {k: sorted({v for v in vs if TOKEN.match(v)}) for k, vs in found.items()}
+    _ASSOCIATIONS[key] = (time.monotonic(), found)
+    return found
 
 
 def _sbatch_options(profile: SlurmProfile) -> list[str]:
