@@ -81,6 +81,10 @@ def profiles(c, site: Site):
         for p in site.profiles
         if p.choices is not None
     }
+    s.account_profiles = [p.slug for p in site.profiles if backend_of(p).needs_account(p)]
+    s.missing_account_url = getattr(site.auth, "missing_account_redirect", None) or ""
+    s.create_accounts = site.accounts.create
+    s.account_command = site.accounts.command
     backends = used(site)
     c.JupyterHub.cleanup_servers = not any(b.persistent for b in backends)
     for backend in backends:

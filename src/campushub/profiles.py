@@ -10,12 +10,16 @@ sees ``user_options``.
 
 from __future__ import annotations
 
+import asyncio
+import html
+import pwd
+import re
 from importlib import resources
 
 import jinja2
 from jupyterhub.spawner import Spawner
 from tornado import web
-from traitlets import Dict, List, Unicode, default
+from traitlets import Bool, Dict, List, Unicode, default
 from wrapspawner import ProfilesSpawner
 
 from .backends import BACKENDS
@@ -46,6 +50,29 @@ LABELS = {
     "qos": "Quality of service (QOS)",
     "image": "Image",
 }
+#: names a system account can have (POSIX's portable ones): the only ones campushub makes accounts for
+SYSTEM_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+
+
+class MissingAccount(web.HTTPError):
+    """403: the profile runs as the user's own system account, which does not exist (yet).
+
+    The API answers with the words; the hub's pages also link to where accounts are requested.
+    """
+
+    def __init__(self, message: str, url: str = ""):
+        super().__init__(403, message)
+        link = f' <a href="{html.escape(url)}">Request an account.</a>' if url else ""
+        self.jupyterhub_html_message = html.escape(message) + link
+
+
+def has_account(name: str) -> bool:
+    """Whether the system knows ``name`` (through NSS: local files, LDAP, SSSD)."""
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
 
 
 class CampusProfilesSpawner(ProfilesSpawner):
@@ -60,6 +87,17 @@ class CampusProfilesSpawner(ProfilesSpawner):
     profile_choices = Dict(
         config=True,
         help="Slug -> {'backend': name, 'choices': the profile's choices section} for profiles that offer choices.",
+    )
+    account_profiles = List(
+        Unicode(), config=True, help="Slugs of the profiles whose servers run as the user's own system account."
+    )
+    missing_account_url = Unicode("", config=True, help="Where users without a system account request one.")
+    create_accounts = Bool(False, config=True, help="Make a missing account (for valid system names) at start.")
+    account_command = List(
+        Unicode(),
+        ["useradd", "--create-home"],
+        config=True,
+        help="The command that makes an account; the user name is its last argument.",
     )
     chosen = Dict(help="The typed values chosen for the running server (CPUs, bytes, minutes, names).")
     last_choices = Dict(help="Slug -> the values this user chose last time, as the API takes them; kept after a stop.")
@@ -133,27 +171,38 @@ class CampusProfilesSpawner(ProfilesSpawner):
     # ------------------------------------------------------------------ the form
 
     async def options_form(self, spawner=None):
-        """Profiles (and their choices) on offer; no form when one profile without choices is all there is."""
+        """Profiles (and their choices) on offer; no form when one profile without choices is all there is.
+
+        Profiles that run as the user's own account are shown unavailable, with why, to users without one.
+        """
         offered = self.offered()
-        if len(offered) < 2 and not any(self._choices(p[1]) for p in offered):
+        own = self.create_accounts or await asyncio.to_thread(has_account, self.user.name)
+        simple = len(offered) < 2 and not any(self._choices(p[1]) for p in offered)
+        if simple and (own or not (offered and offered[0][1] in self.account_profiles)):
             return ""
+        last = (self.user_options or {}).get("profile", self.default_profile)
         profiles = []
         for display, slug, _cls, _conf in offered:
             found = self._choices(slug)
             fields = []
             for name, spec in found[1].declared().items() if found else ():
                 fields.append(await self._field(found[0], slug, name, spec))
+            unavailable = "" if own or slug not in self.account_profiles else self.no_account_text()
             profiles.append(
                 {
                     "slug": slug,
                     "name": display,
                     "fields": fields,
-                    "selected": slug == (self.user_options or {}).get("profile", self.default_profile),
+                    "unavailable": unavailable,
+                    "selected": slug == last and not unavailable,
                 }
             )
-        if not any(p["selected"] for p in profiles):
-            profiles[0]["selected"] = True
-        return TEMPLATES.get_template("spawn_form.html").render(profiles=profiles)
+        available = [p for p in profiles if not p["unavailable"]]
+        if available and not any(p["selected"] for p in profiles):
+            available[0]["selected"] = True
+        return TEMPLATES.get_template("spawn_form.html").render(
+            profiles=profiles, request_url=self.missing_account_url, no_account=not own
+        )
 
     async def _field(self, backend, slug: str, name: str, spec) -> dict:
         """One form field: its value (last time's, if still allowed), its bounds in the form's units, and help."""
@@ -225,6 +274,8 @@ class CampusProfilesSpawner(ProfilesSpawner):
             raise web.HTTPError(400, f"There is no profile {str(slug)[:40]!r}.")
         if not self.allowed(slug):
             raise web.HTTPError(403, f"You may not use the profile {slug!r}.")
+        if slug in self.account_profiles and not await asyncio.to_thread(has_account, self.user.name):
+            await self.make_account()
         self.chosen = await self.parse_choices(slug, user_options)
         shown = self._as_api(slug, self.chosen)
         self.user_options = {"profile": slug, **shown}
@@ -233,6 +284,35 @@ class CampusProfilesSpawner(ProfilesSpawner):
         self.child_profile = slug
         # a server started before keeps its old child: start afresh with this profile
         self.child_spawner = None
+
+    def no_account_text(self) -> str:
+        where = "" if self.missing_account_url else " from your research computing center"
+        return (
+            f"You ({self.user.name}) have no account on this cluster yet, and this profile runs as your own"
+            f" account. Request one{where}; you can start it as soon as the account exists."
+        )
+
+    async def make_account(self):
+        """Make the user's system account when the site allows it, or refuse the start (403) in words."""
+        name = self.user.name
+        if not self.create_accounts:
+            raise MissingAccount(self.no_account_text(), self.missing_account_url)
+        if not SYSTEM_NAME.match(name):
+            raise MissingAccount(
+                f"{name} is not a name a system account can have (letters a-z, digits, _ and -, 32 at most):"
+                " this cluster cannot make you one.",
+                self.missing_account_url,
+            )
+        process = await asyncio.create_subprocess_exec(
+            *self.account_command, name, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        _out, err = await process.communicate()
+        if process.returncode:
+            self.log.error("Making the account %s failed (%s): %s", name, process.returncode, err.decode()[-500:])
+            raise MissingAccount(
+                "This cluster could not make your account; the hub's log says why.", self.missing_account_url
+            )
+        self.log.info("Made the system account %s", name)
 
     def select_profile(self, profile):
         """The profile's settings from the site file, with the chosen values; never ``user_options``."""

@@ -85,6 +85,22 @@ class CullerSettings(Model):
         return min(300, self.every)
 
 
+class AccountSettings(Model):
+    """Users' own system accounts, for profiles whose servers run as them (``system_users``, Slurm)."""
+
+    create: bool = Field(
+        False,
+        description="make a missing account when its user first starts such a profile"
+        " (off: most centers make accounts elsewhere, and the user is told to request one). Only"
+        " for names a system account can have (`a-z0-9_-`, 32 at most); the hub must run as root",
+    )
+    command: Annotated[list[Name], Field(min_length=1)] = Field(
+        ["useradd", "--create-home"],
+        description="the command that makes an account, the user name added as its"
+        " last argument (run directly, never by a shell)",
+    )
+
+
 class SiteBase(Model):
     hub: HubSettings = Field(HubSettings(), description="JupyterHub itself")
     auth: Auth = Field(SharedPasswordAuth(type="shared_password"), description="how users sign in")
@@ -92,6 +108,7 @@ class SiteBase(Model):
     front_door: FrontDoorSettings | None = Field(None, description="Apache in front of the hub: TLS and single sign-on")
     profiles: Annotated[list[Profile], Field(min_length=1)] = Field(description="what users can start")
     culler: CullerSettings = Field(CullerSettings(), description="stopping idle servers")
+    accounts: AccountSettings = Field(AccountSettings(), description="users' own system accounts")
 
     @property
     def default_profile(self):

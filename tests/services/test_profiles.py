@@ -34,7 +34,7 @@ ENV_PROBE = "import os; '|'.join(os.environ.get(k, '-') for k in ('SITE_VAR', 'P
 
 @pytest.fixture(scope="module")
 def hub(hubs, accounts):
-    accounts("cht-alice", "cht-dave")
+    accounts("cht-alice", "cht-carol", "cht-dave")
     hub = hubs.start(SITE, "profiles")
     yield hub
     hub.stop()
@@ -66,15 +66,15 @@ def test_forbidden_and_unknown_profiles_are_refused_by_the_api(hub):
 
 
 def test_the_form_offers_only_allowed_profiles_and_refuses_the_others(hub):
-    s = hub.login("carol")
+    s = hub.login("cht-carol")
     form = hub.get(s, "/hub/spawn")
     assert form.status_code == 200
     assert 'value="local" checked' in form.text and 'value="big"' in form.text  # the default, first time
     assert 'value="gpu"' not in form.text
-    r = hub.post_form(s, "/hub/spawn/carol", {"profile": "gpu"})
+    r = hub.post_form(s, "/hub/spawn/cht-carol", {"profile": "gpu"})
     assert r.status_code == 403
     assert "may not use the profile" in r.text
-    assert hub.whoami_user(s, "carol")["servers"] == {}
+    assert hub.whoami_user(s, "cht-carol")["servers"] == {}
 
 
 def test_a_group_member_starts_a_restricted_profile(hub):

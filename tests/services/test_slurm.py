@@ -430,3 +430,12 @@ def test_the_form_offers_bounded_choices_and_remembers_them(hub, slurm_conf):
         finally:
             page.screenshot(path=str(ARTIFACTS / "spawn-form-last-page.png"), full_page=True)
             browser.close()
+
+
+def test_a_slurm_profile_for_a_user_without_an_account_is_refused_in_words(hub, slurm_conf):
+    user = "chslurm-nobody"
+    subprocess.run(["userdel", "--remove", user], capture_output=True)
+    s = hub.login(user)
+    r = hub.api(s, "POST", f"users/{user}/server", json={"profile": "batch"})
+    assert r.status_code == 403 and r.json()["message"].startswith(f"You ({user}) have no account"), r.text
+    assert job_of(slurm_conf, user) == ""

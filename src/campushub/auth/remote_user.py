@@ -74,6 +74,12 @@ class RemoteUserAuth(Model):
     missing_group_redirect: HttpUrl | None = Field(
         None, description="http(s) URL for a user outside `required_groups`; none: a 403 page"
     )
+    missing_account_redirect: HttpUrl | None = Field(
+        None,
+        description="where a user without a system account on this cluster requests one: linked from the"
+        " spawn page and the refusal, for profiles that run as the user's own account; none: the page says to ask"
+        " the center",
+    )
     logout_url: HttpUrl | None = Field(
         None,
         description="the SSO's logout, where `/hub/logout` sends the browser after ending the hub's session"

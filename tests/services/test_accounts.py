@@ -1,0 +1,95 @@
+"""Users who passed the SSO but have no account on this cluster (issue 13): a page in words, never a 500."""
+
+import pwd
+import subprocess
+
+import pytest
+
+from harness import EXTERNAL, LAB_IMAGE, base_site, free_port, kill_processes_of
+
+MINE = {"slug": "mine", "name": "JupyterLab as you", "backend": "local", "system_users": True, "default": True}
+NO_ACCOUNT = "no account on this cluster yet"
+
+
+def without_account(name: str) -> str:
+    subprocess.run(["userdel", "--remove", name], capture_output=True)
+    return name
+
+
+@pytest.fixture(scope="module")
+def hub(engine, hubs):
+    """A profile as the user's own account, and a container profile that needs no account of theirs."""
+    port = free_port()
+    auth = {**base_site()["auth"], "missing_account_redirect": f"{EXTERNAL}/accounts"}
+    site = base_site(
+        auth=auth,
+        hub={"hub_ip": "0.0.0.0", "hub_port": port},
+        container={"socket": engine, "hub_connect_url": f"http://host.containers.internal:{port}"},
+        profiles=[
+            MINE,
+            {"slug": "lab", "name": "JupyterLab in a container", "backend": "container", "image": LAB_IMAGE},
+        ],
+    )
+    hub = hubs.start(site, "accounts")
+    yield hub
+    hub.stop()
+
+
+def test_a_user_without_an_account_gets_words_and_the_profiles_they_can_use(hub):
+    user = without_account("cht-noaccount")
+    s = hub.login(user)
+    form = hub.get(s, "/hub/spawn")
+    assert form.status_code == 200 and NO_ACCOUNT in form.text
+    assert f'href="{EXTERNAL}/accounts"' in form.text
+    assert 'value="mine"\n             disabled' in form.text and 'value="lab" checked' in form.text
+    r = hub.api(s, "POST", f"users/{user}/server", json={"profile": "mine"})
+    assert r.status_code == 403 and r.json()["message"].startswith(f"You ({user}) have no account"), r.text
+    page = hub.post_form(s, f"/hub/spawn/{user}", {"profile": "mine"})
+    assert page.status_code == 403 and NO_ACCOUNT in page.text and f'href="{EXTERNAL}/accounts"' in page.text
+    assert hub.whoami_user(s, user)["servers"] == {}
+    hub.start_server(s, user, profile="lab")  # containers need no account of the user's
+    assert hub.run_code(user, hub.token(s, user), "1+1") == "2"
+    hub.stop_server(s, user)
+
+
+def test_an_account_made_later_works_without_a_restart(hub):
+    user = without_account("cht-later")
+    s = hub.login(user)
+    assert hub.api(s, "POST", f"users/{user}/server", json={"profile": "mine"}).status_code == 403
+    subprocess.run(["useradd", "--create-home", user], check=True)
+    try:
+        assert NO_ACCOUNT not in hub.get(s, "/hub/spawn").text
+        hub.start_server(s, user, profile="mine")
+        uid = hub.run_code(user, hub.token(s, user), "import os; os.getuid()")
+        assert uid == str(pwd.getpwnam(user).pw_uid)
+        hub.stop_server(s, user)
+    finally:
+        kill_processes_of(user)
+        without_account(user)
+
+
+def test_a_site_with_one_profile_shows_the_words_instead_of_starting(hub_factory):
+    hub = hub_factory(base_site(profiles=[MINE]))
+    user = without_account("cht-single")
+    s = hub.login(user)
+    form = hub.get(s, "/hub/spawn")  # the only profile needs an account: a page, not an automatic start
+    assert form.status_code == 200 and NO_ACCOUNT in form.text
+    assert hub.whoami_user(s, user)["servers"] == {}
+
+
+def test_accounts_are_made_when_the_site_says_so_for_valid_names_only(hub_factory):
+    hub = hub_factory(base_site(profiles=[MINE], accounts={"create": True}))
+    user = without_account("cht-made")
+    s = hub.login(user)
+    try:
+        hub.start_server(s, user)
+        assert hub.run_code(user, hub.token(s, user), "import os; os.getuid()") == str(pwd.getpwnam(user).pw_uid)
+        hub.stop_server(s, user)
+    finally:
+        kill_processes_of(user)
+        without_account(user)
+    dotted = "cht.dotted"  # a name the hub accepts, and no system account can have
+    s = hub.login(dotted)
+    r = hub.api(s, "POST", f"users/{dotted}/server", json={})
+    assert r.status_code == 403 and "is not a name a system account can have" in r.json()["message"], r.text
+    assert subprocess.run(["id", dotted], capture_output=True).returncode != 0
