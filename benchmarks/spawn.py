@@ -16,10 +16,12 @@ written to the JSON file as soon as it ends, and every user's server is stopped 
 account removed, once its server or job is gone) whatever happened.
 
     .venv/bin/python benchmarks/spawn.py --users 1,10,30
+    .venv/bin/python benchmarks/spawn.py --profiles local,local-cold --users 1,10,30,100
     .venv/bin/python benchmarks/spawn.py --profiles local,container --users 1,10
     .venv/bin/python benchmarks/spawn.py --profiles local,slurm --users 1 --repeat 5
 
-``local`` runs servers as processes on this host, as each user's own account; ``container``
+``local`` runs servers as processes on this host, as each user's own account, forked from the
+pre-imported parent (the default); ``local-cold`` is the same with ``fast_start: false``; ``container``
 runs the slim lab image (scripts/images) on the engine at $DOCKER_HOST (default: Podman's
 socket, scripts/engine); ``slurm`` submits jobs to the cluster at $SLURM_CONF (scripts/slurm).
 Absolute times on a shared 2-core machine are noisy: compare figures from the same run.
@@ -45,12 +47,13 @@ STEPS = ("login", "spawn", "kernel", "total")
 ADMIN = "bench-admin"
 
 PROFILES = {
-    "local": {"backend": "local", "system_users": True},
+    "local": {"backend": "local", "system_users": True},  # forked from the pre-imported parent (the default)
+    "local-cold": {"backend": "local", "system_users": True, "fast_start": False},  # started the normal way
     "container": {"backend": "container", "image": "localhost/campushub-lab-slim:latest"},
     "slurm": {"backend": "slurm", "cpu": 1, "memory": "1G"},
 }
 #: servers run as users' own accounts: the benchmark makes one per user
-NEEDS_ACCOUNTS = {"local", "slurm"}
+NEEDS_ACCOUNTS = {"local", "local-cold", "slurm"}
 
 
 def default_site(profile: str) -> dict:
@@ -58,7 +61,7 @@ def default_site(profile: str) -> dict:
         "hub": {"admin_users": [ADMIN]},
         "auth": {"type": "remote_user", "required_groups": [GROUP], "proxy_secret": {"env": SECRET_ENV}},
         # 100 JupyterLab servers starting together on 2 cores need minutes without the fast path
-        "spawner": {"start_timeout": 900, "http_timeout": 900},
+        "spawner": {"start_timeout": 900, "http_timeout": 900, "poll_interval": 300},
         "profiles": [{"slug": profile, "name": profile, "default": True, **PROFILES[profile]}],
         "culler": {"enabled": False},
     }
@@ -94,7 +97,14 @@ def one_user(hub: Hub, name: str, profile: str) -> dict:
             outcome = kernel.execute("1+1", timeout=300)
             t4 = time.perf_counter()
         assert outcome["result"] == "2", outcome
-        return {"user": name, "login": t1 - t0, "spawn": t3 - t2, "kernel": t4 - t3, "total": (t1 - t0) + (t4 - t2)}
+        return {
+            "user": name,
+            "login": t1 - t0,
+            "spawn": t3 - t2,
+            "kernel": t4 - t3,
+            "total": (t1 - t0) + (t4 - t2),
+            "token": token,
+        }
     except Exception as e:  # every failure is counted, with its reason
         reason = f"{type(e).__name__}: {e}".splitlines()[0][:300]
         return {"user": name, "failed": step, "reason": reason}
@@ -126,8 +136,35 @@ def percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
+def pss(pid: int) -> float:
+    """A process's proportional set size (MB): its own pages, and its share of those it shares."""
+    with open(f"/proc/{pid}/smaps_rollup") as rollup:
+        return next(int(line.split()[1]) for line in rollup if line.startswith("Pss:")) / 1024
+
+
+def parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[1])
+
+
+def idle_memory(hub: Hub, user: str, token: str) -> dict:
+    """PSS of an idle server and of a kernel in it, while every user of the round still runs theirs.
+
+    The server's processes are the kernel's parent (and, when forked, the kernel parent's
+    parent): the server, and its kernel parent, which only forked servers have.
+    """
+    with Kernel.with_token(hub.url, user, token) as kernel:
+        pid = int(kernel.execute("import os; os.getpid()")["result"])
+        time.sleep(2)  # let the kernel settle
+        server = [parent_of(pid)]
+        with open(f"/proc/{server[0]}/cmdline") as cmdline:
+            if "campushub-singleuser" not in cmdline.read():
+                server.append(parent_of(server[0]))
+        return {"server": round(sum(pss(p) for p in server), 1), "kernel": round(pss(pid), 1)}
+
+
 def run_round(hub: Hub, n: int, profile: str, round_no: int, repeat: int) -> dict:
-    results = []
+    results, memory = [], []
     for r in range(repeat):
         names = [f"bench{round_no}-{r}-{i}" for i in range(n)]
         try:
@@ -135,12 +172,24 @@ def run_round(hub: Hub, n: int, profile: str, round_no: int, repeat: int) -> dic
                 for name in names:
                     subprocess.run(["useradd", "--create-home", name], capture_output=True, check=True)
             with ThreadPoolExecutor(max_workers=n) as pool:
-                results += pool.map(lambda name: one_user(hub, name, profile), names)
+                batch = list(pool.map(lambda name: one_user(hub, name, profile), names))
+            results += batch
+            served = [x for x in batch if "token" in x]
+            if r == 0 and served and profile != "container":  # container processes have other pids inside
+                memory.append(idle_memory(hub, served[0]["user"], served[0]["token"]))
         finally:
             cleanup(hub, names, profile)
-    done = [x for x in results if "failed" not in x]
+    done = [{k: v for k, v in x.items() if k != "token"} for x in results if "failed" not in x]
     failed = [x for x in results if "failed" in x]
-    summary = {"users": n, "profile": profile, "repeat": repeat, "n": len(results), "ok": len(done), "failures": failed}
+    summary = {
+        "users": n,
+        "profile": profile,
+        "repeat": repeat,
+        "n": len(results),
+        "ok": len(done),
+        "failures": failed,
+        "memory": memory[0] if memory else None,
+    }
     for step in STEPS:
         values = sorted(x[step] for x in done)
         summary[step] = {"p50": percentile(values, 50), "p95": percentile(values, 95), "all": values} if values else {}
@@ -152,6 +201,9 @@ def show(summary: dict) -> str:
     for step in STEPS:
         if summary[step]:
             line += f"  {step} p50={summary[step]['p50']:.2f}s p95={summary[step]['p95']:.2f}s"
+    if summary["memory"]:
+        m = summary["memory"]
+        line += f"  PSS server={m['server']}MB kernel={m['kernel']}MB"
     reasons = sorted({f"{f['failed']}: {f['reason']}" for f in summary["failures"]})
     return line + "".join(f"\n    failed at {reason}" for reason in reasons)
 
@@ -159,7 +211,9 @@ def show(summary: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", default="1,10,30", help="comma-separated user counts (default 1,10,30)")
-    parser.add_argument("--profiles", default="local", help="comma-separated: local, container, slurm (default local)")
+    parser.add_argument(
+        "--profiles", default="local", help="comma-separated: local, local-cold, container, slurm (default local)"
+    )
     parser.add_argument("--repeat", type=int, default=1, help="run every round this many times (default 1)")
     parser.add_argument("--site", type=Path, help="a site file to use (its profiles named in --profiles)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/spawn.json"))

@@ -82,6 +82,7 @@ def profiles(c, site: Site):
         if p.choices is not None
     }
     s.account_profiles = [p.slug for p in site.profiles if backend_of(p).needs_account(p)]
+    s.admitted_profiles = [p.slug for p in site.profiles if backend_of(p).takes_turns]
     s.missing_account_url = getattr(site.auth, "missing_account_redirect", None) or ""
     s.create_accounts = site.accounts.create
     s.account_command = site.accounts.command

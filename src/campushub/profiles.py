@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import os
 import pwd
 import re
 from importlib import resources
@@ -54,6 +55,49 @@ LABELS = {
 SYSTEM_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 
+class Admission:
+    """At most ``slots`` servers start at once on this machine, first come, first served.
+
+    A burst of starts then finishes half its users in half the time, instead of all of them
+    at the end; whoever waits sees their place in line on the spawn page.
+    """
+
+    def __init__(self, slots: int):
+        self.slots = slots
+        self.starting = 0
+        self.waiting: list[tuple[object, asyncio.Future]] = []
+
+    async def enter(self, who):
+        turn = asyncio.get_running_loop().create_future()
+        self.waiting.append((who, turn))
+        self._next()
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.leave()  # our turn came as we were cancelled: pass it on
+            self.waiting = [(w, t) for w, t in self.waiting if t is not turn]
+            raise
+
+    def leave(self):
+        self.starting -= 1
+        self._next()
+
+    def _next(self):
+        while self.starting < self.slots and self.waiting:
+            _who, turn = self.waiting.pop(0)
+            if not turn.done():
+                self.starting += 1
+                turn.set_result(None)
+
+    def place(self, who) -> int | None:
+        """1 for the next to start, None for someone not waiting."""
+        return next((i + 1 for i, (w, _t) in enumerate(self.waiting) if w is who), None)
+
+
+ADMISSION = Admission(os.cpu_count() or 2)
+
+
 class MissingAccount(web.HTTPError):
     """403: the profile runs as the user's own system account, which does not exist (yet).
 
@@ -64,6 +108,25 @@ class MissingAccount(web.HTTPError):
         super().__init__(403, message)
         link = f' <a href="{html.escape(url)}">Request an account.</a>' if url else ""
         self.jupyterhub_html_message = html.escape(message) + link
+
+
+async def listening(ip: str, port: int, timeout: float, spawner):
+    """Return once ``ip:port`` accepts connections (so that the hub's first check succeeds), or the
+    server has stopped, or ``timeout`` has passed (the hub then judges, as it always did)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    next_poll = loop.time() + 1
+    while loop.time() < deadline:
+        try:
+            _reader, writer = await asyncio.open_connection(ip or "127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            if loop.time() > next_poll:  # a poll can be a command (squeue, the engine): once a second
+                if await spawner.poll() is not None:
+                    return
+                next_poll = loop.time() + 1
+            await asyncio.sleep(0.05)
 
 
 def has_account(name: str) -> bool:
@@ -98,6 +161,9 @@ class CampusProfilesSpawner(ProfilesSpawner):
         ["useradd", "--create-home"],
         config=True,
         help="The command that makes an account; the user name is its last argument.",
+    )
+    admitted_profiles = List(
+        Unicode(), config=True, help="Slugs of the profiles whose starts use this machine's CPUs: they take turns."
     )
     chosen = Dict(help="The typed values chosen for the running server (CPUs, bytes, minutes, names).")
     last_choices = Dict(help="Slug -> the values this user chose last time, as the API takes them; kept after a stop.")
@@ -321,6 +387,32 @@ class CampusProfilesSpawner(ProfilesSpawner):
         extra = found[0].choice_settings(self.child_config, self.chosen) if found else {}
         # the child sees no user_options: batchspawner would merge them into its batch script
         self.child_config = {**self.child_config, **extra, "user_options": {}}
+
+    async def start(self):
+        """Start the chosen profile's server, taking turns with others on this machine; return once it listens."""
+        admitted = self.child_profile in self.admitted_profiles
+        if admitted:
+            await ADMISSION.enter(self)
+        try:
+            ip, port = await super().start()
+            await listening(ip, port, self.child_spawner.http_timeout, self.child_spawner)
+            return ip, port
+        finally:
+            if admitted:
+                ADMISSION.leave()
+
+    async def progress(self):
+        """The place in line while waiting for a turn, then the backend's own progress."""
+        while (place := ADMISSION.place(self)) is not None:
+            ahead = "you are next" if place == 1 else f"{place - 1} ahead of you"
+            yield {
+                "progress": 5,
+                "message": f"Waiting for a turn: {ADMISSION.starting} servers are starting on this machine, {ahead}",
+            }
+            await asyncio.sleep(0.5)
+        if self.child_spawner:
+            async for event in self.child_spawner.progress():
+                yield event
 
     def construct_child(self):
         # the profile was chosen in choose_profile (start) or load_state (restore)

@@ -131,7 +131,8 @@ def test_profiles_section_merges_shared_settings_and_passes_timeouts(tmp_path):
     assert c.JupyterHub.spawner_class == "campushub-profiles"
     assert (s.start_timeout, s.http_timeout) == (301, 302)
     ((name, slug, spawner, settings),) = s.profiles
-    assert (name, slug, spawner) == ("Me", "me", "jupyterhub.spawner.LocalProcessSpawner")
+    assert (name, slug, spawner) == ("Me", "me", "campushub.backends.local.CampusLocalSpawner")
+    assert settings["fast_start"] is True and settings["cmd"][0].endswith("/campushub-singleuser")
     assert settings["environment"] == {"JUPYTERHUB_ACTIVITY_INTERVAL": "300", "A": "site", "B": "profile"}
     assert c.JupyterHub.cleanup_servers is True
 
@@ -447,6 +448,7 @@ CHANGES = {
     "profiles.groups": (TWO, {"profiles.1.groups": ["staff"]}),
     "profiles.default": (TWO, {"profiles.1.default": True}),
     "profiles[local].system_users": (EMBEDDED_LOCAL, {"profiles.0.system_users": True, "auth": base_site()["auth"]}),
+    "profiles[local].fast_start": (LOCAL, {"profiles.0.fast_start": False}),
     "profiles[container].image": (CONTAINER, {"profiles.0.image": "localhost/lab:2"}),
     "profiles[container].network": (CONTAINER, {"profiles.0.network": "campushub"}),
     "profiles[container].notebook_dir": (CONTAINER, {"profiles.0.notebook_dir": "/data"}),

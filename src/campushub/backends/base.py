@@ -51,6 +51,8 @@ class Backend:
     persistent = False
     #: users' code may run on the hub's own host (and reach it from a trusted address)
     on_hub_host = False
+    #: servers start on the hub's machine, using its CPUs: starts take turns (campushub.profiles.Admission)
+    takes_turns = False
 
     def needs_account(self, profile) -> bool:
         """Whether servers run as the user's own system account (which must exist)."""

@@ -64,6 +64,7 @@ class Container(Backend):
     defaults = ContainerDefaults
     choices = ContainerChoices
     persistent = True
+    takes_turns = True
 
     def problems(self, site, index, profile):
         found = super().problems(site, index, profile)

@@ -1,19 +1,30 @@
-"""``backend: local``: JupyterLab as a process on the hub's host (JupyterHub's local spawners)."""
+"""``backend: local``: JupyterLab as a process on the hub's host.
+
+JupyterHub's local spawners, which campushub's start by default from a pre-imported parent
+(:mod:`campushub.forkserver`): the server answers in a tenth of a second instead of seconds.
+When the fast path cannot serve, the server starts the normal way and the hub's log says why.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+import pwd
 import sys
 from pathlib import Path
 from typing import Literal
 
+from jupyterhub.spawner import LocalProcessSpawner, SimpleLocalProcessSpawner
+from jupyterhub.utils import random_port
 from pydantic import Field
+from traitlets import Bool
 
+from .. import forkserver
 from ..choices import Choices, NumberChoice, SizeChoice
 from ..errors import StartError
 from .base import Backend, ProfileBase
 
-SINGLEUSER = str(Path(sys.executable).parent / "jupyterhub-singleuser")
+SINGLEUSER = str(Path(sys.executable).parent / "campushub-singleuser")
 
 
 class LocalChoices(Choices):
@@ -34,6 +45,11 @@ class LocalProfile(ProfileBase):
         " `state_dir/home/NAME`. `true`: each server runs as the system account of the same"
         " name, in its home folder (the hub must run as root, and the accounts must exist)",
     )
+    fast_start: bool = Field(
+        True,
+        description="start servers (and their Python kernels) by forking a parent that has imported JupyterLab"
+        " already: about a tenth of a second each instead of seconds; `false`: start each the normal way",
+    )
 
 
 class Local(Backend):
@@ -41,9 +57,15 @@ class Local(Backend):
     profile = LocalProfile
     choices = LocalChoices
     on_hub_host = True
+    takes_turns = True
 
     def choice_settings(self, settings, chosen):
         return limits(chosen)
+
+    def configure_hub(self, c, site):
+        """Start the fork server while the hub starts, when a profile uses it."""
+        if any(p.backend == self.name and p.fast_start for p in site.profiles):
+            forkserver.warm(interpreter(SINGLEUSER), logging.getLogger("JupyterHub"))
 
     def needs_account(self, profile):
         return profile.system_users
@@ -62,11 +84,12 @@ class Local(Backend):
 
     def spawner_class(self, profile):
         if profile.system_users:
-            return "jupyterhub.spawner.LocalProcessSpawner"
-        return "jupyterhub.spawner.SimpleLocalProcessSpawner"
+            return "campushub.backends.local.CampusLocalSpawner"
+        return "campushub.backends.local.CampusHubAccountSpawner"
 
     def spawner(self, site, index, profile, config):
         config["cmd"] = [SINGLEUSER]
+        config["fast_start"] = profile.fast_start
         if site.spawner.notebook_dir:
             config["notebook_dir"] = site.spawner.notebook_dir
         if profile.system_users:
@@ -82,6 +105,66 @@ class Local(Backend):
         # servers run as the hub's own user, each in a private folder kept in the state directory
         config["home_dir_template"] = str(site.hub.state_dir / "home" / "{username}")
         return self.spawner_class(profile), config
+
+
+class FastStart(LocalProcessSpawner):
+    """A local spawner that starts the server by forking it from a pre-imported parent."""
+
+    fast_start = Bool(True, config=True, help="Fork servers from a pre-imported parent.")
+
+    async def start(self):
+        if self.port == 0:
+            self.port = random_port()
+        python = interpreter(self.cmd[0]) if self.fast_start else None
+        if python is None:
+            if self.fast_start:
+                self.log.info("Starting %s the normal way: %s is not a Python script", self._log_name, self.cmd[0])
+            return await super().start()
+        env = self.get_env()
+        argv = [*self.cmd, *self.get_args()]
+        try:
+            self.pid = await forkserver.fork(python, self.fork_spec(env, argv), self.log)
+        except forkserver.Unavailable as e:
+            self.log.warning("Starting %s the normal way: %s", self._log_name, e)
+            return await super().start()
+        self.log.info("Forked %s as pid %s", self._log_name, self.pid)
+        return (self.ip or "127.0.0.1", self.port)
+
+
+class CampusLocalSpawner(FastStart):
+    """LocalProcessSpawner (each server as its user's own account) with the fast start."""
+
+    def fork_spec(self, env: dict, argv: list[str]) -> dict:
+        account = pwd.getpwnam(self.user.name)
+        return {
+            "argv": argv,
+            "env": env,
+            "cwd": account.pw_dir,
+            "uid": account.pw_uid,
+            "gid": account.pw_gid,
+            "groups": os.getgrouplist(self.user.name, account.pw_gid),
+            "umask": 0o022,
+        }
+
+
+class CampusHubAccountSpawner(FastStart, SimpleLocalProcessSpawner):
+    """SimpleLocalProcessSpawner (servers as the hub's own account, each in its folder) with the fast start."""
+
+    def fork_spec(self, env: dict, argv: list[str]) -> dict:
+        return {"argv": argv, "env": env, "cwd": self.home_dir, "uid": None, "umask": 0o022}
+
+
+def interpreter(script: str) -> str | None:
+    """The Python a console script runs with (its ``#!`` line), if it is one."""
+    try:
+        with open(script, "rb") as f:
+            first = f.readline(512)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    python = first[2:].strip().split()[0].decode()
+    return python if "python" in os.path.basename(python) and os.access(python, os.X_OK) else None
 
 
 def limits(chosen: dict) -> dict:

@@ -189,8 +189,12 @@ class Slurm(Backend):
             query += " | grep -v '^CLUSTER'"  # -M puts a "CLUSTER: name" line before the job's
         config.pop("cpu_limit", None)  # Slurm's cgroups enforce cpus and memory; the server needs no hint
         config.pop("mem_limit", None)
+        # campushub's leaner start (campushub.singleuser) where the nodes' environment has campushub
+        singleuser = python_bin / "campushub-singleuser"
+        if not singleuser.exists():
+            singleuser = python_bin / "jupyterhub-singleuser"
         config.update(
-            cmd=[str(python_bin / "jupyterhub-singleuser")],
+            cmd=[str(singleuser)],
             batchspawner_singleuser_cmd=str(python_bin / "batchspawner-singleuser"),
             req_cluster=profile.cluster or "",
             req_partition=profile.partition or "",

@@ -1,0 +1,210 @@
+"""Servers forked from a pre-imported parent (issue 9): fast, and still each user's own.
+
+Every local-profile test elsewhere runs on this fast path (it is the default); these tests
+check what forking must not change: whose process it is, what it can reach, what it holds.
+"""
+
+import glob
+import os
+import re
+import signal
+import sysconfig
+
+import pytest
+
+from harness import Kernel, base_site
+
+USERS = ("cht-fast-a", "cht-fast-b")
+SLOW = {"slug": "slow", "name": "Started the normal way", "backend": "local", "system_users": True, "fast_start": False}
+
+
+@pytest.fixture(scope="module")
+def hub(hubs, accounts):
+    accounts(*USERS)
+    site = base_site()
+    site["profiles"] = [*site["profiles"], SLOW]
+    hub = hubs.start(site, "fast")
+    yield hub
+    hub.stop()
+
+
+def status(pid: int) -> dict:
+    return dict(line.split(":", 1) for line in open(f"/proc/{pid}/status").read().splitlines())
+
+
+def server_pid(hub, user: str, token: str) -> int:
+    """The server's pid: its kernel's parent, or (forked) the parent of its kernel's parent."""
+    parent = int(hub.run_code(user, token, "import os; os.getppid()"))
+    if "campushub-singleuser" in open(f"/proc/{parent}/cmdline").read():
+        return parent  # started the normal way: kernels are its own children
+    return int(status(parent)["PPid"])
+
+
+def started(hub, user: str, profile: str = "local") -> tuple[object, str, int]:
+    s = hub.login(user)
+    hub.start_server(s, user, profile=profile)
+    token = hub.token(s, user)
+    return s, token, server_pid(hub, user, token)
+
+
+def memory_of(pid: int) -> bytes:
+    """Everything a process holds: its readable memory, and its environment block."""
+    found = [open(f"/proc/{pid}/environ", "rb").read()]
+    with open(f"/proc/{pid}/mem", "rb") as mem:
+        for line in open(f"/proc/{pid}/maps"):
+            span, perms = line.split()[:2]
+            if "r" not in perms or line.rstrip().endswith(("[vvar]", "[vsyscall]")):
+                continue
+            start, end = (int(x, 16) for x in span.split("-"))
+            try:
+                mem.seek(start)
+                found.append(mem.read(end - start))
+            except OSError:
+                continue
+    return b"".join(found)
+
+
+def test_a_forked_server_is_exactly_its_user(hub):
+    import pwd
+
+    user = USERS[0]
+    s, token, pid = started(hub, user)
+    account = pwd.getpwnam(user)
+    fields = status(pid)
+    assert fields["Uid"].split() == [str(account.pw_uid)] * 4 and fields["Gid"].split() == [str(account.pw_gid)] * 4
+    assert set(fields["Groups"].split()) == {str(g) for g in os.getgrouplist(user, account.pw_gid)}
+    parent = int(fields["PPid"])
+    assert "campushub.forkserver" in open(f"/proc/{parent}/cmdline").read()  # it was forked
+    # the parent never saw the user's token: not in its memory, not in its environment
+    assert token.encode() not in memory_of(parent)
+    server_token = hub.run_code(user, token, "import os; os.environ['JUPYTERHUB_API_TOKEN']").strip("'")
+    assert server_token.encode() not in memory_of(parent)
+    assert server_token.encode() in memory_of(pid)  # (the search finds what is there)
+    hub.stop_server(s, user)
+
+
+def test_one_users_server_cannot_reach_anothers_or_the_fork_server(hub):
+    a, b = USERS
+    sa, token_a, _ = started(hub, a)
+    sb, token_b, pid_b = started(hub, b)
+    sockets = glob.glob("/tmp/campushub-*/forkserver.sock")
+    code = f"""
+import ctypes, os, socket
+libc = ctypes.CDLL(None, use_errno=True)
+def refused(action):
+    try:
+        action()
+        return False
+    except OSError:
+        return True
+def connect(path):
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(path)
+(refused(lambda: os.kill({pid_b}, 0)),
+ libc.ptrace(16, {pid_b}, 0, 0) == -1 and ctypes.get_errno() == 1,
+ refused(lambda: open('/proc/{pid_b}/environ').read()),
+ all(refused(lambda p=p: connect(p)) for p in {sockets!r}))
+"""
+    assert sockets
+    assert hub.run_code(a, token_a, code) == "(True, True, True, True)"
+    for user, s in ((a, sa), (b, sb)):
+        hub.stop_server(s, user)
+
+
+def test_every_fork_has_its_own_random_state(hub):
+    values = []
+    for user in USERS:
+        s, token, _ = started(hub, user)
+        for _ in range(2):  # two kernels each: forked from the same kernel parent
+            with Kernel.with_token(hub.url, user, token) as kernel:
+                outcome = kernel.execute(
+                    "import random, secrets, ssl; (random.getrandbits(64),"
+                    " secrets.token_hex(8), ssl.RAND_bytes(8).hex())"
+                )
+            values.append(outcome["result"])
+        values.append(hub.run_code(user, token, "import random; random.getrandbits(64)"))
+        hub.stop_server(s, user)
+    numbers = [v for v in values if not v.startswith("(")]
+    triples = [re.findall(r"\w+", v) for v in values if v.startswith("(")]
+    parts = [x for t in triples for x in t] + numbers
+    assert len(set(parts)) == len(parts), values
+
+
+def test_the_normal_way_still_serves_and_says_why_it_is_used(hub):
+    user = USERS[0]
+    s, token, pid = started(hub, user, profile="slow")  # fast_start: false
+    assert "campushub-singleuser" in open(f"/proc/{pid}/cmdline").read()
+    assert hub.run_code(user, token, "1+1") == "2"
+    hub.stop_server(s, user)
+    # the fork server's socket gone: the start takes the normal way, and the log says why
+    for path in glob.glob("/tmp/campushub-*/forkserver.sock"):
+        if os.stat(path).st_uid == 0:
+            os.rename(path, path + ".away")
+    try:
+        s, token, pid = started(hub, user)
+        assert "campushub-singleuser" in open(f"/proc/{pid}/cmdline").read()
+        assert f"Starting {user} the normal way: the fork server" in hub.log.read_text()
+        hub.stop_server(s, user)
+    finally:
+        for path in glob.glob("/tmp/campushub-*/forkserver.sock.away"):
+            os.rename(path, path.removesuffix(".away"))
+
+
+def test_a_dead_fork_server_is_replaced_and_so_is_one_with_old_packages(hub):
+    user = USERS[1]
+    s, token, pid = started(hub, user)
+    parent = int(status(pid)["PPid"])
+    hub.stop_server(s, user)
+    os.kill(parent, signal.SIGKILL)
+    s, token, pid = started(hub, user)  # a new parent, not the normal way
+    second = int(status(pid)["PPid"])
+    assert second != parent and "campushub.forkserver" in open(f"/proc/{second}/cmdline").read()
+    hub.stop_server(s, user)
+    # a package installed into the environment the servers run from
+    marker = os.path.join(sysconfig.get_paths()["purelib"], "campushub_test_marker-0.0.dist-info")
+    os.makedirs(marker)
+    try:
+        s, token, pid = started(hub, user)
+        third = int(status(pid)["PPid"])
+        assert third != second, "the parent was not replaced after the packages changed"
+        assert "changed: replacing its fork server" in hub.log.read_text()
+        hub.stop_server(s, user)
+    finally:
+        os.rmdir(marker)
+
+
+def test_starts_take_turns_and_the_spawn_page_says_so(hub, accounts):
+    """Five cold starts at once on a machine of fewer cores: the later ones wait for a turn, and see their place."""
+    import json
+    import threading
+    import time
+
+    users = accounts(*(f"cht-turn-{i}" for i in range(5)))
+    sessions = {user: hub.login(user) for user in users}
+    messages = {user: [] for user in users}
+
+    def start_and_follow(user):
+        threading.Thread(
+            target=hub.api, args=(sessions[user], "POST", f"users/{user}/server"), kwargs={"json": {"profile": "slow"}}
+        ).start()
+        while not hub.whoami_user(sessions[user], user)["servers"]:  # until its start request is in
+            time.sleep(0.02)
+        with hub.api(sessions[user], "GET", f"users/{user}/server/progress", stream=True, timeout=120) as events:
+            for line in events.iter_lines(decode_unicode=True):
+                if line.startswith("data:"):
+                    event = json.loads(line[5:])
+                    messages[user].append(event.get("message", ""))
+                    if event.get("ready") or event.get("failed"):
+                        break
+
+    followers = [threading.Thread(target=start_and_follow, args=(user,)) for user in users]
+    for follower in followers:
+        follower.start()
+    for follower in followers:
+        follower.join()
+    waited = [m for user in users for m in messages[user] if m.startswith("Waiting for a turn:")]
+    assert waited, messages  # more starts than cores: some waited, and were told their place
+    assert all("ahead of you" in m or "you are next" in m for m in waited), waited
+    for user in users:
+        hub.wait_ready(sessions[user], user)
+        hub.stop_server(sessions[user], user)
