@@ -10,7 +10,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from . import state
+from . import branding, hubapi, state
 from .auth import login_of
 from .backends import backend_of, spawner_for, used
 from .errors import Problems, StartError
@@ -76,6 +76,7 @@ def profiles(c, site: Site):
     s.profiles = [(p.name, p.slug, *spawner_for(site, i)) for i, p in enumerate(site.profiles)]
     s.default_profile = site.default_profile.slug
     s.profile_groups = {p.slug: p.groups for p in site.profiles if p.groups}
+    s.profile_cards = {p.slug: card(site, p) for p in site.profiles}
     s.profile_choices = {
         p.slug: {"backend": p.backend, "choices": p.choices.model_dump(exclude_none=True)}
         for p in site.profiles
@@ -94,6 +95,43 @@ def profiles(c, site: Site):
     s.start_timeout = site.spawner.start_timeout
     s.http_timeout = site.spawner.http_timeout
     s.poll_interval = site.spawner.poll_interval
+
+
+def card(site: Site, profile) -> dict[str, str]:
+    """What the start page says about ``profile``: its description, resources, where it runs, what it keeps, when
+    it stops."""
+    words = backend_of(profile).card(site, profile)
+    limit = getattr(profile, "runtime", None) or (profile.choices and getattr(profile.choices, "runtime", None))
+    culler = site.culler
+    stops = [f"after {duration_words(culler.timeout)} without activity"] if culler.enabled else []
+    if culler.enabled and culler.max_age:
+        stops.append(f"{duration_words(culler.max_age)} after it started")
+    if limit:
+        stops.append("when its time limit runs out")
+    stops_text = "; ".join(stops) if stops else "only when you stop it"
+    return {"description": profile.description, **words, "stops": stops_text}
+
+
+def duration_words(seconds: int) -> str:
+    """3600 -> "1 hour", 90 -> "90 seconds": the largest unit that keeps the number whole."""
+    unit, count = next(
+        (u, seconds // n)
+        for u, n in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
+        if seconds % n == 0
+    )
+    return f"{count} {unit}" + ("" if count == 1 else "s")
+
+
+def pages(c, site: Site):
+    """The pages users see: campushub's templates over JupyterHub's, the branding, the announcement and its API."""
+    settings = site.branding
+    c.JupyterHub.template_paths = [branding.template_path()]
+    announcement = branding.Announcement(site.hub.state_dir, settings.announcement)
+    c.JupyterHub.template_vars = {"campushub": branding.PageVars(settings, announcement)}
+    c.JupyterHub.tornado_settings = {"campushub_announcement": announcement}
+    if settings.logo:
+        c.JupyterHub.logo_file = str(settings.logo)
+    hubapi.register(branding.API_PATH, branding.AnnouncementHandler)
 
 
 def culler(c, site: Site):
@@ -128,7 +166,7 @@ def extra_config(c, site: Site):
         exec(compile(path.read_text(), str(path), "exec"), {"c": c, "__file__": str(path)})  # noqa: S102
 
 
-SECTIONS = (hub, proxy, auth, profiles, culler, extra_config)
+SECTIONS = (hub, proxy, auth, profiles, pages, culler, extra_config)
 
 
 def configure(c, site: Site, extra: bool = True):

@@ -49,6 +49,7 @@ PRELOAD = [
     "jupyter_server_terminals",
     "jupyter_lsp",
     "notebook_shim",
+    "jupyter_resource_usage.server_extension",
     "ipykernel.kernelapp",
     "ipykernel.ipkernel",
     "ipykernel.debugger",  # debugpy, which every kernel imports

@@ -11,13 +11,15 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import shutil
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 from urllib.parse import quote, urlsplit
 
+import jinja2
 from pydantic import Field, model_validator
 
-from . import state
+from . import branding, state
 from .auth.remote_user import RemoteUserAuth, id_token_of
 from .fields import HostName, HttpUrl, Model, Name, Port, SecretSource, read_secret
 
@@ -102,6 +104,8 @@ def problems(site: Site) -> list[str]:
 
 MODULES = [
     "mpm_event",
+    "alias",
+    "mime",
     "authn_core",
     "authz_core",
     "authz_user",
@@ -116,6 +120,8 @@ MODULES = [
     "md",
 ]
 MODULE_DIR = "/usr/lib/apache2/modules"
+#: where the front door serves its own pages (never proxied to the hub)
+ERROR_PATH = "/campushub-error/"
 LOCAL_CA_DAYS = 825
 
 
@@ -256,8 +262,22 @@ def vhost(site: Site, folder: Path, root: str) -> str:
         f'        RequestHeader set {secret.header} "{read_secret(secret, "auth.proxy_secret", min_length=16)}"',
         "    </Location>",
         "",
+        "    # what users see when the hub does not answer (restarting, down): a page of the site's own",
+        f"    ErrorDocument 502 {ERROR_PATH}503.html",
+        f"    ErrorDocument 503 {ERROR_PATH}503.html",
+        f"    Alias {ERROR_PATH} {root}/errors/",
+        f"    <Directory {root}/errors>",
+        "        Require all granted",
+        "    </Directory>",
+        f"    <Location {ERROR_PATH}>",
+        "        AuthType None",
+        "        Require all granted",
+        "        ForceType text/html",
+        "    </Location>",
+        "",
         "    # the hub's proxy, websockets included; Host is kept for JupyterLab's origin checks",
         "    ProxyPreserveHost On",
+        f"    ProxyPass {ERROR_PATH} !",
         f"    ProxyPass {oidc.redirect_path} !",
         f"    ProxyPass / {upstream}/ upgrade=websocket",
         f"    ProxyPassReverse / {upstream}/",
@@ -290,9 +310,23 @@ def httpd_conf(site: Site, root: str) -> str:
         f"Listen {door.address}:{door.http_port}",
         f"Listen {door.address}:{door.https_port}",
         f"SSLSessionCache shmcb:{root}/ssl_scache(512000)",
+        "TypesConfig /dev/null",
         f"Include {root}/campushub-vhost.conf",
     ]
     return "\n".join(lines) + "\n"
+
+
+def error_pages(site: Site, folder: Path):
+    """The page users see when the hub does not answer, in the site's name and colours (readable by Apache)."""
+    folder.mkdir(mode=0o755, exist_ok=True)
+    folder.chmod(0o755)
+    template = jinja2.Environment(autoescape=True).from_string(
+        resources.files("campushub").joinpath("templates", "frontdoor", "503.html").read_text()
+    )
+    page = folder / "503.html"
+    header = site.branding.header_color
+    page.write_text(template.render(**site.branding.model_dump(), header_text=header and branding.text_color(header)))
+    page.chmod(0o644)
 
 
 def write(site: Site, folder: Path, root: str | None = None) -> Path:
@@ -303,8 +337,10 @@ def write(site: Site, folder: Path, root: str | None = None) -> Path:
 
     ``root`` is where Apache will see ``folder`` (in a container, its mount point); default: ``folder``.
     """
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.mkdir(mode=0o711, parents=True, exist_ok=True)
+    folder.chmod(0o711)  # Apache's workers (www-data) reach errors/ only; every other file is private
     root = (root or str(folder.absolute())).rstrip("/")
+    error_pages(site, folder / "errors")
     state.private_file(folder / "campushub-vhost.conf").write_text(vhost(site, folder, root))
     conf = state.private_file(folder / "httpd.conf")
     conf.write_text(httpd_conf(site, root))

@@ -147,6 +147,11 @@ class CampusProfilesSpawner(ProfilesSpawner):
         config=True,
         help="Slug -> groups allowed to use it; a slug not listed is open to all.",
     )
+    profile_cards = Dict(
+        value_trait=Dict(),
+        config=True,
+        help="Slug -> what the start page says about it: description, gets, runs, keeps, stops.",
+    )
     profile_choices = Dict(
         config=True,
         help="Slug -> {'backend': name, 'choices': the profile's choices section} for profiles that offer choices.",
@@ -258,6 +263,7 @@ class CampusProfilesSpawner(ProfilesSpawner):
                 {
                     "slug": slug,
                     "name": display,
+                    "card": self.profile_cards.get(slug, {}),
                     "fields": fields,
                     "unavailable": unavailable,
                     "selected": slug == last and not unavailable,

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from . import frontdoor
+from . import branding, frontdoor
 from .auth import LOGINS, login_of
 from .backends import BACKENDS, backend_of
 from .errors import SiteError, raise_problems
@@ -52,8 +52,8 @@ def load_site(path: str | os.PathLike, environ=os.environ) -> Site:
         site = Site.model_validate(raw)
     except ValidationError as e:
         raise SiteError([_describe(err) for err in e.errors()]) from None
-    raise_problems(problems(site))
     _resolve_paths(site, path.parent)
+    raise_problems(problems(site))
     return site
 
 
@@ -61,6 +61,8 @@ def _resolve_paths(site: Site, folder: Path):
     site.hub.state_dir = (folder / site.hub.state_dir).absolute()
     if site.hub.extra_config_dir:
         site.hub.extra_config_dir = (folder / site.hub.extra_config_dir).absolute()
+    if site.branding.logo:
+        site.branding.logo = (folder / site.branding.logo).absolute()
     for backend in BACKENDS.values():
         backend.resolve_paths(site, folder)
     sources = [getattr(site.auth, "proxy_secret", None), site.front_door and site.front_door.oidc.client_secret]
@@ -126,6 +128,7 @@ def problems(site: Site) -> list[str]:
         seen.setdefault(profile.slug, i)
         found += backend_of(profile).problems(site, i, profile)
     found += frontdoor.problems(site)
+    found += branding.problems(site.branding)
     found += login_of(site).problems(site)
     defaults = [i for i, p in enumerate(site.profiles) if p.default]
     for i in defaults[1:]:

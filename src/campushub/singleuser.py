@@ -9,7 +9,8 @@ A JupyterLab server spends most of its start importing. Two imports do nothing f
   PATH, to read a registry only the extension manager needs: about 0.35 s.
 
 This module also points ``JUPYTER_CONFIG_PATH`` at campushub's server config (read-only
-extension manager, no news, no update check); a user's own config still wins. It imports only
+extension manager, no news, no update check, the resource meter without host figures or a
+Prometheus collector every second); a user's own config still wins. It imports only
 the standard library and Jupyter, so the lab images can carry it without the rest of campushub.
 Measured figures: docs/benchmarks.md.
 """

@@ -10,6 +10,7 @@ from pydantic import Field, create_model
 from .auth import Auth
 from .auth.shared_password import SharedPasswordAuth
 from .backends import BACKENDS, Profile
+from .branding import BrandingSettings
 from .fields import HttpUrl, Model, Name, Port
 from .frontdoor import FrontDoorSettings
 
@@ -109,6 +110,7 @@ class SiteBase(Model):
     profiles: Annotated[list[Profile], Field(min_length=1)] = Field(description="what users can start")
     culler: CullerSettings = Field(CullerSettings(), description="stopping idle servers")
     accounts: AccountSettings = Field(AccountSettings(), description="users' own system accounts")
+    branding: BrandingSettings = Field(BrandingSettings(), description="the pages users see")
 
     @property
     def default_profile(self):

@@ -442,6 +442,7 @@ CHANGES = {
     "front_door.oidc.logout_to": (DOOR, {"front_door.oidc.logout_to": "https://x.edu/bye"}),
     "profiles.slug": (LOCAL, {"profiles.0.slug": "other"}),
     "profiles.name": (LOCAL, {"profiles.0.name": "Other"}),
+    "profiles.description": (LOCAL, {"profiles.0.description": "For teaching"}),
     "profiles.cpu": (LOCAL, {"profiles.0.cpu": 2}),
     "profiles.memory": (LOCAL, {"profiles.0.memory": "2G"}),
     "profiles.environment": (LOCAL, {"profiles.0.environment": {"A": "1"}}),
@@ -481,6 +482,13 @@ CHANGES = {
     "container.network": (CONTAINER, {"container.network": "campushub"}),
     "container.notebook_dir": (CONTAINER, {"container.notebook_dir": "/data"}),
     "container.volume": (CONTAINER, {"container.volume": "home-{username}"}),
+    "branding.site_name": (LOCAL, {"branding.site_name": "Pitt CRC JupyterHub"}),
+    "branding.logo": (LOCAL, {"branding.logo": "LOGO"}),
+    "branding.primary_color": (LOCAL, {"branding.primary_color": "#003594"}),
+    "branding.header_color": (LOCAL, {"branding.header_color": "#ffb81c"}),
+    "branding.help_url": (LOCAL, {"branding.help_url": "mailto:crc@example.edu"}),
+    "branding.request_access_url": (LOCAL, {"branding.request_access_url": "https://x.edu/access"}),
+    "branding.announcement": (LOCAL, {"branding.announcement": "Maintenance on Friday"}),
     "slurm.conf": (SLURM, {"slurm.conf": "/etc/slurm/other.conf"}),
     "slurm.submit_as": (SLURM, {"slurm.submit_as": "sbatch_uid"}),
     "slurm.hub_connect_url": (SLURM, {"slurm.hub_connect_url": "http://hub.example.edu:8081"}),
@@ -537,9 +545,17 @@ def _files(tmp_path: Path) -> dict[str, str]:
     _, other_cert, other_key = local_ca(tmp_path / "ca-two", "localhost")
     extra = tmp_path / "extra"
     extra.mkdir(exist_ok=True)
-    (extra / "site.py").write_text("c.JupyterHub.template_vars = {'site': 'extra'}\n")
+    (extra / "site.py").write_text("c.JupyterHub.shutdown_on_logout = True\n")
+    logo = tmp_path / "logo.png"
+    logo.write_bytes(b"\x89PNG\r\n")
     DOOR["front_door"]["certificate"].update(cert=str(cert), key=str(key))
-    return {"SECRET_FILE": str(secret), "OTHER_CERT": str(other_cert), "OTHER_KEY": str(other_key), "EXTRA": str(extra)}
+    return {
+        "SECRET_FILE": str(secret),
+        "OTHER_CERT": str(other_cert),
+        "OTHER_KEY": str(other_key),
+        "EXTRA": str(extra),
+        "LOGO": str(logo),
+    }
 
 
 def _resolve(value, files):

@@ -39,6 +39,8 @@ from harness import (
 )
 
 CLIENT_SECRET = "oidc-client-secret-0123456789"
+SITE_NAME = "Campus Research Hub"
+HELP = "https://crc.example.edu/help"
 ALICE, BOB = "cht-alice", "cht-bob"
 USERS = {
     ALICE: [GROUP, "staff"],
@@ -99,6 +101,7 @@ class FrontDoor:
                 {"slug": "local", "name": "JupyterLab", "backend": "local", "system_users": True, "default": True}
             ],
             "culler": {"enabled": False},
+            "branding": {"site_name": SITE_NAME, "help_url": HELP},
         }
 
     @property
@@ -487,6 +490,35 @@ def test_a_browser_signs_in_runs_a_cell_and_logs_out(door):
         finally:
             page.screenshot(path=str(ARTIFACTS / "last-page.png"))
             browser.close()
+
+
+def test_while_the_hub_is_down_users_see_the_sites_own_page(door):
+    """Apache's generic 503 is replaced by the site's page (name, help link), also before signing in."""
+    from playwright.sync_api import expect, sync_playwright
+
+    s = door.browser()
+    door.sso_login(s, ALICE)
+    door.hub.stop()
+    try:
+        r = s.get(f"{door.url}/hub/home")
+        assert r.status_code == 503 and r.headers["Content-Type"].startswith("text/html"), (r.status_code, r.headers)
+        assert f"<h1>{SITE_NAME} is not answering right now</h1>" in r.text and f'href="{HELP}"' in r.text
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
+            page = browser.new_context(ignore_https_errors=True).new_page()
+            try:
+                page.goto(f"{door.url}/hub/")
+                page.fill('input[name="login"]', ALICE)
+                page.fill('input[name="password"]', "any")
+                page.click('button[type="submit"]')
+                page.click('button[type="submit"]')  # consent
+                expect(page.locator("h1")).to_have_text(f"{SITE_NAME} is not answering right now")
+                page.screenshot(path=str(ARTIFACTS / "503.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        door.hub.start()
+    assert s.get(f"{door.url}/hub/home").status_code == 200  # the same session, once the hub is back
 
 
 def frontdoor_for(door, tmp_path, certificate: dict, **ports) -> Path:

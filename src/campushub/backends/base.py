@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
-from ..choices import Choices
-from ..fields import ByteSize, Model, Name
+from ..choices import Choices, size_text
+from ..fields import ByteSize, Model, Name, byte_count
 
 if TYPE_CHECKING:
     from ..site import Site
@@ -20,6 +20,9 @@ class ProfileBase(Model):
         description='short id (`a-z0-9_-`), unique; what the API takes as `{"profile": "slug"}`'
     )
     name: Name = Field(description="what users see in the menu")
+    description: Annotated[str, Field(max_length=300)] = Field(
+        "", description="a sentence under the name on the start page (plain text): what the profile is for"
+    )
     cpu: Annotated[float, Field(gt=0)] | None = Field(None, description="CPU limit (cores, may be fractional)")
     memory: ByteSize | None = Field(None, description="memory limit, as JupyterHub writes it: `512M`, `4G`")
     environment: dict[str, str] = Field(
@@ -53,6 +56,10 @@ class Backend:
     on_hub_host = False
     #: servers start on the hub's machine, using its CPUs: starts take turns (campushub.profiles.Admission)
     takes_turns = False
+
+    def card(self, site: Site, profile) -> dict[str, str]:
+        """What the start page says about ``profile``: ``gets`` (resources), ``runs`` (where, as whom), ``keeps``."""
+        return {"gets": limits_words(profile, [])}
 
     def needs_account(self, profile) -> bool:
         """Whether servers run as the user's own system account (which must exist)."""
@@ -101,3 +108,32 @@ class Backend:
     def spawner(self, site: Site, index: int, profile, config: dict) -> tuple[str, dict]:
         """The spawner class and its complete settings; ``config`` holds the shared ones."""
         raise NotImplementedError
+
+
+def limits_words(profile, extra: list[str], enforced: bool = True) -> str:
+    """The profile's CPUs, memory (and ``extra``) in words; choices are named, their bounds are in the form."""
+    fixed, chosen = [], []
+    for name in ("cpu", "memory"):
+        value = getattr(profile, name)
+        if profile.choices is not None and getattr(profile.choices, name, None) is not None:
+            chosen.append("CPUs" if name == "cpu" else name)
+        elif name == "cpu" and value is not None:
+            fixed.append(f"{value:g} CPU" + ("" if value == 1 else "s"))
+        elif value is not None:
+            fixed.append(f"{size_text(byte_count(value))} memory")
+    parts = fixed + extra
+    if chosen:
+        parts.append(f"{' and '.join(chosen)} as you choose below")
+    if not parts:
+        return "no fixed limits: it shares the machine with others"
+    return ", ".join(parts) + ("" if enforced or not fixed else " (a guide: not enforced on this machine)")
+
+
+def limits(chosen: dict) -> dict:
+    """JupyterHub's cpu_limit and mem_limit for chosen CPUs and memory."""
+    found = {}
+    if "cpu" in chosen:
+        found["cpu_limit"] = float(chosen["cpu"])
+    if "memory" in chosen:
+        found["mem_limit"] = int(chosen["memory"])
+    return found

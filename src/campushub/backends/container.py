@@ -9,8 +9,7 @@ from pydantic import Field
 
 from ..choices import Choices, ListChoice, NumberChoice, SizeChoice
 from ..fields import HttpUrl, Model, Name, byte_count
-from .base import Backend, ProfileBase
-from .local import limits
+from .base import Backend, ProfileBase, limits, limits_words
 
 
 class ContainerDefaults(Model):
@@ -73,6 +72,19 @@ class Container(Backend):
                 f"profiles.{index}.image: no image: set it here, in container.image, or with DOCKER_JUPYTER_CONTAINER"
             )
         return found
+
+    def card(self, site, profile):
+        folder = profile.notebook_dir or site.container.notebook_dir
+        image = None if profile.choices and profile.choices.image else profile.image or site.container.image
+        extra = [f"{profile.gpus} GPU" + ("" if profile.gpus == 1 else "s")] if profile.gpus else []
+        if profile.choices and profile.choices.image:
+            extra.append("the image as you choose below")
+        return {
+            "gets": limits_words(profile, extra),
+            "runs": "in a container of its own" + (f" ({image})" if image else ""),
+            "keeps": f"{folder}, your own volume, kept when the server stops; the rest of the container starts"
+            " afresh each time",
+        }
 
     def choice_settings(self, settings, chosen):
         found = limits(chosen)

@@ -22,7 +22,7 @@ from traitlets import Bool
 from .. import forkserver
 from ..choices import Choices, NumberChoice, SizeChoice
 from ..errors import StartError
-from .base import Backend, ProfileBase
+from .base import Backend, ProfileBase, limits, limits_words
 
 SINGLEUSER = str(Path(sys.executable).parent / "campushub-singleuser")
 
@@ -66,6 +66,14 @@ class Local(Backend):
         """Start the fork server while the hub starts, when a profile uses it."""
         if any(p.backend == self.name and p.fast_start for p in site.profiles):
             forkserver.warm(interpreter(SINGLEUSER), logging.getLogger("JupyterHub"))
+
+    def card(self, site, profile):
+        if profile.system_users:
+            runs, keeps = "on the hub's machine, as your own account", "your home folder on that machine"
+        else:
+            runs = "on the hub's machine, in a folder of your own"
+            keeps = "your folder, across restarts of your server and of the hub"
+        return {"gets": limits_words(profile, [], enforced=False), "runs": runs, "keeps": keeps}
 
     def needs_account(self, profile):
         return profile.system_users
@@ -165,16 +173,6 @@ def interpreter(script: str) -> str | None:
         return None
     python = first[2:].strip().split()[0].decode()
     return python if "python" in os.path.basename(python) and os.access(python, os.X_OK) else None
-
-
-def limits(chosen: dict) -> dict:
-    """JupyterHub's cpu_limit and mem_limit for chosen CPUs and memory."""
-    found = {}
-    if "cpu" in chosen:
-        found["cpu_limit"] = float(chosen["cpu"])
-    if "memory" in chosen:
-        found["mem_limit"] = int(chosen["memory"])
-    return found
 
 
 BACKEND = Local()

@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Literal
 
 from batchspawner import BatchSpawnerBase, JobStatus, SlurmSpawner
-from jupyterhub import apihandlers
 from jupyterhub.apihandlers import APIHandler
 from jupyterhub.spawner import SpawnException
 from pydantic import Field
 from tornado import web
 from traitlets import List, Unicode
 
+from .. import hubapi
 from ..choices import (
     TOKEN,
     AssociationChoice,
@@ -38,9 +38,11 @@ from ..choices import (
     minutes,
 )
 from ..fields import HttpUrl, Model, Name, byte_count
-from .base import Backend, ProfileBase
+from .base import Backend, ProfileBase, limits, limits_words
 
 BIN = Path(sys.executable).parent
+#: choices as the start page names them
+LABEL = {"runtime": "time limit", "gpus": "GPUs", "qos": "QOS"}
 
 
 class SlurmDefaults(Model):
@@ -147,7 +149,7 @@ class Slurm(Backend):
         return found
 
     def choice_settings(self, settings, chosen):
-        found = {}
+        found = limits(chosen)  # for the resource meter (CPU_LIMIT, MEM_LIMIT); Slurm enforces the req_ ones
         if "cpu" in chosen:
             found["req_nprocs"] = str(int(chosen["cpu"]))
         if "memory" in chosen:
@@ -165,6 +167,23 @@ class Slurm(Backend):
 
     async def user_options_for(self, settings, user, name):
         return (await associations(settings.get("slurm_conf", ""), settings.get("req_cluster", ""), user))[name]
+
+    def card(self, site, profile):
+        choices = profile.choices
+        extra = [f"partition {profile.partition}"] if profile.partition else []
+        if profile.runtime:
+            extra.append(f"up to {duration_text(minutes(profile.runtime))}")
+        if profile.gres:
+            extra.append(f"--gres {profile.gres}")
+        named = [n for n in ("runtime", "gpus", "partition", "account", "qos") if choices and getattr(choices, n)]
+        if named:
+            extra.append(f"{', '.join(LABEL.get(n, n) for n in named)} as you choose below")
+        return {
+            "gets": limits_words(profile, extra),
+            "runs": "as a batch job on the cluster, as your own cluster account; it waits in the queue while"
+            " the cluster is busy",
+            "keeps": "your files on the cluster's file systems (your home folder); the job ends when the server stops",
+        }
 
     def needs_account(self, profile):
         return True  # jobs are submitted as the user
@@ -187,8 +206,7 @@ class Slurm(Backend):
         query = f"squeue -h{cluster} -j {{job_id}} -o '%T %r %B'"
         if cluster:
             query += " | grep -v '^CLUSTER'"  # -M puts a "CLUSTER: name" line before the job's
-        config.pop("cpu_limit", None)  # Slurm's cgroups enforce cpus and memory; the server needs no hint
-        config.pop("mem_limit", None)
+        # Slurm's cgroups enforce CPUs and memory; cpu_limit and mem_limit stay for the resource meter
         # campushub's leaner start (campushub.singleuser) where the nodes' environment has campushub
         singleuser = python_bin / "campushub-singleuser"
         if not singleuser.exists():
@@ -422,9 +440,7 @@ CALLBACK_PATH = r"/api/batchspawner"
 
 def install_port_callback():
     """Serve :class:`PortCallbackHandler` where batchspawner registered its handler at import."""
-    apihandlers.default_handlers[:] = [h for h in apihandlers.default_handlers if h[0] != CALLBACK_PATH] + [
-        (CALLBACK_PATH, PortCallbackHandler)
-    ]
+    hubapi.register(CALLBACK_PATH, PortCallbackHandler)
 
 
 BACKEND = Slurm()

@@ -1,0 +1,177 @@
+"""The pages users see: the site's name, logo, colours, help and access links, and its announcement.
+
+The hub's pages are JupyterHub's own templates, extended by campushub's (``templates/hub``),
+which read one template variable, ``campushub``: :class:`PageVars` makes it for every page.
+The announcement is the site file's, unless an admin has set one through
+:class:`AnnouncementHandler`; both are plain text, shown escaped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from jupyterhub.apihandlers import APIHandler
+from jupyterhub.scopes import Scope
+from pydantic import AfterValidator, Field
+from tornado import web
+
+from . import state
+from .fields import HttpUrl, Model
+
+ANNOUNCEMENT_MAX = 500
+#: the announcement set through the API, in the hub's state directory
+ANNOUNCEMENT_FILE = "announcement.json"
+API_PATH = r"/api/campushub/announcement"
+
+
+def _link(value: str) -> str:
+    parts = urlsplit(value)
+    if not ((parts.scheme in ("http", "https") and parts.netloc) or (parts.scheme == "mailto" and parts.path)):
+        raise ValueError(f"{value!r} is not an http://, https:// or mailto: link")
+    return value
+
+
+Link = Annotated[str, AfterValidator(_link)]
+Color = Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}$")]
+
+
+class BrandingSettings(Model):
+    """What the hub's pages (and the front door's "hub is down" page) show."""
+
+    site_name: Annotated[str, Field(min_length=1, max_length=80)] = Field(
+        "JupyterHub", description="the site's name: page titles, the top bar, the front door's pages"
+    )
+    logo: Path | None = Field(
+        None, description="a PNG, JPEG or SVG file shown top left (JupyterHub's `logo_file`); default: Jupyter's"
+    )
+    primary_color: Color = Field("#f37726", description="buttons, and the outline of the chosen profile, as `#rrggbb`")
+    header_color: Color | None = Field(None, description="the top bar's background, as `#rrggbb`; default: grey")
+    help_url: Link | None = Field(
+        None, description="where users get help (a web page or `mailto:`): linked on every page, errors included"
+    )
+    request_access_url: HttpUrl | None = Field(
+        None, description="where someone who may not use the hub asks for access: linked on the 403 page"
+    )
+    announcement: Annotated[str, Field(max_length=ANNOUNCEMENT_MAX)] = Field(
+        "",
+        description="a message at the top of the hub's pages, home and start included (plain text); admins can"
+        " replace it without a restart through `PUT /hub/api/campushub/announcement`",
+    )
+
+
+LOGO_TYPES = (".png", ".jpg", ".jpeg", ".svg")
+
+
+def problems(settings: BrandingSettings) -> list[str]:
+    """A logo that cannot be read or is not an image type browsers show."""
+    logo = settings.logo
+    if logo is None:
+        return []
+    if logo.suffix.lower() not in LOGO_TYPES:
+        return [f"branding.logo: {logo} is not one of {', '.join(LOGO_TYPES)}"]
+    if not logo.is_file():
+        return [f"branding.logo: no such file: {logo}"]
+    return []
+
+
+class Announcement:
+    """The announcement on show: one set through the API (kept in ``state_dir``), else the site file's."""
+
+    def __init__(self, state_dir: Path, default: str):
+        self.path = state_dir / ANNOUNCEMENT_FILE
+        self.default = default
+        self._cached: tuple[float, dict | None] = (-1.0, None)
+
+    def __repr__(self):
+        return f"Announcement({str(self.path)!r}, default={self.default!r})"
+
+    def current(self) -> dict:
+        """``{"text", "by", "at"}``: ``by`` is the admin who set it, empty for the site file's."""
+        try:
+            mtime = self.path.stat().st_mtime
+        except FileNotFoundError:
+            return {"text": self.default, "by": "", "at": None}
+        if self._cached[0] != mtime:
+            self._cached = (mtime, json.loads(self.path.read_text()))
+        return self._cached[1]
+
+    def set(self, text: str, by: str) -> dict:
+        value = {"text": text, "by": by, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        temporary = self.path.with_suffix(".tmp")
+        state.private_file(temporary).write_text(json.dumps(value))
+        os.replace(temporary, self.path)
+        return value
+
+    def clear(self) -> dict:
+        self.path.unlink(missing_ok=True)
+        return self.current()
+
+
+class AnnouncementHandler(APIHandler):
+    """``/hub/api/campushub/announcement``: anyone signed in reads it; only admins change it.
+
+    ``PUT {"text": "..."}`` sets it (plain text, at most 500 characters; empty hides it),
+    ``DELETE`` goes back to the site file's.
+    """
+
+    def initialize(self):
+        self.announcement = self.settings["campushub_announcement"]
+
+    def _admin_only(self):
+        if self.parsed_scopes.get("admin:users") is not Scope.ALL:
+            raise web.HTTPError(403, "Only hub admins can change the announcement.")
+
+    @web.authenticated
+    def get(self):
+        self.finish(self.announcement.current())
+
+    @web.authenticated
+    def put(self):
+        self._admin_only()
+        body = self.get_json_body()
+        if not isinstance(body, dict) or set(body) != {"text"} or not isinstance(body["text"], str):
+            raise web.HTTPError(400, 'Send exactly {"text": "..."}: the announcement as plain text.')
+        text = body["text"].strip()
+        if len(text) > ANNOUNCEMENT_MAX:
+            raise web.HTTPError(400, f"text: at most {ANNOUNCEMENT_MAX} characters (this has {len(text)}).")
+        user = self.current_user
+        self.finish(self.announcement.set(text, getattr(user, "name", "")))
+
+    @web.authenticated
+    def delete(self):
+        self._admin_only()
+        self.finish(self.announcement.clear())
+
+
+def text_color(background: str) -> str:
+    """Black or white, whichever reads better on ``background`` (``#rrggbb``), by its relative luminance."""
+    channels = [int(background[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    return "#000000" if luminance > 0.179 else "#ffffff"
+
+
+class PageVars:
+    """The ``campushub`` template variable: JupyterHub calls it for every page it renders."""
+
+    def __init__(self, settings: BrandingSettings, announcement: Announcement):
+        self.fixed = settings.model_dump(exclude={"logo", "announcement"})
+        self.fixed["header_text"] = text_color(settings.header_color) if settings.header_color else ""
+        self.announcement = announcement
+
+    def __call__(self, _user) -> dict:
+        return {**self.fixed, "announcement": self.announcement.current()["text"]}
+
+    def __repr__(self):
+        return f"PageVars({self.fixed!r}, {self.announcement!r})"
+
+
+def template_path() -> str:
+    """The folder of campushub's hub templates (they extend JupyterHub's own)."""
+    return str(resources.files("campushub").joinpath("templates", "hub"))
