@@ -148,7 +148,7 @@ def test_slurm_profiles_keep_servers_and_replace_the_port_callback(tmp_path):
     ((_name, _slug, spawner, settings),) = c.CampusProfilesSpawner.profiles
     assert spawner == "campushub.backends.slurm.CampusSlurmSpawner"
     assert (settings["req_nprocs"], settings["req_memory"]) == ("2", "1024M")
-    assert "cpu_limit" not in settings and "mem_limit" not in settings
+    assert (settings["cpu_limit"], settings["mem_limit"]) == (2, "1G")  # what the resource meter shows
     assert c.JupyterHub.cleanup_servers is False
     assert [h for path, h in apihandlers.default_handlers if path == CALLBACK_PATH] == [PortCallbackHandler]
 

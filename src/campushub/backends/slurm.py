@@ -206,7 +206,9 @@ class Slurm(Backend):
         query = f"squeue -h{cluster} -j {{job_id}} -o '%T %r %B'"
         if cluster:
             query += " | grep -v '^CLUSTER'"  # -M puts a "CLUSTER: name" line before the job's
-        # Slurm's cgroups enforce CPUs and memory; cpu_limit and mem_limit stay for the resource meter
+        # Slurm's cgroups enforce CPUs and memory; cpu_limit and mem_limit are for the resource meter
+        if profile.cpu:
+            config["cpu_limit"] = math.ceil(profile.cpu)  # the whole CPUs the job asks for
         # campushub's leaner start (campushub.singleuser) where the nodes' environment has campushub
         singleuser = python_bin / "campushub-singleuser"
         if not singleuser.exists():
