@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import IN_CI, REPO, Hub, ensure_account, ensure_user, kill_processes_of, require_root
+from harness import IN_CI, REPO, Hub, ensure_account, ensure_user, free_port, kill_processes_of, require_root
 
 SERVICES = Path(__file__).parent / "services"
 
@@ -86,6 +86,41 @@ def hub_root(request):
         print(f"\nhub logs kept in {root}")
     else:
         shutil.rmtree(root, ignore_errors=True)
+
+
+class Postgres:
+    """A PostgreSQL server started by scripts/postgres: fresh databases for the tests' hubs."""
+
+    def __init__(self, folder: Path, url: str):
+        self.folder = folder
+        self.url = url
+        self.password = (folder / "password").read_text().strip()
+        self.count = 0
+
+    def database(self) -> str:
+        """A new, empty database owned by the ``campushub`` role: its URL (without the password)."""
+        self.count += 1
+        name = f"hub_{os.getpid()}_{self.count}"
+        port = self.url.rsplit(":", 1)[1].split("/")[0]
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", "psql", "-h", str(self.folder / "data"), "-p", port, "-U", "postgres"]
+            + ["-d", "postgres", "-qc", f"CREATE DATABASE {name} OWNER campushub"],
+            check=True,
+        )
+        return self.url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+def postgres(hub_root):
+    """A real PostgreSQL from Debian (scripts/postgres) on a free loopback port, stopped at the end."""
+    require_root("PostgreSQL run as the postgres account")
+    folder = hub_root / "postgres"
+    script = str(REPO / "scripts" / "postgres")
+    url = subprocess.run(
+        [script, "start", str(folder), str(free_port())], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    yield Postgres(folder, url)
+    subprocess.run([script, "stop", str(folder)], check=True)
 
 
 class HubPool:

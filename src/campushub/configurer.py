@@ -10,7 +10,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from . import branding, hubapi, state
+from . import branding, database, hubapi, state
 from .auth import login_of
 from .backends import backend_of, spawner_for, used
 from .errors import Problems, StartError
@@ -38,7 +38,7 @@ def hub(c, site: Site):
     if settings.hub_connect_ip:
         c.JupyterHub.hub_connect_ip = settings.hub_connect_ip
     c.JupyterHub.cookie_secret_file = str(state_dir / "jupyterhub_cookie_secret")
-    c.JupyterHub.db_url = settings.db_url or f"sqlite:///{state.private_file(state_dir / 'jupyterhub.sqlite')}"
+    c.JupyterHub.db_url = database.url_text(site)
     c.Authenticator.admin_users = set(settings.admin_users)
 
 

@@ -65,7 +65,11 @@ def _resolve_paths(site: Site, folder: Path):
         site.branding.logo = (folder / site.branding.logo).absolute()
     for backend in BACKENDS.values():
         backend.resolve_paths(site, folder)
-    sources = [getattr(site.auth, "proxy_secret", None), site.front_door and site.front_door.oidc.client_secret]
+    sources = [
+        getattr(site.auth, "proxy_secret", None),
+        site.front_door and site.front_door.oidc.client_secret,
+        site.hub.db_password,
+    ]
     for source in filter(None, sources):
         if source.file:
             source.file = (folder / source.file).absolute()

@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, create_model
+from pydantic import Field, ValidationInfo, create_model, field_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from .auth import Auth
 from .auth.shared_password import SharedPasswordAuth
 from .backends import BACKENDS, Profile
 from .branding import BrandingSettings
-from .fields import HttpUrl, Model, Name, Port
+from .fields import HttpUrl, Model, Name, Port, SecretSource
 from .frontdoor import FrontDoorSettings
 
 
@@ -38,7 +40,14 @@ class HubSettings(Model):
     )
     db_url: Name | None = Field(
         None,
-        description="any SQLAlchemy URL JupyterHub accepts (for example PostgreSQL); default: sqlite in `state_dir`",
+        description="any SQLAlchemy URL JupyterHub accepts, without a password: PostgreSQL as"
+        " `postgresql://USER@HOST:PORT/DATABASE` (the `postgres` extra installs its driver); default: SQLite in"
+        " `state_dir`",
+    )
+    db_password: SecretSource | None = Field(
+        None,
+        description="the database's password, `{env: VAR}` or `{file: PATH}`: put into `db_url` when the hub"
+        " starts, never written in the site file",
     )
     admin_users: list[Name] = Field([], description="user names that are hub admins")
     extra_config_dir: Path | None = Field(
@@ -47,6 +56,26 @@ class HubSettings(Model):
         " JupyterHub config) in scope: the escape hatch for what the site file does not cover. Outside campushub's"
         " checks",
     )
+
+    @field_validator("db_url")
+    @classmethod
+    def _no_password_in_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            parsed = make_url(value)
+        except ArgumentError:
+            raise ValueError(f"{value!r} is not a database URL (such as postgresql://hub@db.example.edu/hub)") from None
+        if parsed.password:
+            raise ValueError("has a password in it: give it as db_password ({env: VAR} or {file: PATH}) instead")
+        return value
+
+    @field_validator("db_password")
+    @classmethod
+    def _password_needs_url(cls, value: SecretSource | None, info: ValidationInfo) -> SecretSource | None:
+        if value is not None and not info.data.get("db_url"):
+            raise ValueError("set db_url too: the default SQLite database has no password")
+        return value
 
 
 class SpawnerSettings(Model):

@@ -378,6 +378,14 @@ CHANGES = {
     "hub.proxy_api_port": (LOCAL, {"hub.proxy_api_port": 9002}),
     "hub.state_dir": (LOCAL, {"hub.state_dir": "elsewhere"}),
     "hub.db_url": (LOCAL, {"hub.db_url": "postgresql://hub@db/hub"}),
+    "hub.db_password.env": (
+        LOCAL,
+        {"hub.db_url": "postgresql://hub@db/hub", "CHANGE": None, "hub.db_password": {"env": "OTHER_SECRET"}},
+    ),
+    "hub.db_password.file": (
+        LOCAL,
+        {"hub.db_url": "postgresql://hub@db/hub", "CHANGE": None, "hub.db_password": {"file": "SECRET_FILE"}},
+    ),
     "hub.admin_users": (LOCAL, {"hub.admin_users": ["ada"]}),
     "hub.extra_config_dir": (LOCAL, {"hub.extra_config_dir": "EXTRA"}),
     "auth[remote_user].user_header": (LOCAL, {"auth.user_header": "X-User"}),
