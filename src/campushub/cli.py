@@ -15,9 +15,10 @@ def check(path: Path, offline: bool = False) -> int:
     """Validate the site file (and, unless offline, ask the container engine): ``ok`` and 0, or problems."""
     from .configurer import class_problems
     from .settings import load_site, preflight, warnings_for
+    from .startup import check_problems
 
     site = load_site(path)
-    raise_problems(class_problems(site) + ([] if offline else preflight(site)))
+    raise_problems(class_problems(site) + ([] if offline else preflight(site) + check_problems(site)))
     for note in warnings_for(site):
         print(f"warning: {note}", file=sys.stderr)
     print("ok")

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from traitlets.config import Config
 
-from . import state
+from . import database, startup, state
 from .configurer import configure
 from .errors import StartError, raise_problems
 from .settings import load_site, preflight
@@ -75,20 +75,23 @@ def run_hub(path: Path, as_user: str | None = None) -> int:
     Raises :class:`~campushub.errors.Problems` for those.
     """
     site = load_site(path)
+    raise_problems(startup.problems(site))
     if as_user:
         become(as_user, site.hub.state_dir)
     configure(Config(), site, extra=False)
-    raise_problems(preflight(site))
+    raise_problems(preflight(site) + database.schema_problems(site))
     state_dir = site.hub.state_dir
     hub_config = resources.files("campushub").joinpath("jupyterhub_config.py")
     env = {**os.environ, "CAMPUSHUB_CONFIG": str(path.absolute())}
     print(f"campushub: starting JupyterHub for {path} (state in {state_dir})", file=sys.stderr, flush=True)
+    since = time.time()
     hub = subprocess.Popen(
         [sys.executable, "-m", "jupyterhub", "-f", str(hub_config)],
         env=env,
         cwd=state_dir,
         start_new_session=True,
     )
+    startup.record(state_dir, hub.pid)
     stopping = []
 
     def stop(signum, _frame):
@@ -105,6 +108,7 @@ def run_hub(path: Path, as_user: str | None = None) -> int:
         if hub.poll() is None:
             hub.kill()
             hub.wait()
+        startup.clean_up(state_dir, since)
 
 
 def _supervise(hub: subprocess.Popen, bind_url: str, stopping: list) -> int:

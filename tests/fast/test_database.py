@@ -6,7 +6,7 @@ import yaml
 
 from campushub import database
 from campushub.settings import load_site
-from harness import CAMPUSHUB, EMBEDDED
+from harness import CAMPUSHUB, EMBEDDED, free_port
 
 PG = "postgresql://hub@db.example.edu:5432/hub"
 
@@ -50,3 +50,12 @@ def test_a_password_in_the_url_or_without_a_url_is_refused(tmp_path):
         )
         assert result.returncode == 2 and message.replace("Value error, ", "") in result.stderr, result.stderr
         assert "secret" not in result.stderr
+
+
+def test_check_names_an_unset_password_variable(tmp_path, monkeypatch):
+    monkeypatch.delenv("HUB_DB_PASSWORD", raising=False)
+    ports = {"bind_url": f"http://127.0.0.1:{free_port()}", "hub_port": free_port(), "proxy_api_port": free_port()}
+    path = site_file(tmp_path, {"db_url": PG, "db_password": {"env": "HUB_DB_PASSWORD"}, **ports})
+    result = subprocess.run([CAMPUSHUB, "check", "--config", str(path)], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "hub.db_password.env: environment variable HUB_DB_PASSWORD is not set" in result.stderr
