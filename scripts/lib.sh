@@ -14,3 +14,13 @@ apt_install() {
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
+
+# account_env ACCOUNT: set AS_ACCOUNT to the command prefix that runs a program as ACCOUNT with
+# what a login would give it (HOME, XDG_RUNTIME_DIR), as rootless Podman needs:
+#   account_env jupyter; "${AS_ACCOUNT[@]}" podman ps
+account_env() {
+  local uid
+  uid=$(id -u "$1") || die "there is no account '$1' (create it: useradd --create-home $1)"
+  AS_ACCOUNT=(setpriv "--reuid=$uid" "--regid=$(id -g "$1")" --init-groups
+              env "HOME=$(getent passwd "$1" | cut -d: -f6)" "USER=$1" "XDG_RUNTIME_DIR=/run/user/$uid")
+}

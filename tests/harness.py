@@ -34,7 +34,6 @@ SECRET_ENV = "CAMPUSHUB_TEST_PROXY_SECRET"
 
 
 IN_CI = os.environ.get("CI") == "true"
-PODMAN_COMPOSE = str(Path(sys.executable).parent / "podman-compose")
 LAB_IMAGE = "localhost/campushub-lab-slim:latest"
 EXTERNAL = "https://sso.example.edu"  # redirect targets in tests: never contacted
 #: Debian's Chromium, headless, kept off this machine's closed network
@@ -127,15 +126,38 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def podman(*args, check=True) -> str:
-    return subprocess.run(["podman", *args], capture_output=True, text=True, check=check).stdout.strip()
+def account_environment(account: str | None) -> dict:
+    """What a login would give ``account`` (HOME, XDG_RUNTIME_DIR), as its rootless Podman needs."""
+    if not account:
+        return {}
+    pw = pwd.getpwnam(account)
+    return {"HOME": pw.pw_dir, "USER": account, "XDG_RUNTIME_DIR": f"/run/user/{pw.pw_uid}"}
 
 
-def remove_volumes(prefix: str):
+def as_account(account: str | None) -> list[str]:
+    """The command prefix that runs a program as ``account`` (nothing for root)."""
+    if not account:
+        return []
+    pw = pwd.getpwnam(account)
+    return ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--init-groups"]
+
+
+def podman(*args, check=True, account: str | None = None) -> str:
+    """``podman``: root's, or ``account``'s rootless one."""
+    return subprocess.run(
+        as_account(account) + ["podman", *args],
+        capture_output=True,
+        text=True,
+        check=check,
+        env={**os.environ, **account_environment(account)},
+    ).stdout.strip()
+
+
+def remove_volumes(prefix: str, account: str | None = None):
     """Remove the engine's volumes whose names start with ``prefix`` (never touch other runs' volumes)."""
-    for volume in podman("volume", "ls", "--format", "{{.Name}}").split():
+    for volume in podman("volume", "ls", "--format", "{{.Name}}", account=account).split():
         if volume.startswith(prefix):
-            podman("volume", "rm", "-f", volume, check=False)
+            podman("volume", "rm", "-f", volume, check=False, account=account)
 
 
 class SourceAddress(HTTPAdapter):
@@ -345,30 +367,60 @@ class Hub(HubClient):
 
 
 class Compose(HubClient):
-    """A compose deployment of this repository's compose.yaml under its own project name."""
+    """A compose deployment of this repository's compose.yaml under its own project name, driven as the docs
+    say: settings in a ``.env`` file, ``scripts/compose`` (which checks before ``up`` and waits for health).
+
+    ``account``: the unprivileged account whose rootless Podman runs it (``socket`` is then that account's).
+    """
 
     def __init__(
-        self, folder: Path, site: dict, project: str, socket: str, files=("compose.yaml",), env: dict | None = None
+        self,
+        folder: Path,
+        site: dict,
+        project: str,
+        socket: str,
+        files=("compose.yaml",),
+        env: dict | None = None,
+        account: str | None = None,
     ):
         self.port = free_port()
         super().__init__(f"http://127.0.0.1:{self.port}", site)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "campushub.yaml").write_text(yaml.safe_dump(site))
         self.project = project
+        self.account = account
         self.files = [arg for name in files for arg in ("-f", str(REPO / name))]
-        self.env = {
-            **os.environ,
-            "COMPOSE_PROJECT_NAME": project,
+        self.env_file = folder / ".env"
+        variables = {
             "CAMPUSHUB_PORT": str(self.port),
             "CAMPUSHUB_SITE_FILE": str(folder / "campushub.yaml"),
             "LAB_IMAGE": LAB_IMAGE,
             "CONTAINER_SOCKET": socket.removeprefix("unix://"),
             **(env or {}),
         }
+        self.env_file.write_text("".join(f"{key}={value}\n" for key, value in variables.items()))
+        self.env = {**os.environ, "COMPOSE_PROJECT_NAME": project, **account_environment(account)}
+
+    def run(self, *args) -> subprocess.CompletedProcess:
+        """``scripts/compose`` with this deployment's files and ``.env`` (as ``account``, if any)."""
+        command = [str(REPO / "scripts" / "compose"), "--env-file", str(self.env_file), *self.files, *args]
+        return subprocess.run(as_account(self.account) + command, env=self.env, capture_output=True, text=True)
 
     def compose(self, *args):
-        result = subprocess.run([PODMAN_COMPOSE, *self.files, *args], env=self.env, capture_output=True, text=True)
+        result = self.run(*args)
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        return result
+
+    def podman_compose(self, *args) -> subprocess.CompletedProcess:
+        """podman-compose itself, as an admin who skips scripts/compose runs it: no check before ``up``."""
+        command = [str(Path(sys.executable).parent / "podman-compose"), "--env-file", str(self.env_file), *self.files]
+        return subprocess.run(
+            as_account(self.account) + command + list(args), env=self.env, capture_output=True, text=True
+        )
+
+    def podman(self, *args, check=True) -> str:
+        """``podman`` of the engine this deployment runs on."""
+        return podman(*args, check=check, account=self.account)
 
     @property
     def hub_container(self) -> str:
@@ -386,11 +438,18 @@ class Compose(HubClient):
         raise AssertionError(f"the hub did not answer within {timeout} s:\n{self.tail()}")
 
     def up(self, *services):
-        self.compose("up", "-d", *(services or ["hub"]))
+        """``scripts/compose up -d``, as the docs say; what it printed is kept in ``started``."""
+        self.started = self.compose("up", "-d", *(services or ["hub"]))
         self.wait_healthy()
 
+    def logs(self, *args) -> str:
+        """The hub container's output: ``podman logs`` gives its stderr on its own stderr."""
+        command = as_account(self.account) + ["podman", "logs", *args, self.hub_container]
+        env = {**os.environ, **account_environment(self.account)}
+        return subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env).stdout
+
     def tail(self) -> str:
-        return podman("logs", "--tail", "60", self.hub_container, check=False)
+        return self.logs("--tail", "60")
 
 
 class Kernel:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import signal
@@ -44,6 +45,20 @@ def _answers(url: str) -> bool:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
+
+
+def wait_healthy(url: str, wait: float = 0) -> str | None:
+    """Poll ``url`` (``/hub/health``) for up to ``wait`` seconds: the hub's JupyterHub version once it answers."""
+    deadline = time.monotonic() + wait
+    while not _answers(url):
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.5)
+    try:
+        with urllib.request.urlopen(url.removesuffix("/health") + "/api/", timeout=5) as response:
+            return f"JupyterHub {json.load(response)['version']}"
+    except (urllib.error.URLError, OSError, ValueError, KeyError):
+        return "JupyterHub"
 
 
 def become(account: str, state_dir: Path):

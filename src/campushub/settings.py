@@ -17,6 +17,7 @@ from . import branding, frontdoor
 from .auth import LOGINS, login_of
 from .backends import BACKENDS, backend_of
 from .errors import SiteError, raise_problems
+from .keys import did_you_mean
 from .site import Site
 
 DEFAULT_PATH = "campushub.yaml"
@@ -109,7 +110,8 @@ def _describe(err: dict) -> str:
     ]
     kind, msg = err["type"], err["msg"]
     if kind == "extra_forbidden":
-        msg = "unknown key (see docs/site-file.md for the keys this section takes)"
+        close = did_you_mean(Site, err["loc"], UNION_TAGS)
+        msg = f"unknown key{f'; did you mean {close}?' if close else ''} (see docs/site-file.md for the keys it takes)"
     elif kind in ("union_tag_not_found", "union_tag_invalid"):
         field = err["ctx"]["discriminator"].strip("'")
         loc.append(field)
@@ -150,7 +152,19 @@ def warnings_for(site: Site, environ=os.environ) -> list[str]:
     notes = []
     for i, profile in enumerate(site.profiles):
         notes += backend_of(profile).warnings(site, i, profile)
-    return notes + login_of(site).warnings(site, environ)
+    return notes + login_of(site).warnings(site, environ) + _client_secret(site, environ)
+
+
+def _client_secret(site: Site, environ) -> list[str]:
+    """The front door's OpenID Connect client secret, which `campushub frontdoor` reads, missing here."""
+    source = site.front_door and site.front_door.oidc.client_secret
+    if source and source.env and not environ.get(source.env):
+        return [f"front_door.oidc.client_secret.env: {source.env} is not set here; `campushub frontdoor` needs it"]
+    if source and source.file and not source.file.is_file():
+        return [
+            f"front_door.oidc.client_secret.file: {source.file} does not exist here; `campushub frontdoor` needs it"
+        ]
+    return []
 
 
 def preflight(site: Site) -> list[str]:

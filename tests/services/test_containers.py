@@ -1,16 +1,29 @@
 """The compose deployment on a real Podman: images, SSO login, container profiles, limits, volumes."""
 
+import ipaddress
 import json
 import os
 import socket
 import subprocess
+import time
 
 import pytest
 import requests
 import yaml
 from dockerspawner import DockerSpawner
 
-from harness import CAMPUSHUB, GROUP, LAB_IMAGE, REPO, Compose, Kernel, free_port, podman, remove_volumes, require_root
+from harness import (
+    CAMPUSHUB,
+    GROUP,
+    LAB_IMAGE,
+    REPO,
+    Compose,
+    Kernel,
+    free_port,
+    podman,
+    remove_volumes,
+    require_root,
+)
 
 MEMORY = 256 * 1024 * 1024
 #: (memory limit in bytes, CPUs) from inside a container, as cgroup v1 shows them
@@ -19,6 +32,8 @@ CGROUP_LIMITS = (
     " (r('memory/memory.limit_in_bytes'), r('cpu/cpu.cfs_quota_us') / r('cpu/cpu.cfs_period_us'))"
 )
 PROJECT = f"chtest{os.getpid()}"
+#: compose.yaml's default campushub.user-addresses: users' containers get addresses here, the hub (.2) never
+USER_ADDRESSES = ipaddress.ip_network("10.89.77.128/25")
 OPEN_PORT = 18999  # a port the firewall leaves alone
 VOLUME = PROJECT + "-user-{username}"  # never touch volumes this run did not make
 SITE = {
@@ -61,6 +76,27 @@ def volume_of(name: str) -> str:
     return VOLUME.format(username=DockerSpawner._escape(name))
 
 
+def address_of(container: str, network: str = "campushub", engine: str = "podman") -> ipaddress.IPv4Address:
+    inspected = subprocess.run([engine, "inspect", container], capture_output=True, text=True, check=True).stdout
+    return ipaddress.ip_address(json.loads(inspected)[0]["NetworkSettings"]["Networks"][network]["IPAddress"])
+
+
+def test_up_checks_first_then_shows_health_without_systemd_noise(deployment):
+    """`scripts/compose up -d hub`, as the docs say: the pre-flight, then /hub/health through the published
+    port; no compose healthcheck (Podman runs those with systemd timers, and printed their errors)."""
+    printed = deployment.started.stdout + deployment.started.stderr
+    assert "campushub check --compose" in printed
+    assert f"ok: the hub answers at {deployment.url}/hub/health (JupyterHub " in printed, printed
+    assert "systemd" not in printed.lower(), printed
+    assert podman("inspect", "--format", "{{.Config.Healthcheck}}", deployment.hub_container) in ("", "<nil>")
+    status = subprocess.run(
+        [CAMPUSHUB, "status", "--compose", str(REPO / "compose.yaml"), "--env-file", str(deployment.env_file)],
+        capture_output=True,
+        text=True,
+    )
+    assert status.returncode == 0 and status.stdout.startswith("ok: the hub answers"), status.stderr
+
+
 def containers() -> list[str]:
     return podman("ps", "-a", "--format", "{{.Names}}").split()
 
@@ -73,6 +109,7 @@ def test_round_trip_files_survive_a_stopped_server(deployment):
     code = "open('/home/jovyan/work/notes.txt', 'w').write('kept'); import os; os.getcwd()"
     assert deployment.run_code("alice", token, code) == "'/home/jovyan/work'"
     assert "jupyter-alice" in containers()
+    assert address_of("jupyter-alice") in USER_ADDRESSES  # never the hub's fixed address (issue 15)
 
     deployment.stop_server(s, "alice")
     assert "jupyter-alice" not in containers()  # removed on stop
@@ -218,11 +255,99 @@ def test_check_names_a_missing_image_and_an_unreachable_socket(engine, tmp_path)
     site["container"]["image"] = "localhost/no-such-image:1"
     missing = check(tmp_path, site)
     assert missing.returncode == 2
-    assert missing.stderr.startswith("profiles.0.image: localhost/no-such-image:1 is not in the engine")
+    assert missing.stderr.startswith(
+        f"container.image: localhost/no-such-image:1 (from the site file) is not in Podman 4.3.1 at {engine}"
+        " (container.socket in the site file); campushub never pulls images: load it"
+    ), missing.stderr
     site["container"] = {"socket": "unix:///run/nowhere.sock", "image": LAB_IMAGE}
     dead = check(tmp_path, site)
     assert dead.returncode == 2
     assert dead.stderr.startswith("container.socket: no container engine answers at unix:///run/nowhere.sock")
+
+
+def test_check_compose_names_the_env_keys_and_the_engine_that_answered(engine, docker_engine, tmp_path):
+    """The admin's pre-flight on the host: LAB_IMAGE left at .env.example's value, then Docker's socket for a
+    hub that podman-compose runs on Podman; then all well."""
+    site = tmp_path / "campushub.yaml"
+    site.write_text(yaml.safe_dump({**SITE, "hub": {**SITE["hub"], "hub_connect_ip": "10.89.77.3"}}))
+    env_file = tmp_path / ".env"
+
+    def check_compose(**env):
+        env = {"CAMPUSHUB_SITE_FILE": str(site), "CAMPUSHUB_HUB_ADDRESS": "10.89.77.3", **env}
+        env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+        command = [CAMPUSHUB, "check", "--compose", str(REPO / "compose.yaml"), "--env-file", str(env_file)]
+        return subprocess.run([*command, "--engine", "podman"], capture_output=True, text=True)
+
+    result = check_compose(CONTAINER_SOCKET="/run/podman/podman.sock", LAB_IMAGE="localhost/campushub-lab:latest")
+    assert result.returncode == 2
+    assert (
+        "container.image: localhost/campushub-lab:latest (set by DOCKER_JUPYTER_CONTAINER, which compose.yaml sets"
+        " from LAB_IMAGE in .env) is not in Podman 4.3.1 at unix:///run/podman/podman.sock (CONTAINER_SOCKET in"
+        f" {env_file}); campushub never pulls images: scripts/images builds localhost/campushub-lab-slim:latest"
+        " (set LAB_IMAGE in .env to it)"
+    ) in result.stderr, result.stderr
+    result = check_compose(CONTAINER_SOCKET="/var/run/docker.sock", LAB_IMAGE=LAB_IMAGE)
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        f"container.socket: /var/run/docker.sock (CONTAINER_SOCKET in {env_file}) is the socket of Docker 20.10"
+    ), result.stderr
+    assert "but compose runs the hub on Podman" in result.stderr
+    result = check_compose(CONTAINER_SOCKET="/run/podman/podman.sock", LAB_IMAGE=LAB_IMAGE)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def wait_for_log(compose: Compose, text: str, timeout: float = 90) -> str:
+    deadline = time.monotonic() + timeout
+    while text not in (log := compose.logs()):
+        assert time.monotonic() < deadline, f"{text!r} not in the hub's log:\n{log[-3000:]}"
+        time.sleep(1)
+    return log
+
+
+@pytest.mark.parametrize("case", ["bad site file", "socket is a directory", "docker socket"])
+def test_the_hub_container_says_what_is_wrong_and_restarts_slowly(engine, docker_engine, hub_root, case):
+    """An admin who skips the pre-flight: the hub's own messages name their source, and a failing hub
+    restarts twice a minute (it was 67 times in 10 s), so its message stays readable in `podman logs`."""
+    site, env = SITE, {"CAMPUSHUB_HUB_ADDRESS": "10.89.77.3"}  # beside the deployment's hub, if that runs
+    if case == "bad site file":
+        site = {**SITE, "profiles": [{**SITE["profiles"][0], "memroy": "256M"}]}
+        expected = ["profiles.0.memroy: unknown key; did you mean memory?"]
+    elif case == "socket is a directory":
+        wrong = hub_root / f"{case.replace(' ', '-')}-{os.getpid()}" / "podman.sock"
+        env["CONTAINER_SOCKET"] = str(wrong)
+        expected = [
+            "container.socket: /var/run/docker.sock is a directory, not an engine's socket",
+            "CONTAINER_SOCKET names no socket on the host",
+            f"rmdir {wrong}",
+        ]
+    else:
+        env["CONTAINER_SOCKET"] = "/var/run/docker.sock"
+        expected = [
+            "container.network: there is no network 'campushub' (set by DOCKER_NETWORK_NAME, which compose.yaml"
+            " sets) in Docker 20.10",
+            "if that is Podman (/run/podman/podman.sock), set CONTAINER_SOCKET in .env",
+        ]
+    project = f"{PROJECT}{case.split()[0]}"
+    compose = Compose(
+        hub_root / project,
+        {**site, "hub": {**SITE["hub"], "hub_connect_ip": "10.89.77.3"}},
+        project,
+        env.pop("CONTAINER_SOCKET", engine),
+        env=env,
+    )
+    try:
+        started = compose.podman_compose("up", "-d", "hub")
+        assert started.returncode == 0, started.stderr
+        log = wait_for_log(compose, expected[0])
+        for text in expected[1:] + ["campushub: waiting 30 s before exiting"]:
+            assert text in log, log
+        time.sleep(15)
+        restarts = int(compose.podman("inspect", "--format", "{{.RestartCount}}", compose.hub_container))
+        assert restarts <= 1, restarts
+    finally:
+        compose.podman_compose("down")
+        if case == "socket is a directory":
+            wrong.rmdir()
 
 
 @pytest.mark.parametrize(
@@ -319,3 +444,56 @@ def test_the_compose_file_is_valid_for_debians_docker_compose(tmp_path):
     assert config["services"]["hub"]["ports"][0].startswith("127.0.0.1:")
     assert config["services"]["lab"]["entrypoint"] == ["true"]
     assert config["networks"]["campushub"]["name"] == "campushub"
+
+
+@pytest.mark.parametrize("engine_name", ["podman", "docker"])
+def test_users_containers_take_addresses_only_from_the_networks_user_range(
+    engine, docker_engine, hub_factory, tmp_path, engine_name
+):
+    """Issue 15: a user's container took a fixed address (the front door's) that was free at the time. On a
+    network labelled campushub.user-addresses the hub gives each container an address from that range only,
+    on Podman 4.3 (whose CNI refuses a fixed address outside the network's ip_range) and on Docker alike;
+    and `check` refuses a hub address where an unlabelled network hands out addresses."""
+    socket = engine if engine_name == "podman" else docker_engine[0]
+    prefix = "10.89.97" if engine_name == "podman" else "10.89.96"
+    network = f"chaddr{os.getpid()}"
+    pool = ipaddress.ip_network(f"{prefix}.128/25")
+    make = [engine_name, "network", "create", "--subnet", f"{prefix}.0/24", "--gateway", f"{prefix}.1"]
+    subprocess.run([*make, "--label", f"campushub.user-addresses={pool}", network], check=True, capture_output=True)
+    hub_port = free_port()
+    site = {
+        "hub": {"hub_ip": "0.0.0.0", "hub_port": hub_port},
+        "auth": {"type": "remote_user", "required_groups": [GROUP]},
+        "container": {
+            "socket": socket,
+            "image": LAB_IMAGE,
+            "volume": VOLUME,
+            "network": network,
+            "hub_connect_url": f"http://{prefix}.1:{hub_port}",
+        },
+        "profiles": [{"slug": "lab", "name": "JupyterLab", "backend": "container", "default": True}],
+        "culler": {"enabled": False},
+    }
+    user = f"addr{engine_name}{os.getpid()}"
+    try:
+        hub = hub_factory(site, as_root=True, env={"DOCKER_HOST": engine})
+        s = hub.login(user)
+        hub.start_server(s, user)
+        # the engine's own choice would be the first free address, .2: the hub's in compose.yaml
+        assert address_of(f"jupyter-{user}", network, engine_name) == next(pool.hosts())
+        assert hub.run_code(user, hub.token(s, user), "1+1") == "2"  # the hub and the server reach each other
+        hub.stop_server(s, user)
+    finally:
+        subprocess.run([engine_name, "rm", "-f", f"jupyter-{user}"], capture_output=True)
+        subprocess.run([engine_name, "network", "rm", network], capture_output=True)
+        subprocess.run([engine_name, "volume", "rm", "-f", volume_of(user)], capture_output=True)
+    subprocess.run([*make, network], check=True, capture_output=True)  # as an older compose.yaml made it
+    try:
+        site["hub"]["hub_connect_ip"] = f"{prefix}.2"
+        result = check(tmp_path, site)
+        assert result.returncode == 2
+        assert result.stderr.startswith(
+            f"hub.hub_connect_ip: {prefix}.2 is in {prefix}.0/24, where the engine gives users' containers any free"
+        ), result.stderr
+    finally:
+        subprocess.run([engine_name, "network", "rm", network], capture_output=True)

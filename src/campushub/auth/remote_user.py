@@ -338,11 +338,15 @@ class RemoteUser(Login):
         secret = site.auth.proxy_secret
         if secret is None:
             return []
+        also = " (and `campushub frontdoor` needs it)" if site.front_door else ""
         if secret.env and not environ.get(secret.env):
-            return [f"auth.proxy_secret.env: {secret.env} is not set here; the hub will refuse to start without it"]
+            return [
+                f"auth.proxy_secret.env: {secret.env} is not set here; the hub will refuse to start without it{also}"
+            ]
         if secret.file and not secret.file.is_file():
             return [
                 f"auth.proxy_secret.file: {secret.file} does not exist here; the hub will refuse to start without it"
+                + also
             ]
         if secret.file and users_code_on_hub_host(site):
             try:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Annotated, Literal
 
 from pydantic import Field
 
 from ..choices import Choices, ListChoice, NumberChoice, SizeChoice
-from ..fields import HttpUrl, Model, Name, byte_count
+from ..fields import HttpUrl, Model, Name
+from . import engine
 from .base import Backend, ProfileBase, limits, limits_words
 
 
@@ -93,48 +93,11 @@ class Container(Backend):
         return found
 
     def preflight(self, site, profiles):
-        """Unreachable engine, missing images or networks, and trusted proxies where containers get addresses."""
-        try:
-            import docker
-            from docker.utils import kwargs_from_env
-        except ImportError:
-            return ["profiles: container profiles need DockerSpawner: pip install 'campushub[container]'"]
-        kwargs = {**kwargs_from_env(), "version": "auto", "timeout": 10}
-        if site.container.socket:
-            kwargs["base_url"] = site.container.socket
-        where = kwargs.get("base_url", "unix:///var/run/docker.sock")
-        try:
-            client = docker.APIClient(**kwargs)
-            client.ping()
-        except Exception as e:  # the SDK raises several kinds for a missing socket or a dead engine
-            return [
-                f"container.socket: no container engine answers at {where} ({type(e).__name__});"
-                " start one (scripts/engine start podman) or set container.socket / DOCKER_HOST"
-            ]
-        found = []
-        host = client.info()
-        for i, profile in profiles:
-            found += beyond_host(i, profile, host.get("NCPU"), host.get("MemTotal"))
-            for image, field in images_of(site, i, profile):
-                try:
-                    client.inspect_image(image)
-                except docker.errors.ImageNotFound:
-                    found.append(
-                        f"{field}: {image} is not in the engine at {where};"
-                        " build it (scripts/images) or load it: campushub never pulls images"
-                    )
-            network = profile.network or site.container.network or "bridge"
-            try:
-                details = client.inspect_network(network)
-            except docker.errors.NotFound:
-                if network != "bridge":
-                    found.append(f"profiles.{i}.network: there is no network {network!r} in the engine at {where}")
-                continue
-            found += trusted_in_pool(site, f"profiles.{i}.network", network, details)
-        return list(dict.fromkeys(found))
+        """Unreachable engine, missing images or networks, addresses users' containers could take: see engine.py."""
+        return engine.preflight(site, profiles)
 
     def spawner_class(self, profile):
-        return "dockerspawner.DockerSpawner"
+        return "campushub.backends.container_spawner.CampusDockerSpawner"
 
     def spawner(self, site, index, profile, config):
         """DockerSpawner on ``container.socket`` (default: $DOCKER_HOST, else /var/run/docker.sock)."""
@@ -162,47 +125,6 @@ class Container(Backend):
                 "device_requests": [{"Driver": "", "Count": profile.gpus, "Capabilities": [["gpu"]]}]
             }
         return self.spawner_class(profile), config
-
-
-def beyond_host(index: int, profile, cpus: int | None, memory: int | None) -> list[str]:
-    """Choices whose maximum the engine's host cannot give one container."""
-    choices, found = profile.choices, []
-    if choices and choices.cpu and cpus and choices.cpu.max > cpus:
-        found.append(f"profiles.{index}.choices.cpu.max: {choices.cpu.max:g} CPUs, but the engine's host has {cpus}")
-    if choices and choices.memory and memory and byte_count(choices.memory.max) > memory:
-        found.append(
-            f"profiles.{index}.choices.memory.max: {choices.memory.max}, but the engine's host has"
-            f" {memory / 2**30:.1f} GiB"
-        )
-    return found
-
-
-def images_of(site, index: int, profile) -> list[tuple[str, str]]:
-    """(image, site-file field) for every image the profile may run: its own, the default, the choices."""
-    if profile.choices and profile.choices.image:
-        return [(image, f"profiles.{index}.choices.image.options") for image in profile.choices.image.options]
-    return [(profile.image or site.container.image, f"profiles.{index}.image")]
-
-
-def trusted_in_pool(site, where: str, network: str, details: dict) -> list[str]:
-    """A trusted proxy address that users' containers on ``network`` could be given."""
-    trusted = getattr(site.auth, "trusted_proxies", [])
-    found = []
-    for pool in (details.get("IPAM") or {}).get("Config") or []:
-        try:
-            addresses = ipaddress.ip_network(pool.get("IPRange") or pool["Subnet"], strict=False)
-            gateway = ipaddress.ip_address(pool["Gateway"]) if pool.get("Gateway") else None
-        except (KeyError, ValueError):
-            continue
-        for i, net in enumerate(trusted):
-            only_gateway = net.num_addresses == 1 and net.network_address == gateway
-            if net.version == addresses.version and net.overlaps(addresses) and not only_gateway:
-                found.append(
-                    f"auth.trusted_proxies.{i}: {net} overlaps {addresses}, where users' containers on network"
-                    f" {network!r} ({where}) get their addresses: a user's container could be the trusted proxy."
-                    " Put the front door on a network of its own (compose.frontdoor.yaml does)"
-                )
-    return found
 
 
 BACKEND = Container()
