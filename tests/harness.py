@@ -5,9 +5,11 @@ Not shipped with campushub: it lives beside the tests and needs the ``test`` ext
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import pwd
+import re
 import signal
 import socket
 import subprocess
@@ -212,6 +214,24 @@ class HubClient:
             s.headers[self.secret_header] = self.secret
         s.headers.update(extra or {})
         return s
+
+    def screenshot(self, user: str, path: str, name: str, groups: str = GROUP, wait_for: str = "body") -> None:
+        """A Chromium screenshot of the hub's ``path`` as ``user`` sees it, kept as ``ARTIFACTS/name``."""
+        from playwright.sync_api import sync_playwright
+
+        headers = {self.user_header: user, self.groups_header: groups}
+        if self.secret:
+            headers[self.secret_header] = self.secret
+        ARTIFACTS.mkdir(exist_ok=True)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
+            try:
+                page = browser.new_context(extra_http_headers=headers).new_page()
+                page.goto(urljoin(self.url, path))
+                page.locator(wait_for).first.wait_for(timeout=30_000)
+                page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+            finally:
+                browser.close()
 
     @staticmethod
     def xsrf(session: requests.Session) -> dict:
@@ -486,7 +506,10 @@ class Kernel:
         return cls(f"{hub_url}/user/{user}", {"Authorization": f"token {token}"}, timeout)
 
     def execute(self, code: str, timeout: float = 120) -> dict:
-        """Run ``code``: {"result": text/plain or None, "error": "Name: value" or None, "died": bool}."""
+        """Run ``code``: {"result": text/plain or None, "error": "Name: value" or None, "died": bool}.
+
+        ``died``: the kernel restarted or died, or the server closed the connection.
+        """
         msg_id = uuid.uuid4().hex
         self.ws.send(
             json.dumps(
@@ -517,7 +540,10 @@ class Kernel:
         outcome = {"result": None, "error": None, "died": False}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            msg = json.loads(self.ws.recv())
+            try:
+                msg = json.loads(self.ws.recv())
+            except websocket.WebSocketConnectionClosedException:  # the server itself is gone
+                return {**outcome, "died": True}
             kind, content = msg["msg_type"], msg.get("content", {})
             if kind == "status" and content.get("execution_state") in ("restarting", "dead"):
                 return {**outcome, "died": True}
@@ -548,3 +574,16 @@ def run_in_kernel(hub_url: str, user: str, token: str, code: str, timeout: float
         outcome = kernel.execute(code, timeout)
     assert outcome["error"] is None and not outcome["died"], outcome
     return outcome["result"]
+
+
+def last_end(hub, session) -> dict:
+    """How the home page says the user's last server ended: words, details (Slurm's or the container's), log."""
+    page = hub.get(session, "/hub/home").text
+    box = re.search(r'<div class="alert alert-warning mt-4 campushub-last-end".*?</div>', page, re.S)
+    assert box, "the home page says nothing about the last server's end"
+    box = box.group(0)
+    words = re.search(r'<strong class="campushub-end-words">(.*?)</strong>', box, re.S).group(1)
+    details = re.search(r"<small class=\"campushub-end-details\">(.*?)</small>", box, re.S)
+    log = re.search(r'<pre class="campushub-end-log">(.*?)</pre>', box, re.S)
+    found = {"words": words, "details": details.group(1) if details else "", "log": log.group(1) if log else ""}
+    return {key: html.unescape(value) for key, value in found.items()}

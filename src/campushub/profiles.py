@@ -172,6 +172,7 @@ class CampusProfilesSpawner(ProfilesSpawner):
     )
     chosen = Dict(help="The typed values chosen for the running server (CPUs, bytes, minutes, names).")
     last_choices = Dict(help="Slug -> the values this user chose last time, as the API takes them; kept after a stop.")
+    last_end = Dict(help="How the last server ended by itself, or failed to start (the backend's words); kept.")
 
     def allowed(self, slug: str) -> bool:
         groups = self.profile_groups.get(slug)
@@ -395,17 +396,67 @@ class CampusProfilesSpawner(ProfilesSpawner):
         self.child_config = {**self.child_config, **extra, "user_options": {}}
 
     async def start(self):
-        """Start the chosen profile's server, taking turns with others on this machine; return once it listens."""
+        """Start the chosen profile's server, taking turns with others on this machine; return once it listens.
+
+        A start that fails is remembered, with what the backend knows of why, for the home page.
+        """
         admitted = self.child_profile in self.admitted_profiles
         if admitted:
             await ADMISSION.enter(self)
+        self.last_end = {}
         try:
             ip, port = await super().start()
             await listening(ip, port, self.child_spawner.http_timeout, self.child_spawner)
             return ip, port
+        except Exception as e:
+            self.last_end = {"words": "Your server did not start.", "advice": str(getattr(e, "message", e))[:500]}
+            self.last_end.update(await self._end_reason(failed_start=True))
+            raise
         finally:
             if admitted:
                 ADMISSION.leave()
+
+    async def poll(self):
+        """The child's status; a server that ended by itself (a job's time limit, its memory) is remembered."""
+        status = await super().poll()
+        if status is not None and self.child_spawner is not None:
+            ended = await self._end_reason()
+            if ended:
+                self.last_end = ended
+        return status
+
+    async def _end_reason(self, failed_start: bool = False) -> dict:
+        """What the child's backend knows of how its server ended (Slurm: sacct and the job's log)."""
+        ask = getattr(self.child_spawner, "end_reason", None)
+        if ask is None:
+            return {}
+        try:
+            return await ask(failed_start=failed_start)
+        except Exception as e:  # noqa: BLE001 (the end is recorded without details, and the log says why)
+            self.log.warning("Could not read how %s's server ended: %s", self.user.name, e)
+            return {}
+
+    def session_card(self) -> dict:
+        """What the home page says about this server: its profile, resources, where it runs, its time left."""
+        slug = self.child_profile or (self.user_options or {}).get("profile", "")
+        display = next((p[0] for p in self.profiles if p[1] == slug), "")
+        child = self.child_spawner
+        info = child.session_info() if child is not None and hasattr(child, "session_info") else {}
+        if not info.get("where") and child is not None:
+            if getattr(child, "container_name", ""):
+                info["where"] = f"container {child.container_name}"
+            elif getattr(child, "pid", 0):
+                info["where"] = f"process {child.pid} on the hub's machine"
+        started = self.orm_spawner.started if self.orm_spawner is not None else None
+        chosen = {k: v for k, v in (self.user_options or {}).items() if k != "profile"}
+        return {
+            "profile": display,
+            "gets": self.profile_cards.get(slug, {}).get("gets", ""),
+            "chosen": ", ".join(f"{LABELS.get(k, k)}: {v}" for k, v in chosen.items()),
+            "since": started.strftime("%Y-%m-%d %H:%M UTC") if started else "",
+            **info,
+            "last_end": self.last_end,
+        }
 
     async def progress(self):
         """The place in line while waiting for a turn, then the backend's own progress."""
@@ -440,6 +491,8 @@ class CampusProfilesSpawner(ProfilesSpawner):
             state["chosen"] = self.chosen
         if self.last_choices:
             state["last_choices"] = self.last_choices
+        if self.last_end:
+            state["last_end"] = self.last_end
         if self.child_spawner:
             self.child_state = state["child_state"] = self.child_spawner.get_state()
         return state
@@ -447,6 +500,7 @@ class CampusProfilesSpawner(ProfilesSpawner):
     def load_state(self, state):
         Spawner.load_state(self, state)
         self.last_choices = state.get("last_choices", {})
+        self.last_end = state.get("last_end", {}) if isinstance(state.get("last_end"), dict) else {}
         self.child_profile = state.get("profile", "")
         if self.child_profile not in {p[1] for p in self.profiles}:
             if self.child_profile:
@@ -482,11 +536,11 @@ class CampusProfilesSpawner(ProfilesSpawner):
         return kept
 
     def clear_state(self):
-        """What a stopped server leaves: its last choices stay, to fill in the next form."""
-        last = self.last_choices
+        """What a stopped server leaves: its last choices (for the next form) and how it ended (for the home page)."""
+        last, end = self.last_choices, self.last_end
         super().clear_state()
         self.chosen = {}
-        self.last_choices = last
+        self.last_choices, self.last_end = last, end
 
 
 def _from_form(spec, value: str):

@@ -8,9 +8,10 @@ A JupyterLab server spends most of its start importing. Two imports do nothing f
 - JupyterLab's ``get_app_version()`` runs ``node yarn.js config`` at import when ``node`` is on
   PATH, to read a registry only the extension manager needs: about 0.35 s.
 
-This module also points ``JUPYTER_CONFIG_PATH`` at campushub's server config (read-only
-extension manager, no news, no update check, the resource meter without host figures or a
-Prometheus collector every second); a user's own config still wins. It imports only
+This module also points ``JUPYTER_CONFIG_PATH`` at campushub's server config (read-only extension
+manager, no news, no update check, the resource meter without host figures or a Prometheus
+collector every second) and ``JUPYTER_PATH`` at its JupyterLab extension (a Slurm session's time
+left, :mod:`campushub.lab_session`); a user's own config still wins. It imports only
 the standard library and Jupyter, so the lab images can carry it without the rest of campushub.
 Measured figures: docs/benchmarks.md.
 """
@@ -30,9 +31,10 @@ def diet():
     import jupyterlab.commands
 
     jupyterlab.commands._yarn_config = _no_yarn_config
-    paths = os.environ.get("JUPYTER_CONFIG_PATH", "")
-    if CONFIG not in paths.split(os.pathsep):
-        os.environ["JUPYTER_CONFIG_PATH"] = os.pathsep.join(p for p in (paths, CONFIG) if p)
+    for variable in ("JUPYTER_CONFIG_PATH", "JUPYTER_PATH"):  # config; data (the labextension campushub-session)
+        paths = os.environ.get(variable, "")
+        if CONFIG not in paths.split(os.pathsep):
+            os.environ[variable] = os.pathsep.join(p for p in (paths, CONFIG) if p)
 
 
 def _no_yarn_config(logger):

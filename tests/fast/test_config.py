@@ -501,6 +501,8 @@ CHANGES = {
     "slurm.submit_as": (SLURM, {"slurm.submit_as": "sbatch_uid"}),
     "slurm.hub_connect_url": (SLURM, {"slurm.hub_connect_url": "http://hub.example.edu:8081"}),
     "slurm.python_bin": (SLURM, {"slurm.python_bin": "/opt/jupyter/bin"}),
+    "slurm.warn_minutes": (SLURM, {"slurm.warn_minutes": [5]}),
+    "slurm.save_seconds": (SLURM, {"slurm.save_seconds": 0}),
 }
 
 

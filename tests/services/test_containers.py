@@ -20,6 +20,7 @@ from harness import (
     Compose,
     Kernel,
     free_port,
+    last_end,
     podman,
     remove_volumes,
     require_root,
@@ -60,6 +61,7 @@ SITE = {
         },
     ],
     "culler": {"enabled": False},
+    "spawner": {"poll_interval": 3},  # the hub notices a container that ended by itself within seconds
 }
 
 
@@ -99,6 +101,32 @@ def test_up_checks_first_then_shows_health_without_systemd_noise(deployment):
 
 def containers() -> list[str]:
     return podman("ps", "-a", "--format", "{{.Names}}").split()
+
+
+def test_a_container_that_was_killed_says_so_on_the_home_page(deployment):
+    """Issue 10: a container that ended by itself is removed, but first the hub reads its exit code (and the
+    engine's OOM flag: on Docker, in test_the_same_profile_runs_on_docker) and its log's last lines."""
+    user = "oona"
+    s = deployment.login(user)
+    deployment.start_server(s, user)  # lab: 256M
+    with Kernel.with_token(deployment.url, user, deployment.token(s, user)) as kernel:  # as the OOM killer would
+        server = "int(os.environ.get('JPY_PARENT_PID') or os.getppid())"
+        kernel.execute(f"import os, signal; os.kill({server}, signal.SIGKILL)", timeout=30)
+    deadline = time.monotonic() + 60
+    while deployment.whoami_user(s, user)["servers"]:
+        assert time.monotonic() < deadline, "the hub did not notice that the container ended"
+        time.sleep(1)
+    end = last_end(deployment, s)
+    assert end["words"] == (
+        "Your server was killed (exit code 137, SIGKILL): in a container, most often for memory (its limit is 256M)."
+    ), end
+    assert end["details"] == "Container: exited, exit code 137", end
+    assert "ServerApp" in end["log"], end  # the server's own last words
+    assert f"jupyter-{user}" not in containers()  # removed, as every stopped server's container
+    deployment.screenshot(user, "/hub/home", "session-ended-container.png", wait_for=".campushub-last-end")
+    deployment.start_server(s, user)  # a new start clears the story, and a stop by the user tells none
+    deployment.stop_server(s, user)
+    assert "campushub-last-end" not in deployment.get(s, "/hub/home").text
 
 
 def test_round_trip_files_survive_a_stopped_server(deployment):
@@ -405,6 +433,7 @@ def test_the_same_profile_runs_on_docker(docker_engine, engine, hub_factory):
             {"slug": "lab", "name": "JupyterLab", "backend": "container", "cpu": 0.5, "memory": "256M", "default": True}
         ],
         "culler": {"enabled": False},
+        "spawner": {"poll_interval": 3},
     }
     hub = hub_factory(site, as_root=True, env={"DOCKER_HOST": engine})  # Docker's socket is root's
     user = f"gina{os.getpid()}"  # a name no earlier run has left a container for
@@ -418,7 +447,20 @@ def test_the_same_profile_runs_on_docker(docker_engine, engine, hub_factory):
     assert f"jupyter-{user}" not in names_in("docker")  # removed when the server stopped
     hub.start_server(s, user)
     assert hub.run_code(user, token, "open('/home/jovyan/work/d.txt').read()") == "'docker'"
-    hub.stop_server(s, user)
+    # memory exceeded: Docker flags the container OOMKilled (any of its processes), which the home page says
+    with Kernel.with_token(hub.url, user, token) as kernel:
+        assert kernel.execute(f"x = bytearray({2 * MEMORY})", timeout=120)["died"]
+    with Kernel.with_token(hub.url, user, token) as kernel:
+        server = "int(os.environ.get('JPY_PARENT_PID') or os.getppid())"
+        kernel.execute(f"import os, signal; os.kill({server}, signal.SIGTERM)", timeout=30)
+    deadline = time.monotonic() + 60
+    while hub.whoami_user(s, user)["servers"]:
+        assert time.monotonic() < deadline, "the hub did not notice that the container ended"
+        time.sleep(1)
+    end = last_end(hub, s)
+    assert end["words"] == "Your server ran out of memory (its limit is 256M) and was stopped.", end
+    assert end["details"].startswith("Container: OOMKilled, exit code "), end
+    assert f"jupyter-{user}" not in names_in("docker")
     subprocess.run(["docker", "volume", "rm", "-f", volume_of(user)], capture_output=True)
 
 

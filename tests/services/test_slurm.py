@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from harness import GROUP, REPO, Kernel, base_site, require_root
+from harness import ARTIFACTS, CHROMIUM_FLAGS, GROUP, PROXY_SECRET, REPO, Kernel, base_site, last_end, require_root
 
-USERS = ["chslurm-ann", "chslurm-ben", "chslurm-cy", "chslurm-dee"]
+USERS = ["chslurm-ann", "chslurm-ben", "chslurm-cy", "chslurm-dee", "chslurm-eve", "chslurm-fay", "chslurm-gus"]
 MEMORY = 256 * 1024 * 1024
 JOB_MEMORY = (
     "import re, pathlib; line = [l for l in open('/proc/self/cgroup') if ':memory:' in l][0];"
@@ -55,7 +55,8 @@ def slurm(conf, *args) -> str:
 @pytest.fixture(scope="module")
 def hub(slurm_conf, hubs):
     site = base_site(
-        slurm={"conf": slurm_conf},
+        # JupyterLab warns as soon as a job has 2 minutes left, and saves 100 s before the end
+        slurm={"conf": slurm_conf, "warn_minutes": [2], "save_seconds": 100},
         spawner={"poll_interval": 3},
         profiles=[
             {"slug": "local", "name": "On the hub host", "backend": "local", "system_users": True, "default": True},
@@ -83,6 +84,8 @@ def hub(slurm_conf, hubs):
                 "partition": "campus",
             },
             {"slug": "teach", "name": "Teach", "backend": "slurm", "cluster": "campushub", "choices": TEACH},
+            {"slug": "minute", "name": "Slurm: one minute", "backend": "slurm", "cpu": 1, "runtime": "00:01:00"},
+            {"slug": "two", "name": "Slurm: two minutes", "backend": "slurm", "cpu": 1, "runtime": "00:02:00"},
             {
                 "slug": "slow",
                 "name": "Slurm: a job that starts slowly",
@@ -169,6 +172,8 @@ def test_impossible_requests_and_dead_jobs_fail_within_seconds_with_a_reason(hub
     assert "ended before JupyterLab started" in message and "jupyterhub_slurmspawner_" in message, message
     assert took < 20, took
     assert hub.whoami_user(s, user)["servers"] == {}
+    end = last_end(hub, s)
+    assert re.fullmatch(r"Job \d+ failed\.", end["words"]) and "exit code 3:0" in end["details"], end
 
 
 def test_scancel_is_seen_and_the_user_can_start_again(hub, slurm_conf):
@@ -180,9 +185,93 @@ def test_scancel_is_seen_and_the_user_can_start_again(hub, slurm_conf):
     while hub.whoami_user(s, user)["servers"]:
         assert time.monotonic() < deadline, "the hub did not notice the cancelled job"
         time.sleep(1)
+    assert re.fullmatch(r"Job \d+ was cancelled by an administrator\.", last_end(hub, s)["words"])
     hub.start_server(s, user, profile="batch")
     assert hub.run_code(user, hub.token(s, user), "1+1") == "2"
+    assert "campushub-last-end" not in hub.get(s, "/hub/home").text  # a new start forgets the old end
     hub.stop_server(s, user)
+    assert "campushub-last-end" not in hub.get(s, "/hub/home").text  # stopped on request: nothing to explain
+
+
+def progress_messages(hub, session, user, until, timeout=120) -> list[str]:
+    """The spawn page's progress messages for ``user``'s start, read until one matches ``until``."""
+    seen = []
+    with hub.api(session, "GET", f"users/{user}/server/progress", stream=True, timeout=timeout) as events:
+        for line in events.iter_lines(decode_unicode=True):
+            if line.startswith("data:"):
+                event = json.loads(line[5:])
+                seen.append(event.get("message", ""))
+                assert not event.get("failed"), seen
+                if re.search(until, seen[-1]) or event.get("ready"):
+                    return seen
+    raise AssertionError(f"no progress message matched {until!r}: {seen}")
+
+
+def test_a_pending_job_says_why_and_when_in_words_and_starts_when_the_node_frees(hub, slurm_conf):
+    user = USERS[4]
+    filler = slurm(
+        slurm_conf,
+        "sbatch",
+        "--parsable",
+        "-p",
+        "campus",
+        "-c",
+        "2",
+        "--mem=100M",
+        "--time=3",
+        "--wrap",
+        "sleep 170",
+        "--output=/dev/null",
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while job_state(slurm_conf, filler) != "RUNNING":
+            assert time.monotonic() < deadline, job_state(slurm_conf, filler)
+            time.sleep(0.5)
+        s = hub.login(user)
+        r = hub.api(s, "POST", f"users/{user}/server", json={"profile": "batch"})
+        assert r.status_code == 202, r.text
+        seen = progress_messages(hub, s, user, "waiting for a free node")
+        assert re.search(
+            r"Job \d+: Waiting in the Slurm queue: waiting for a free node with the CPUs, memory", seen[-1]
+        )
+        seen = progress_messages(hub, s, user, r"Slurm expects it to start around \d\d:\d\d \(in \d+ min\)")
+        assert "expects it to start" in seen[-1], seen  # the backfill scheduler's estimate (bf_interval=2)
+    finally:
+        slurm(slurm_conf, "scancel", filler)
+    hub.wait_ready(s, user)
+    page = hub.get(s, "/hub/home").text
+    assert re.search(r'<dd class="campushub-where">Slurm job \d+ on \S+</dd>', page), page
+    assert re.search(r'<dd class="campushub-left">(29|30) min \(until about \d\d:\d\d\)</dd>', page), page
+    hub.screenshot(user, "/hub/home", "session-card-running.png", wait_for=".campushub-session")
+    hub.stop_server(s, user)
+
+
+def test_why_a_job_ended_by_itself_is_on_the_home_page(hub, slurm_conf):
+    """A time limit reached (TIMEOUT), and memory exceeded (OUT_OF_MEMORY), each with advice."""
+    timed, hog = USERS[5], USERS[1]
+    s_timed, s_hog = hub.login(timed), hub.login(hog)
+    hub.start_server(s_timed, timed, profile="minute")  # ends within a minute and a half
+    hub.start_server(s_hog, hog, profile="batch")
+    token = hub.token(s_hog, hog)
+    with Kernel.with_token(hub.url, hog, token) as kernel:
+        assert kernel.execute(f"x = bytearray({2 * MEMORY})", timeout=120)["died"]  # the cgroup's OOM killer
+    # then the server ends by itself: the job ends, and Slurm says it ran out of memory
+    with Kernel.with_token(hub.url, hog, token) as kernel:
+        server = "int(os.environ.get('JPY_PARENT_PID') or os.getppid())"
+        kernel.execute(f"import os, signal; os.kill({server}, signal.SIGTERM)", timeout=30)
+    for user, session, words, advice in (
+        (hog, s_hog, "ran out of memory", "Choose a profile (or a choice) with more memory."),
+        (timed, s_timed, "reached its time limit", "Save your work before the time limit"),
+    ):
+        deadline = time.monotonic() + 150
+        while hub.whoami_user(session, user)["servers"]:
+            assert time.monotonic() < deadline, f"the hub did not notice {user}'s job end"
+            time.sleep(1)
+        end = last_end(hub, session)
+        assert re.fullmatch(rf"Job \d+ {words}\.", end["words"]), end
+        assert advice in hub.get(session, "/hub/home").text
+    hub.screenshot(timed, "/hub/home", "session-ended-timeout.png", wait_for=".campushub-last-end")
 
 
 def test_a_hub_restart_reconnects_to_a_running_job(hub, slurm_conf):
@@ -439,3 +528,36 @@ def test_a_slurm_profile_for_a_user_without_an_account_is_refused_in_words(hub, 
     r = hub.api(s, "POST", f"users/{user}/server", json={"profile": "batch"})
     assert r.status_code == 403 and r.json()["message"].startswith(f"You ({user}) have no account"), r.text
     assert job_of(slurm_conf, user) == ""
+
+
+def test_jupyterlab_shows_the_time_left_warns_and_saves_open_work_before_the_end(hub, slurm_conf):
+    """campushub's JupyterLab extension, in Chromium, on a two-minute job: the status bar, the warning, the save."""
+    from playwright.sync_api import expect, sync_playwright
+
+    user = USERS[6]
+    notebook = Path(pwd.getpwnam(user).pw_dir) / "Untitled.ipynb"
+    notebook.unlink(missing_ok=True)
+    headers = {hub.user_header: user, hub.groups_header: GROUP, hub.secret_header: PROXY_SECRET}
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
+        page = browser.new_context(extra_http_headers=headers).new_page()
+        try:
+            page.goto(f"{hub.url}/hub/spawn")
+            page.locator('input[value="two"]').check()
+            page.click("#spawn_form button[type=submit]")
+            page.wait_for_url(f"**/user/{user}/lab**", timeout=120_000)
+            expect(page.locator(".campushub-time-left")).to_have_text(re.compile(r"Time left: 1:\d\d"), timeout=60_000)
+            expect(page.get_by_text("This session ends in 2 min")).to_be_visible(timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / "slurm-time-left.png"))
+            page.locator('.jp-LauncherCard[data-category="Notebook"]').first.click(timeout=60_000)
+            cell = page.locator(".jp-Notebook .jp-Cell .cm-content").first
+            cell.click(timeout=60_000)
+            page.keyboard.type("edited = 'not saved by hand'")  # never saved by the user
+            expect(page.get_by_text("Saved every open document")).to_be_visible(timeout=90_000)
+            page.screenshot(path=str(ARTIFACTS / "slurm-saved-before-the-end.png"))
+        finally:
+            browser.close()
+            s = hub.login(user)
+            hub.api(s, "DELETE", f"users/{user}/server")
+    assert "not saved by hand" in notebook.read_text()

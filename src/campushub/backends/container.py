@@ -120,10 +120,13 @@ class Container(Backend):
             port=8888,
             cmd=None,  # the image's own command
         )
+        # the hub removes a container when it stops it, after reading how it ended: the engine's own
+        # auto-remove (DockerSpawner's default with remove) would take that with it the moment it exits
+        config["extra_host_config"] = {"auto_remove": False}
         if profile.gpus:
-            config["extra_host_config"] = {
-                "device_requests": [{"Driver": "", "Count": profile.gpus, "Capabilities": [["gpu"]]}]
-            }
+            config["extra_host_config"]["device_requests"] = [
+                {"Driver": "", "Count": profile.gpus, "Capabilities": [["gpu"]]}
+            ]
         return self.spawner_class(profile), config
 
 

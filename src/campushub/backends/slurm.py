@@ -9,21 +9,25 @@ hub through :class:`PortCallbackHandler`, which takes a port and nothing else.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import hmac
 import math
 import os
+import pwd
+import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from batchspawner import BatchSpawnerBase, JobStatus, SlurmSpawner
+from batchspawner.batchspawner import format_template
 from jupyterhub.apihandlers import APIHandler
 from jupyterhub.spawner import SpawnException
 from pydantic import Field
 from tornado import web
-from traitlets import List, Unicode
+from traitlets import Integer, List, Unicode
 
 from .. import hubapi
 from ..choices import (
@@ -38,6 +42,7 @@ from ..choices import (
     minutes,
 )
 from ..fields import HttpUrl, Model, Name, byte_count
+from . import slurm_jobs
 from .base import Backend, ProfileBase, limits, limits_words
 
 BIN = Path(sys.executable).parent
@@ -59,6 +64,14 @@ class SlurmDefaults(Model):
         None,
         description="the hub's API as compute nodes reach it"
         " (`hub.hub_ip` must then listen there); default: the hub's own",
+    )
+    warn_minutes: list[Annotated[int, Field(ge=1, le=1440)]] = Field(
+        [10, 2],
+        description="minutes before a job's time limit at which JupyterLab warns its user (campushub's"
+        " JupyterLab extension, which also shows the time left)",
+    )
+    save_seconds: Annotated[int, Field(ge=0, le=3600)] = Field(
+        60, description="seconds before a job's time limit at which JupyterLab saves every open document; 0: never"
     )
     python_bin: Path | None = Field(
         None,
@@ -203,9 +216,15 @@ class Slurm(Backend):
         defaults = site.slurm
         python_bin = defaults.python_bin or BIN  # the same venv path must exist on the compute nodes
         cluster = f" -M {profile.cluster}" if profile.cluster else ""
-        query = f"squeue -h{cluster} -j {{job_id}} -o '%T %r %B'"
+        query = f"squeue -h{cluster} -j {{job_id}} -o '{slurm_jobs.QUERY_FORMAT}'"
         if cluster:
             query += " | grep -v '^CLUSTER'"  # -M puts a "CLUSTER: name" line before the job's
+        # for campushub.lab_session: when JupyterLab warns, and saves, before the time limit
+        config["environment"] = {
+            **config["environment"],
+            "CAMPUSHUB_WARN_MINUTES": ",".join(str(m) for m in defaults.warn_minutes),
+            "CAMPUSHUB_SAVE_SECONDS": str(defaults.save_seconds),
+        }
         # Slurm's cgroups enforce CPUs and memory; cpu_limit and mem_limit are for the resource meter
         if profile.cpu:
             config["cpu_limit"] = math.ceil(profile.cpu)  # the whole CPUs the job asks for
@@ -338,13 +357,13 @@ COMMAND_ENV = ["PATH", "LANG", "LC_ALL", "SLURM_CONF"]
 class CampusSlurmSpawner(SlurmSpawner):
     """SlurmSpawner whose start ends promptly, with a reason, when the job cannot or did not run."""
 
-    # the reason (%r) sits between the state and the host that batchspawner parses
-    batch_query_cmd = Unicode("squeue -h -j {job_id} -o '%T %r %B'").tag(config=True)
+    batch_query_cmd = Unicode(f"squeue -h -j {{job_id}} -o '{slurm_jobs.QUERY_FORMAT}'").tag(config=True)
     never_runs = List(
         Unicode(), NEVER_RUNS, config=True, help="Pending reasons after which the job is cancelled and the start fails."
     )
     slurm_conf = Unicode("", config=True, help="SLURM_CONF for every Slurm command (empty: Slurm's default).")
     submitted_job = Unicode("", help="The last job submitted: batchspawner forgets it when the job vanishes.")
+    jobs_ahead = Integer(None, allow_none=True, help="Pending jobs that would start before this one, at the last look.")
 
     async def run_command(self, cmd, input=None, env=None):
         # batchspawner gives sbatch the server's environment, and squeue and scancel the hub's
@@ -364,6 +383,8 @@ class CampusSlurmSpawner(SlurmSpawner):
 
     async def start(self):
         self.submitted_job = ""
+        self.jobs_ahead = None
+        next_count = 0.0
         starting = asyncio.ensure_future(super().start())
         try:
             while True:
@@ -376,10 +397,106 @@ class CampusSlurmSpawner(SlurmSpawner):
                             raise self.job_ended(self.submitted_job) from None
                         raise
                 if self.job_id:
-                    self.check_job(await self.query_job_status())
+                    status = await self.query_job_status()
+                    self.check_job(status)
+                    if status == JobStatus.PENDING and time.monotonic() > next_count:
+                        self.jobs_ahead = await self.count_ahead()
+                        next_count = time.monotonic() + 5
         finally:
             if not starting.done():
                 starting.cancel()
+
+    async def poll(self):
+        # batchspawner forgets the job when it finds it gone: keep its id to say how it ended
+        self.submitted_job = self.job_id or self.submitted_job
+        return await super().poll()
+
+    async def stop(self, now=False):
+        await super().stop(now=now)
+        self.submitted_job = ""  # stopped on request: nothing to explain
+
+    @property
+    def job_info(self) -> slurm_jobs.JobInfo | None:
+        """The job as squeue saw it at the last poll."""
+        return slurm_jobs.JobInfo.parse(self.job_status)
+
+    async def as_user(self, command: str) -> str:
+        """Run a Slurm (or other) command as the user, as batchspawner runs squeue."""
+        prefix = format_template(self.exec_prefix, **self.get_req_subvars())
+        return await self.run_command(f"{prefix} {command}")
+
+    async def count_ahead(self) -> int | None:
+        """Pending jobs in the job's partition that Slurm would start first (higher priority)."""
+        info = self.job_info
+        if info is None:
+            return None
+        try:
+            queue = await self.as_user(f"squeue -h -t PENDING -p {shlex.quote(info.partition)} -o %Q")
+        except RuntimeError:
+            return None
+        return slurm_jobs.ahead_of(info.priority, queue)
+
+    async def progress(self):
+        """Why the job waits (in words), when Slurm expects it to start, and how many jobs are ahead; then where."""
+        while True:
+            info = self.job_info
+            if self.state_ispending() and info:
+                now = datetime.datetime.now()
+                yield {"progress": 20, "message": f"Job {self.job_id}: {info.pending_words(self.jobs_ahead, now)}"}
+            elif self.state_isrunning():
+                host = info.host if info else self.state_gethost()
+                yield {"progress": 60, "message": f"Job {self.job_id} runs on {host}: waiting for JupyterLab to answer"}
+                return
+            else:
+                yield {"progress": 5, "message": "Submitting the job to Slurm"}
+            await asyncio.sleep(1)
+
+    async def end_reason(self, failed_start: bool = False) -> dict:
+        """How the last job ended, from sacct (its steps' State, ExitCode, Reason), with its log's last lines.
+
+        After a failed start the job may not have run at all (still pending, cancelled next): then nothing.
+        """
+        job = self.job_id or self.submitted_job
+        if not job:
+            return {}
+        cluster = f" -M {shlex.quote(self.req_cluster)}" if self.req_cluster else ""
+        found = ""
+        for _ in range(4 if failed_start else 20):  # slurmctld tells slurmdbd within moments of the end
+            try:
+                found = await self.as_user(f"sacct -n -P{cluster} -j {int(job)} -o JobID,State,ExitCode,Reason")
+            except RuntimeError:
+                found = ""
+            state = found.split("|")[1] if found.count("|") >= 3 else ""
+            if state and state not in ("RUNNING", "PENDING", "COMPLETING"):
+                break
+            if failed_start and state == "PENDING":
+                return {}
+            await asyncio.sleep(0.5)
+        uid = self.user_uid()
+        end = slurm_jobs.ended(found, job, uid)
+        log = shlex.quote(f"{self.req_homedir}/jupyterhub_slurmspawner_{int(job)}.log")
+        try:
+            end["log"] = await self.as_user(f"tail -n 15 {log}")
+        except RuntimeError:
+            end["log"] = ""
+        return end
+
+    def user_uid(self) -> int | None:
+        try:
+            return pwd.getpwnam(self.user.name).pw_uid
+        except KeyError:
+            return None
+
+    def session_info(self) -> dict:
+        """Where the job runs and when its time runs out, as squeue said at the last poll."""
+        info = self.job_info
+        if not (self.job_id and info):
+            return {}
+        found = {"where": f"Slurm job {self.job_id} on {info.host}" if info.host not in ("", "n/a") else ""}
+        if info.left is not None and info.state.startswith("RUNNING"):
+            found["ends"] = (datetime.datetime.now() + datetime.timedelta(minutes=info.left)).strftime("%H:%M")
+            found["left"] = info.left
+        return found
 
     def job_ended(self, job: str) -> SpawnException:
         log = f"{self.req_homedir}/jupyterhub_slurmspawner_{job}.log"
@@ -392,9 +509,9 @@ class CampusSlurmSpawner(SlurmSpawner):
     def check_job(self, status):
         """Raise with a reason the user can act on when the job will never serve."""
         if status == JobStatus.PENDING:
-            words = self.job_status.split()
-            reason = words[1] if len(words) > 1 else ""
-            if reason.rstrip(",") in self.never_runs:
+            info = self.job_info
+            reason = info.reason.strip("()").split(",")[0] if info else ""
+            if reason in self.never_runs:
                 raise SpawnException(
                     f"Slurm cannot run job {self.job_id} as asked ({reason}): no node of the partition"
                     " has the CPUs, memory, GPUs or time it requests. Choose a smaller profile.",
