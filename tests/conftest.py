@@ -165,3 +165,20 @@ def hub_factory(hubs, request):
     yield make
     for hub in started:
         hub.stop()
+
+
+@pytest.fixture
+def tmpfs(hub_root):
+    """``tmpfs(size)``: a new tmpfs of ``size`` (``4m``) under the run's folder, unmounted after the test."""
+    require_root("mounting a tmpfs")
+    mounts = []
+
+    def mount(size: str) -> Path:
+        folder = Path(tempfile.mkdtemp(prefix="small-disk-", dir=hub_root))
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(folder)], check=True)
+        mounts.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounts:
+        subprocess.run(["umount", str(folder)], check=True)

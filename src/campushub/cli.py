@@ -1,4 +1,4 @@
-"""The ``campushub`` command: check, init, frontdoor, up and status."""
+"""The ``campushub`` command: check, init, frontdoor, up, status, backup, restore, upgrade and doctor."""
 
 from __future__ import annotations
 
@@ -95,6 +95,63 @@ def frontdoor(path: Path, out: Path, root: str | None = None) -> int:
     return 0
 
 
+def backup(path: Path, dest: Path) -> int:
+    """Copy the database and the state's secrets into ``dest`` while the hub runs."""
+    from time import monotonic
+
+    from .backup import backup as copy
+    from .settings import load_site
+
+    started = monotonic()
+    manifest = copy(load_site(path), dest)
+    print(
+        f"campushub: backed up the {manifest['database']} database and {len(manifest['files']) - 1} state files"
+        f" to {dest} in {monotonic() - started:.1f} s"
+    )
+    return 0
+
+
+def restore(path: Path, source: Path, force: bool) -> int:
+    """Put a backup into the site's (stopped) state directory and database."""
+    from time import monotonic
+
+    from .backup import restore as put_back
+    from .settings import load_site
+
+    started = monotonic()
+    manifest, saved = put_back(load_site(path), source, force)
+    if saved:
+        print(f"campushub: the state it replaced is backed up in {saved}")
+    print(
+        f"campushub: restored the backup of {manifest['created']} (JupyterHub {manifest['jupyterhub']},"
+        f" {manifest['database']}) in {monotonic() - started:.1f} s; start the hub with `campushub up`"
+    )
+    return 0
+
+
+def upgrade(path: Path, saved: Path | None, as_user: str | None) -> int:
+    """Back up, then migrate the database to this JupyterHub's schema."""
+    from .settings import load_site
+    from .upgrade import upgrade as migrate
+
+    for line in migrate(load_site(path), path, saved, as_user):
+        print(f"campushub: {line}" if not line.startswith(" ") else line)
+    return 0
+
+
+def doctor(path: Path, frontdoor_dir: Path | None) -> int:
+    """One line per problem of the running deployment, with what to do: 0 when there is none, else 1."""
+    from .doctor import examine
+    from .settings import load_site
+
+    findings = examine(load_site(path), frontdoor_dir)
+    for finding in findings:
+        print(finding)
+    if not findings:
+        print("ok: nothing to fix")
+    return 1 if findings else 0
+
+
 def up(path: Path, as_user: str | None = None) -> int:
     from .runner import run_hub
 
@@ -103,6 +160,10 @@ def up(path: Path, as_user: str | None = None) -> int:
 
 HELP = {
     "check": "validate the site file",
+    "backup": "copy the database and the state's secrets into a folder, while the hub runs",
+    "restore": "put a backup into the state directory and database (the hub stopped)",
+    "upgrade": "back up, then migrate the database to this JupyterHub's schema",
+    "doctor": "find what is wrong with the running deployment, and say what to do",
     "init": "write a starter site file (the embedded default) if there is none",
     "up": "run the hub in the foreground until Ctrl-C",
     "frontdoor": "write the Apache configuration of the HTTPS and SSO front door",
@@ -157,7 +218,25 @@ def parser() -> argparse.ArgumentParser:
                 metavar="PATH",
                 help="where Apache sees that folder, if elsewhere (in a container: its mount point)",
             )
-        if name == "up":
+        if name in ("backup", "restore"):
+            p.add_argument("dir", metavar="DIR", type=Path, help="the backup's folder")
+        if name == "restore":
+            p.add_argument("--force", action="store_true", help="replace existing state (which is backed up first)")
+        if name == "upgrade":
+            p.add_argument(
+                "--backup",
+                metavar="DIR",
+                type=Path,
+                help="where to back up first (default state_dir/backups/before-upgrade-TIME)",
+            )
+        if name == "doctor":
+            p.add_argument(
+                "--frontdoor",
+                metavar="DIR",
+                type=Path,
+                help="the folder `campushub frontdoor` wrote, for the certificate's expiry (default ./frontdoor)",
+            )
+        if name in ("up", "upgrade"):
             p.add_argument(
                 "--as-user", metavar="ACCOUNT", help="when started as root, run the hub as this unprivileged account"
             )
@@ -188,6 +267,13 @@ def main(argv=None) -> int:
             return check(path, args.offline)
         if args.command == "status":
             return status(path, args.compose, args.env_file, args.wait)
+        if args.command in ("backup", "restore"):
+            return backup(path, args.dir) if args.command == "backup" else restore(path, args.dir, args.force)
+        if args.command == "upgrade":
+            return upgrade(path, args.backup, args.as_user)
+        if args.command == "doctor":
+            default = Path("frontdoor")
+            return doctor(path, args.frontdoor or (default if default.is_dir() else None))
         if args.command == "frontdoor":
             return frontdoor(path, args.out, args.root)
         return init(path)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import CAMPUSHUB, EMBEDDED, require_root
+from harness import CAMPUSHUB, EMBEDDED
 
 TIMEOUT = 60  # s: on main, a taken proxy_api_port kept `campushub up` waiting for over two minutes
 
@@ -95,13 +95,9 @@ def test_a_hub_killed_under_campushub_up_leaves_no_proxy(hub_factory):
 
 
 @pytest.fixture
-def small_disk(hub_root):
+def small_disk(tmpfs):
     """A 4 MiB tmpfs: a state directory's disk that the test can fill, or make read-only."""
-    require_root("mounting a tmpfs")
-    mount = Path(tempfile.mkdtemp(prefix="small-disk-", dir=hub_root))
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0755", "tmpfs", str(mount)], check=True)
-    yield mount
-    subprocess.run(["umount", str(mount)], check=True)
+    return tmpfs("4m")
 
 
 def test_a_read_only_state_dir_starts_nothing(small_disk, hub_factory):
