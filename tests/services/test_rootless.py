@@ -119,7 +119,9 @@ def rootless(engine):
     remove_volumes(PROJECT, account=ACCOUNT)
     podman("image", "prune", "--force", check=False, account=ACCOUNT)  # older copies of the images
     subprocess.run([script, "stop", "rootless", ACCOUNT], check=True)
-    run("podman", "system", "migrate", account=ACCOUNT)  # stops the account's pause process too
+    listed = subprocess.run(["ps", "-o", "stat=,pid=,args=", "-u", ACCOUNT], capture_output=True, text=True).stdout
+    left = [line for line in listed.splitlines() if not line.strip().startswith("Z")]  # zombies are init's to reap
+    assert not left, "the account's engine left processes behind:\n" + "\n".join(left)
 
 
 @pytest.fixture(scope="module")
