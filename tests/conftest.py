@@ -38,8 +38,8 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture(scope="session")
 def engine():
-    """Podman's Docker API socket with the firewall for users' containers, and the hub, slim lab and
-    front door images built from Debian's mirror."""
+    """Podman's Docker API socket with the firewall for users' containers, and the hub, slim lab, front
+    door and PostgreSQL images built from Debian's mirror."""
     require_root("a rootful Podman")
     socket = subprocess.run(
         [str(REPO / "scripts" / "engine"), "start", "podman"], capture_output=True, text=True, check=True

@@ -64,22 +64,32 @@ def site_file(deployment: Deployment):
 
 
 def secrets(deployment: Deployment, site, environ: dict) -> list[str]:
-    """The proxy secret the hub reads from its environment: compose must pass it, and .env must hold it."""
-    secret = getattr(site.auth, "proxy_secret", None)
-    if not (secret and secret.env):
-        return []
-    if secret.env not in environ:
-        return [
-            f"auth.proxy_secret.env: {secret.env} is not in the hub's environment, which the compose files"
-            f" ({', '.join(map(str, deployment.files))}) set; with the front door, compose.frontdoor.yaml passes"
-            " CAMPUSHUB_PROXY_SECRET"
-        ]
-    raw = str(deployment.config["services"]["hub"]["environment"][secret.env])
+    """The secrets the hub reads from its environment (the proxy secret, the database's password): compose
+    must pass them, and .env must hold them."""
+    found = []
+    for field, secret, hint in (
+        (
+            "auth.proxy_secret",
+            getattr(site.auth, "proxy_secret", None),
+            "with the front door, compose.frontdoor.yaml passes CAMPUSHUB_PROXY_SECRET",
+        ),
+        ("hub.db_password", site.hub.db_password, "with PostgreSQL, compose.postgres.yaml passes it"),
+    ):
+        if secret and secret.env:
+            found += _secret(deployment, environ, f"{field}.env", secret.env, hint)
+    return found
+
+
+def _secret(deployment: Deployment, environ: dict, field: str, name: str, hint: str) -> list[str]:
+    if name not in environ:
+        files = ", ".join(map(str, deployment.files))
+        return [f"{field}: {name} is not in the hub's environment, which the compose files ({files}) set; {hint}"]
+    raw = str(deployment.config["services"]["hub"]["environment"][name])
     where = ", ".join(map(deployment.where, deployment.keys_in(raw))) or "the compose file"
-    if not environ[secret.env]:
-        return [f"auth.proxy_secret.env: {secret.env} is empty: set {where} (make one: openssl rand -hex 32)"]
-    if len(environ[secret.env]) < 16:
-        return [f"auth.proxy_secret.env: the secret in {where} is shorter than 16 characters (openssl rand -hex 32)"]
+    if not environ[name]:
+        return [f"{field}: {name} is empty: set {where} (make one: openssl rand -hex 32)"]
+    if len(environ[name]) < 16:
+        return [f"{field}: the secret in {where} is shorter than 16 characters (openssl rand -hex 32)"]
     return []
 
 

@@ -10,10 +10,11 @@ import shutil
 import sys
 from pathlib import Path
 
-from . import branding, database, hubapi, state
+from . import branding, database, hubapi, metrics, state
 from .auth import login_of
 from .backends import backend_of, spawner_for, used
 from .errors import Problems, StartError
+from .fields import read_secret
 from .settings import config_path, load_site
 from .site import Site
 
@@ -84,6 +85,7 @@ def profiles(c, site: Site):
     }
     s.account_profiles = [p.slug for p in site.profiles if backend_of(p).needs_account(p)]
     s.admitted_profiles = [p.slug for p in site.profiles if backend_of(p).takes_turns]
+    s.profile_backends = {p.slug: p.backend for p in site.profiles}
     s.missing_account_url = getattr(site.auth, "missing_account_redirect", None) or ""
     s.create_accounts = site.accounts.create
     s.account_command = site.accounts.command
@@ -155,6 +157,22 @@ def culler(c, site: Site):
     c.JupyterHub.load_roles = [{"name": CULLER_ROLE, "scopes": scopes, "services": [CULLER_SERVICE]}]
 
 
+def prometheus(c, site: Site):
+    """``metrics``: a service with only the ``read:metrics`` scope, whose token Prometheus sends; campushub's own
+    series exist for every profile from the start."""
+    metrics.declare({p.slug: p.backend for p in site.profiles})
+    settings = site.metrics
+    if not settings.enabled:
+        return
+    hub = c.JupyterHub
+    hub.authenticate_prometheus = True
+    token = read_secret(settings.token, "metrics.token", min_length=16)
+    # after the culler's: add to its service and role
+    hub.services = [*(hub.services if "services" in hub else []), {"name": metrics.SERVICE, "api_token": token}]
+    role = {"name": metrics.ROLE, "scopes": metrics.SCOPES, "services": [metrics.SERVICE]}
+    hub.load_roles = [*(hub.load_roles if "load_roles" in hub else []), role]
+
+
 def extra_config(c, site: Site):
     """``hub.extra_config_dir``: the site's own ``*.py`` files, in name order, after everything above."""
     folder = site.hub.extra_config_dir
@@ -166,7 +184,7 @@ def extra_config(c, site: Site):
         exec(compile(path.read_text(), str(path), "exec"), {"c": c, "__file__": str(path)})  # noqa: S102
 
 
-SECTIONS = (hub, proxy, auth, profiles, pages, culler, extra_config)
+SECTIONS = (hub, proxy, auth, profiles, pages, culler, prometheus, extra_config)
 
 
 def configure(c, site: Site, extra: bool = True):

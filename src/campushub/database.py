@@ -4,6 +4,8 @@ and its schema revision against the one this JupyterHub needs."""
 from __future__ import annotations
 
 import os
+import sys
+import time
 from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
@@ -75,26 +77,40 @@ def head() -> str:
     return alembic_script().get_current_head()
 
 
-def revision(site: Site) -> str | None:
-    """The database's schema revision; None for a new (empty) database."""
+def revision(site: Site, wait: float = 0) -> str | None:
+    """The database's schema revision; None for a new (empty) database.
+
+    ``wait``: seconds to wait for a database server that refuses connections (one starting beside
+    the hub, as compose starts them), saying so once.
+    """
     from sqlalchemy import create_engine, inspect, text
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
     found = url(site)
     if found.get_backend_name() == "sqlite":
         path = Path(found.database)
         if not path.exists() or not path.stat().st_size:
             return None
-    engine = create_engine(found)
-    try:
-        with engine.connect() as connection:
-            if "alembic_version" not in inspect(connection).get_table_names():
-                return None
-            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    except SQLAlchemyError as e:
-        raise StartError([f"hub.db_url: cannot read {shown(site)}: {str(e.orig or e).splitlines()[0]}"]) from None
-    finally:
-        engine.dispose()
+    deadline, told = time.monotonic() + wait, False
+    while True:
+        engine = create_engine(found)
+        try:
+            with engine.connect() as connection:
+                if "alembic_version" not in inspect(connection).get_table_names():
+                    return None
+                return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except OperationalError as e:
+            starting = any(words in str(e.orig) for words in ("Connection refused", "No route to host", "starting up"))
+            if not starting or time.monotonic() >= deadline:
+                raise StartError([f"hub.db_url: cannot read {shown(site)}: {str(e.orig).splitlines()[0]}"]) from None
+            if not told:
+                print(f"campushub: waiting for the database ({shown(site)}) to start", file=sys.stderr, flush=True)
+                told = True
+            time.sleep(1)
+        except SQLAlchemyError as e:
+            raise StartError([f"hub.db_url: cannot read {shown(site)}: {str(e.orig or e).splitlines()[0]}"]) from None
+        finally:
+            engine.dispose()
 
 
 def migrations(before: str | None, after: str) -> list[str]:
@@ -104,9 +120,9 @@ def migrations(before: str | None, after: str) -> list[str]:
     return [f"{step.revision}: {(step.doc or '').strip() or 'no description'}" for step in reversed(steps)]
 
 
-def schema_problems(site: Site) -> list[str]:
+def schema_problems(site: Site, wait: float = 0) -> list[str]:
     """The database was written by an older JupyterHub: ``campushub up`` must not start on it."""
-    current, needed = revision(site), head()
+    current, needed = revision(site, wait), head()
     if current is None or current == needed:
         return []
     where = "hub.db_url" if site.hub.db_url else "hub.state_dir"

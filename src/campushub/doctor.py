@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import string
 import subprocess
 import time
 import urllib.error
@@ -44,7 +45,7 @@ def examine(site: Site, frontdoor_dir: Path | None = None) -> list[str]:
         findings += orphan_processes(site, servers)
     findings += space_findings(site)
     findings += certificate_findings(site, frontdoor_dir)
-    findings += service_findings(site)
+    findings += service_findings(site, servers is not None)
     return findings
 
 
@@ -185,26 +186,129 @@ def certificate_findings(site: Site, folder: Path | None) -> list[str]:
     ]
 
 
-def service_findings(site: Site) -> list[str]:
-    """The container engine and Slurm, when profiles use them."""
+def service_findings(site: Site, readable: bool = True) -> list[str]:
+    """The container engine and Slurm, when profiles use them; with the hub's database ``readable``, the
+    containers and jobs of its users that no server of the hub owns."""
     findings = []
     names = {backend.name for backend in used(site)}
     if "container" in names:
-        findings += _engine(site)
+        findings += _engine(site, readable)
     if "slurm" in names:
-        findings += _slurm(site)
+        slurm = _slurm(site)
+        findings += slurm or (orphan_jobs(site) if readable else [])
     return findings
 
 
-def _engine(site: Site) -> list[str]:
+def servers_and_users(site: Site) -> tuple[set[str], dict[tuple[str, str], dict]]:
+    """The names of the hub's users, and {(user, server name): saved state} of the servers its database says run
+    (or start)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    engine = create_engine(database.url(site))
+    try:
+        if database.revision(site) is None:
+            return set(), {}  # never started: no tables yet
+        with engine.connect() as connection:
+            users = {name for (name,) in connection.execute(text("SELECT name FROM users"))}
+            rows = connection.execute(
+                text(
+                    "SELECT users.name, spawners.name, spawners.state FROM spawners"
+                    " JOIN users ON spawners.user_id = users.id WHERE spawners.server_id IS NOT NULL"
+                )
+            ).all()
+    except (StartError, SQLAlchemyError):
+        return set(), {}  # running_servers said why
+    finally:
+        engine.dispose()
+    servers = {}
+    for user, name, saved in rows:
+        try:
+            saved = json.loads(saved) if isinstance(saved, str | bytes) else saved
+        except ValueError:
+            saved = None
+        servers[(user, name or "")] = saved if isinstance(saved, dict) else {}
+    return users, servers
+
+
+def container_name(user: str, server: str = "") -> str:
+    """The name DockerSpawner gives the container of ``user``'s server (its default name template)."""
+    from escapism import escape
+
+    def escaped(text: str) -> str:
+        return escape(text, set(string.ascii_lowercase + string.digits), escape_char="-").lower()
+
+    return f"jupyter-{escaped(user)}" + (f"--{escaped(server.lower())}" if server else "")
+
+
+def _engine(site: Site, readable: bool = True) -> list[str]:
     socket = site.container.socket or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     try:
         import docker
 
-        docker.DockerClient(base_url=socket, timeout=10).ping()
+        client = docker.DockerClient(base_url=socket, timeout=10)
+        client.ping()
     except Exception as e:  # the SDK raises many kinds; any means no engine
         return [f"container.socket: the engine at {socket} does not answer ({type(e).__name__}); start it"]
-    return []
+    return orphan_containers(site, client) if readable else []
+
+
+def orphan_containers(site: Site, client) -> list[str]:
+    """Containers named as DockerSpawner names the hub's users' servers, for servers the hub's database does not
+    know as running (or starting): left by a hub that died, or started by hand."""
+    users, servers = servers_and_users(site)
+    theirs = {container_name(user): user for user in users}
+    owned = {container_name(user, name) for user, name in servers}
+    engine = "podman" if "podman" in json.dumps(client.version().get("Components", [])).lower() else "docker"
+    findings = []
+    for container in sorted(client.containers.list(all=True, filters={"name": "jupyter-"}), key=lambda c: c.name):
+        name = container.name
+        user = theirs.get(name.split("--", 1)[0])
+        if user is None or name in owned:
+            continue
+        findings.append(
+            f"containers: {name} ({container.status}) is {user}'s server container, but the hub runs no such server;"
+            f" remove it (their volume stays): {engine} rm -f {name}"
+        )
+    return findings
+
+
+#: the name batchspawner gives every job it submits (its batch script's --job-name)
+JOB_NAME = "spawner-jupyterhub"
+
+
+def orphan_jobs(site: Site) -> list[str]:
+    """Slurm jobs of the hub's users named as batchspawner names them that no server in the hub's database owns
+    (a server that starts without a job id yet owns its user's jobs)."""
+    users, servers = servers_and_users(site)
+    owned, starting = set(), set()
+    for (user, _name), saved in servers.items():
+        job = (saved.get("child_state") or saved).get("job_id")
+        if job:
+            owned.add(str(job))
+        else:
+            starting.add(user)
+    env = {**os.environ, **({"SLURM_CONF": str(site.slurm.conf)} if site.slurm.conf else {})}
+    clusters = sorted({p.cluster or "" for p in site.profiles if p.backend == "slurm"})
+    findings = []
+    for cluster in clusters:
+        where = ["-M", cluster] if cluster else []
+        command = ["squeue", "-h", "-a", *where, "-n", JOB_NAME, "-o", "%i|%u|%T"]
+        try:
+            result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        for line in result.stdout.splitlines():
+            job, _, rest = line.strip().partition("|")
+            user, _, state_name = rest.partition("|")
+            if not state_name or user not in users or job in owned or user in starting:
+                continue
+            cancel = " ".join(["scancel", *where, job])
+            findings.append(
+                f"slurm: job {job} ({user}, {state_name}) is a server job ({JOB_NAME}) that no server of the hub"
+                f" owns; cancel it: {cancel}"
+            )
+    return findings
 
 
 def _slurm(site: Site) -> list[str]:

@@ -18,11 +18,13 @@ import re
 from importlib import resources
 
 import jinja2
-from jupyterhub.spawner import Spawner
+from jupyterhub.spawner import Spawner, SpawnException
+from sqlalchemy.orm import object_session
 from tornado import web
 from traitlets import Bool, Dict, List, Unicode, default
 from wrapspawner import ProfilesSpawner
 
+from . import metrics
 from .backends import BACKENDS
 from .choices import (
     TOKEN,
@@ -110,9 +112,21 @@ class MissingAccount(web.HTTPError):
         self.jupyterhub_html_message = html.escape(message) + link
 
 
-async def listening(ip: str, port: int, timeout: float, spawner):
-    """Return once ``ip:port`` accepts connections (so that the hub's first check succeeds), or the
-    server has stopped, or ``timeout`` has passed (the hub then judges, as it always did)."""
+class ServerStopped(SpawnException):
+    """The server stopped while it started: fail now, rather than after the hub's http_timeout."""
+
+    def __init__(self, status):
+        super().__init__(
+            f"Your server stopped while it started ({status}); your home page shows its last words.",
+            reason="stopped-while-starting",  # also campushub_server_start_failures_total's label
+            status_code=500,
+        )
+
+
+async def listening(ip: str, port: int, timeout: float, spawner) -> bool:
+    """Return once ``ip:port`` accepts connections (so that the hub's first check succeeds: True), or
+    ``timeout`` has passed (False: the hub then judges, as it always did); raise :class:`ServerStopped`
+    if the server stops first."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     next_poll = loop.time() + 1
@@ -120,13 +134,15 @@ async def listening(ip: str, port: int, timeout: float, spawner):
         try:
             _reader, writer = await asyncio.open_connection(ip or "127.0.0.1", port)
             writer.close()
-            return
+            return True
         except OSError:
             if loop.time() > next_poll:  # a poll can be a command (squeue, the engine): once a second
-                if await spawner.poll() is not None:
-                    return
+                status = await spawner.poll()
+                if status is not None:
+                    raise ServerStopped(status) from None
                 next_poll = loop.time() + 1
             await asyncio.sleep(0.05)
+    return False
 
 
 def has_account(name: str) -> bool:
@@ -170,9 +186,13 @@ class CampusProfilesSpawner(ProfilesSpawner):
     admitted_profiles = List(
         Unicode(), config=True, help="Slugs of the profiles whose starts use this machine's CPUs: they take turns."
     )
+    profile_backends = Dict(
+        value_trait=Unicode(), config=True, help="Slug -> the profile's backend (a label of campushub's metrics)."
+    )
     chosen = Dict(help="The typed values chosen for the running server (CPUs, bytes, minutes, names).")
     last_choices = Dict(help="Slug -> the values this user chose last time, as the API takes them; kept after a stop.")
     last_end = Dict(help="How the last server ended by itself, or failed to start (the backend's words); kept.")
+    listened = Bool(False, help="Whether the last start's server listened (else it ended, or never answered).")
 
     def allowed(self, slug: str) -> bool:
         groups = self.profile_groups.get(slug)
@@ -394,7 +414,9 @@ class CampusProfilesSpawner(ProfilesSpawner):
         extra = found[0].choice_settings(self.child_config, self.chosen) if found else {}
         # the child sees no user_options: batchspawner would merge them into its batch script
         self.child_config = {**self.child_config, **extra, "user_options": {}}
+        metrics.SPAWNERS.add(self)  # it has a profile now: counted in campushub_active_users while ready
 
+    @metrics.timed_start
     async def start(self):
         """Start the chosen profile's server, taking turns with others on this machine; return once it listens.
 
@@ -406,7 +428,8 @@ class CampusProfilesSpawner(ProfilesSpawner):
         self.last_end = {}
         try:
             ip, port = await super().start()
-            await listening(ip, port, self.child_spawner.http_timeout, self.child_spawner)
+            self.keep_state(ip, port)
+            self.listened = await listening(ip, port, self.child_spawner.http_timeout, self.child_spawner)
             return ip, port
         except Exception as e:
             self.last_end = {"words": "Your server did not start.", "advice": str(getattr(e, "message", e))[:500]}
@@ -423,6 +446,8 @@ class CampusProfilesSpawner(ProfilesSpawner):
             ended = await self._end_reason()
             if ended:
                 self.last_end = ended
+            if self.pending in (None, "check"):  # noticed here, not polled again by the stop that follows
+                metrics.session_ended(self, ended)
         return status
 
     async def _end_reason(self, failed_start: bool = False) -> dict:
@@ -474,7 +499,26 @@ class CampusProfilesSpawner(ProfilesSpawner):
     def construct_child(self):
         # the profile was chosen in choose_profile (start) or load_state (restore)
         self.select_profile(self.child_profile or self.default_profile)
-        return super(ProfilesSpawner, self).construct_child()
+        child = super(ProfilesSpawner, self).construct_child()
+        child.keep_state = self.keep_state
+        return child
+
+    def keep_state(self, ip: str | None = None, port: int | None = None):
+        """Save the state now, in the middle of a start, once the child has made something (a process, a
+        container, a job), and where its server will listen when known.
+
+        JupyterHub saves a spawner's state only when its start has ended: a hub killed before then would
+        restart without the process's pid or the job's id, and leave them running for nobody. With them
+        saved, the next hub finds the server and keeps it (it answers) or stops it.
+        """
+        if self.orm_spawner is None:
+            return
+        if self.server is not None and port:
+            self.server.port = port
+            if ip:
+                self.server.ip = ip
+        self.orm_spawner.state = self.get_state()
+        object_session(self.orm_spawner).commit()  # the hub's own session (Spawner.db is deprecated)
 
     # ------------------------------------------------------------------ state
 

@@ -24,6 +24,7 @@ from .settings import load_site, preflight
 
 READY_TIMEOUT = 180  # s; a cold start on a loaded 2-core machine takes ~10
 STOP_TIMEOUT = 30
+DATABASE_WAIT = 60  # s: a database container's first start (initdb) takes a few
 
 
 def health_url(bind_url: str) -> str:
@@ -94,7 +95,8 @@ def run_hub(path: Path, as_user: str | None = None) -> int:
     if as_user:
         become(as_user, site.hub.state_dir)
     configure(Config(), site, extra=False)
-    raise_problems(preflight(site) + database.schema_problems(site))
+    # a database server started beside the hub (compose.postgres.yaml) may take a few seconds to take logins
+    raise_problems(preflight(site) + database.schema_problems(site, wait=DATABASE_WAIT))
     state_dir = site.hub.state_dir
     hub_config = resources.files("campushub").joinpath("jupyterhub_config.py")
     env = {**os.environ, "CAMPUSHUB_CONFIG": str(path.absolute())}

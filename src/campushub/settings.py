@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from . import branding, frontdoor
+from . import branding, frontdoor, metrics
 from .auth import LOGINS, login_of
 from .backends import BACKENDS, backend_of
 from .errors import SiteError, raise_problems
@@ -70,6 +70,7 @@ def _resolve_paths(site: Site, folder: Path):
         getattr(site.auth, "proxy_secret", None),
         site.front_door and site.front_door.oidc.client_secret,
         site.hub.db_password,
+        site.metrics.token,
     ]
     for source in filter(None, sources):
         if source.file:
@@ -152,6 +153,7 @@ def warnings_for(site: Site, environ=os.environ) -> list[str]:
     notes = []
     for i, profile in enumerate(site.profiles):
         notes += backend_of(profile).warnings(site, i, profile)
+    notes += metrics.warnings(site.metrics, environ)
     return notes + login_of(site).warnings(site, environ) + _client_secret(site, environ)
 
 

@@ -15,6 +15,7 @@ from .backends import BACKENDS, Profile
 from .branding import BrandingSettings
 from .fields import HttpUrl, Model, Name, Port, SecretSource
 from .frontdoor import FrontDoorSettings
+from .metrics import MetricsSettings
 
 
 class HubSettings(Model):
@@ -140,6 +141,7 @@ class SiteBase(Model):
     culler: CullerSettings = Field(CullerSettings(), description="stopping idle servers")
     accounts: AccountSettings = Field(AccountSettings(), description="users' own system accounts")
     branding: BrandingSettings = Field(BrandingSettings(), description="the pages users see")
+    metrics: MetricsSettings = Field(MetricsSettings(), description="Prometheus's access to the hub's metrics")
 
     @property
     def default_profile(self):

@@ -333,3 +333,29 @@ def test_a_secret_file_others_can_read_is_refused_when_users_run_code_here(check
     secret.chmod(0o600)
     tight = check(site)
     assert tight.returncode == 0 and "auth.proxy_secret" not in tight.stderr, tight.stderr
+
+
+@pytest.mark.parametrize(
+    "metrics, path, reason",
+    [
+        pytest.param({"enabled": True}, "metrics.token", "required when metrics are enabled", id="no-token"),
+        pytest.param(
+            {"enabled": True, "token": "in-clear-0123456789"}, "metrics.token", "valid dictionary", id="clear"
+        ),
+        pytest.param({"token": {"env": "A", "file": "b"}}, "metrics.token", "exactly one of", id="two-sources"),
+        pytest.param({"enable": True}, "metrics.enable", "did you mean enabled?", id="typo"),
+    ],
+)
+def test_metrics_section_problems(check, metrics, path, reason):
+    result = check(base_site(metrics=metrics))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"{path}: ") and reason in result.stderr, result.stderr
+
+
+def test_a_metrics_token_missing_here_is_a_warning(check, tmp_path):
+    site = base_site(metrics={"enabled": True, "token": {"env": "CAMPUSHUB_TEST_UNSET_TOKEN"}})
+    result = check(site)
+    assert result.returncode == 0
+    assert "metrics.token.env: CAMPUSHUB_TEST_UNSET_TOKEN is not set here" in result.stderr, result.stderr
+    result = check(base_site(metrics={"enabled": True, "token": {"file": str(tmp_path / "none")}}))
+    assert result.returncode == 0 and "metrics.token.file: " in result.stderr, result.stderr

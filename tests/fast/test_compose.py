@@ -63,7 +63,14 @@ def test_env_file_is_read_as_compose_reads_it(tmp_path):
 def compose_check(tmp_path, capsys, monkeypatch):
     """``compose_check(site, **env)``: ``campushub check --compose`` with .env holding ``env`` and the site
     file (a dict, or None for none); no engine answers (CONTAINER_SOCKET names nothing) unless ``env`` says."""
-    for name in ("CAMPUSHUB_SITE_FILE", "CONTAINER_SOCKET", "LAB_IMAGE", "CAMPUSHUB_PROXY_SECRET", "DOCKER_HOST"):
+    for name in (
+        "CAMPUSHUB_SITE_FILE",
+        "CONTAINER_SOCKET",
+        "LAB_IMAGE",
+        "CAMPUSHUB_PROXY_SECRET",
+        "CAMPUSHUB_DB_PASSWORD",
+        "DOCKER_HOST",
+    ):
         monkeypatch.delenv(name, raising=False)
 
     def run(site, files=(REPO / "compose.yaml",), **env):
@@ -122,6 +129,20 @@ def test_check_compose_wants_the_proxy_secret_in_env_and_the_hubs_own_address(co
     )
     assert lines[0].startswith("hub.hub_connect_ip: 10.89.77.2, but compose gives the hub 10.89.77.5"), lines
     assert "CAMPUSHUB_HUB_ADDRESS in" in lines[0]
+
+
+def test_check_compose_wants_the_database_password_in_env(compose_check, tmp_path):
+    """PostgreSQL (compose.postgres.yaml): the hub reads the password compose passes from .env."""
+    url = "postgresql://campushub@10.89.79.3:5432/campushub"
+    site = {**EXAMPLE, "hub": {**EXAMPLE["hub"], "db_url": url, "db_password": {"env": "CAMPUSHUB_DB_PASSWORD"}}}
+    code, lines = compose_check(site)  # compose.yaml alone does not pass it
+    assert code == 2 and lines[0].startswith(
+        "hub.db_password.env: CAMPUSHUB_DB_PASSWORD is not in the hub's environment"
+    ), lines
+    assert lines[0].endswith("with PostgreSQL, compose.postgres.yaml passes it"), lines
+    files = [REPO / "compose.yaml", REPO / "compose.postgres.yaml"]
+    code, lines = compose_check(site, files=files, CAMPUSHUB_DB_PASSWORD="")
+    assert lines[0].startswith("hub.db_password.env: CAMPUSHUB_DB_PASSWORD is empty: set CAMPUSHUB_DB_PASSWORD in")
 
 
 def test_check_compose_refuses_config_beside_it(capsys):

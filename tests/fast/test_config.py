@@ -173,6 +173,40 @@ def test_culling_users_adds_only_the_scope_it_needs(tmp_path):
     assert c.JupyterHub.last_activity_interval == 60
 
 
+def test_metrics_service_has_only_read_metrics_and_the_declared_token(tmp_path):
+    from campushub import metrics
+
+    site = base_site(culler={"timeout": 3600}, metrics={"enabled": True, "token": {"env": "OTHER_SECRET"}})
+    c = config_of(site, tmp_path)
+    assert c.JupyterHub.authenticate_prometheus is True
+    # the culler's service and role stay; the metrics service has its token and one scope
+    assert [s["name"] for s in c.JupyterHub.services] == [configurer.CULLER_SERVICE, metrics.SERVICE]
+    assert c.JupyterHub.services[1] == {"name": metrics.SERVICE, "api_token": "another-secret-0123456789"}
+    assert c.JupyterHub.load_roles[1] == {
+        "name": metrics.ROLE,
+        "scopes": ["read:metrics"],
+        "services": [metrics.SERVICE],
+    }
+    # without the culler, the metrics service is the only one
+    c = config_of({**site, "culler": {"enabled": False}}, tmp_path)
+    assert [s["name"] for s in c.JupyterHub.services] == [metrics.SERVICE]
+    assert [r["name"] for r in c.JupyterHub.load_roles] == [metrics.ROLE]
+    # the spawner labels its series with each profile's backend, and they exist before the first start
+    assert c.CampusProfilesSpawner.profile_backends == {"local": "local"}
+    assert metrics.PROFILES == {"local": "local"}
+
+
+def test_metrics_disabled_adds_no_service_and_a_short_token_stops_the_start(tmp_path, monkeypatch):
+    from campushub.errors import SiteError
+
+    c = config_of(base_site(metrics={"token": {"env": "OTHER_SECRET"}}), tmp_path)
+    assert "services" not in c.JupyterHub and "authenticate_prometheus" not in c.JupyterHub
+    monkeypatch.setenv("OTHER_SECRET", "short")
+    with pytest.raises(SiteError) as e:
+        config_of(base_site(metrics={"enabled": True, "token": {"env": "OTHER_SECRET"}}), tmp_path)
+    assert e.value.problems == ["metrics.token.env: the secret is shorter than 16 characters"]
+
+
 def test_extra_config_files_run_last_in_name_order(tmp_path):
     extra = tmp_path / "extra"
     extra.mkdir()
@@ -503,6 +537,15 @@ CHANGES = {
     "slurm.python_bin": (SLURM, {"slurm.python_bin": "/opt/jupyter/bin"}),
     "slurm.warn_minutes": (SLURM, {"slurm.warn_minutes": [5]}),
     "slurm.save_seconds": (SLURM, {"slurm.save_seconds": 0}),
+    "metrics.enabled": ({**LOCAL, "metrics": {"token": {"env": "OTHER_SECRET"}}}, {"metrics.enabled": True}),
+    "metrics.token.env": (
+        {**LOCAL, "metrics": {"enabled": True, "token": {"env": "OTHER_SECRET"}}},
+        {"metrics.token.env": SECRET_ENV},
+    ),
+    "metrics.token.file": (
+        {**LOCAL, "metrics": {"enabled": True, "token": {"env": "OTHER_SECRET"}}},
+        {"metrics.token": {"file": "SECRET_FILE"}},
+    ),
 }
 
 

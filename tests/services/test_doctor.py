@@ -2,6 +2,7 @@
 
 import datetime
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 import requests
 import yaml
 
-from harness import CAMPUSHUB, EMBEDDED, GROUP, free_port, require_root
+from harness import CAMPUSHUB, EMBEDDED, GROUP, LAB_IMAGE, REPO, free_port, podman, remove_volumes, require_root
 
 HEALTHY = "ok: nothing to fix"
 
@@ -308,3 +309,89 @@ def test_a_deployment_whose_services_are_down(podman_service, hub_factory, hub_r
     code, lines = doctor(hub)
     assert code == 1 and len(lines) == 4 and lines[2] == engine and lines[3].startswith(slurmctld), lines
     assert lines[:2] == previous[:2]
+
+
+def test_a_container_the_hub_does_not_know(engine, hub_factory):
+    """A user's server container left running while the hub's database says the server stopped (a hub restored
+    from a backup, a container started by hand): doctor names it and says how to remove it."""
+    port = free_port()
+    site = {
+        "hub": {"hub_ip": "0.0.0.0", "hub_port": port},
+        "auth": {"type": "remote_user", "required_groups": [GROUP], "proxy_secret": {"env": "DOCTOR_PROXY_SECRET"}},
+        "container": {
+            "socket": engine,
+            "image": LAB_IMAGE,
+            "volume": f"chdoctor{os.getpid()}-user-{{username}}",
+            "hub_connect_url": f"http://host.containers.internal:{port}",
+        },
+        "profiles": [{"slug": "lab", "name": "Container", "backend": "container", "default": True}],
+        "culler": {"enabled": False},
+    }
+    secret = "doctor-front-door-secret-0123456789"
+    hub = hub_factory(site, env={"DOCTOR_PROXY_SECRET": secret})
+    user = f"chdoc{os.getpid() % 100000}"  # a name no earlier run has left a container for
+    name = f"jupyter-{user}"
+    s = hub.session(user, GROUP, extra={"X-Campushub-Proxy-Secret": secret})
+    assert hub.get(s, "/hub/home").status_code == 200
+    try:
+        hub.start_server(s, user)  # its own container, which the hub knows
+        assert doctor(hub) == (0, [HEALTHY])
+        hub.stop_server(s, user)
+        podman("run", "-d", "--name", name, LAB_IMAGE, "sleep", "600")  # as a hub that lost track would leave it
+        assert doctor(hub) == (
+            1,
+            [
+                f"containers: {name} (running) is {user}'s server container, but the hub runs no such server;"
+                f" remove it (their volume stays): podman rm -f {name}"
+            ],
+        )
+        podman("rm", "-f", name)  # as it says
+        assert doctor(hub) == (0, [HEALTHY])
+    finally:
+        podman("rm", "-f", name, check=False)
+        remove_volumes(f"chdoctor{os.getpid()}-")
+
+
+SLURM_USER = "chdoctor-slurm"
+
+
+@pytest.fixture
+def slurm_conf(accounts):
+    require_root("running slurmctld and slurmd")
+    out = subprocess.run([str(REPO / "scripts" / "slurm"), "start"], capture_output=True, text=True, check=True)
+    accounts(SLURM_USER)
+    return out.stdout.strip().removeprefix("SLURM_CONF=")
+
+
+def test_a_slurm_job_no_server_owns(slurm_conf, hub_factory):
+    """A job named as batchspawner names server jobs, of one of the hub's users, that no server owns (its hub
+    was restored from a backup, or died before it saved the job's id): it holds a node for nobody."""
+    site = {
+        "auth": {"type": "remote_user", "required_groups": [GROUP], "proxy_secret": {"env": "DOCTOR_PROXY_SECRET"}},
+        "slurm": {"conf": slurm_conf},
+        "profiles": [{"slug": "batch", "name": "Slurm", "backend": "slurm", "cpu": 1, "memory": "256M"}],
+        "culler": {"enabled": False},
+    }
+    secret = "doctor-front-door-secret-0123456789"
+    hub = hub_factory(site, env={"DOCTOR_PROXY_SECRET": secret})
+    s = hub.session(SLURM_USER, GROUP, extra={"X-Campushub-Proxy-Secret": secret})
+    assert hub.get(s, "/hub/home").status_code == 200  # the hub knows the user now
+    env = {**os.environ, "SLURM_CONF": slurm_conf}
+    submit = ["sbatch", "--parsable", f"--uid={SLURM_USER}", f"--gid={SLURM_USER}", "--job-name=spawner-jupyterhub"]
+    submit += ["--mem=50M", "--output=/dev/null", "--wrap", "sleep 600"]
+    job = subprocess.run(submit, env=env, capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        code, lines = doctor(hub)
+        assert code == 1 and len(lines) == 1, lines
+        assert re.fullmatch(
+            rf"slurm: job {job} \({SLURM_USER}, (PENDING|RUNNING)\) is a server job \(spawner-jupyterhub\) that no"
+            rf" server of the hub owns; cancel it: scancel {job}",
+            lines[0],
+        ), lines
+        subprocess.run(["scancel", job], env=env, check=True)  # as it says
+        deadline = time.monotonic() + 30
+        while (found := doctor(hub)) != (0, [HEALTHY]):
+            assert time.monotonic() < deadline, found
+            time.sleep(0.5)
+    finally:
+        subprocess.run(["scancel", job], env=env, capture_output=True)

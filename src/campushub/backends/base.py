@@ -137,3 +137,11 @@ def limits(chosen: dict) -> dict:
     if "memory" in chosen:
         found["mem_limit"] = int(chosen["memory"])
     return found
+
+
+def keep_state(spawner, ip: str | None = None, port: int | None = None):
+    """Have the hub save ``spawner``'s state now, in the middle of its start, once it made what it must stop
+    later (a process, a job): the profiles spawner that wraps it gives it ``keep_state``; alone, nothing."""
+    keep = getattr(spawner, "keep_state", None)
+    if keep is not None:
+        keep(ip, port)

@@ -22,7 +22,7 @@ from traitlets import Bool
 from .. import forkserver
 from ..choices import Choices, NumberChoice, SizeChoice
 from ..errors import StartError
-from .base import Backend, ProfileBase, limits, limits_words
+from .base import Backend, ProfileBase, keep_state, limits, limits_words
 
 SINGLEUSER = str(Path(sys.executable).parent / "campushub-singleuser")
 
@@ -136,7 +136,9 @@ class FastStart(LocalProcessSpawner):
             self.log.warning("Starting %s the normal way: %s", self._log_name, e)
             return await super().start()
         self.log.info("Forked %s as pid %s", self._log_name, self.pid)
-        return (self.ip or "127.0.0.1", self.port)
+        ip = self.ip or "127.0.0.1"
+        keep_state(self, ip, self.port)
+        return (ip, self.port)
 
 
 class CampusLocalSpawner(FastStart):

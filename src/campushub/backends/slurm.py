@@ -29,7 +29,7 @@ from pydantic import Field
 from tornado import web
 from traitlets import Integer, List, Unicode
 
-from .. import hubapi
+from .. import hubapi, metrics
 from ..choices import (
     TOKEN,
     AssociationChoice,
@@ -43,7 +43,7 @@ from ..choices import (
 )
 from ..fields import HttpUrl, Model, Name, byte_count
 from . import slurm_jobs
-from .base import Backend, ProfileBase, limits, limits_words
+from .base import Backend, ProfileBase, keep_state, limits, limits_words
 
 BIN = Path(sys.executable).parent
 #: choices as the start page names them
@@ -377,6 +377,7 @@ class CampusSlurmSpawner(SlurmSpawner):
     async def submit_batch_script(self):
         try:
             self.submitted_job = await super().submit_batch_script()
+            keep_state(self)  # a hub that dies while the job waits finds it, rather than leave it to run for nobody
             return self.submitted_job
         except RuntimeError as e:
             raise SpawnException(f"Slurm refused the job: {e}", reason="slurm-refused") from None
@@ -384,6 +385,7 @@ class CampusSlurmSpawner(SlurmSpawner):
     async def start(self):
         self.submitted_job = ""
         self.jobs_ahead = None
+        submitted = datetime.datetime.now()  # squeue's times are the local clock's too
         next_count = 0.0
         starting = asyncio.ensure_future(super().start())
         try:
@@ -391,11 +393,13 @@ class CampusSlurmSpawner(SlurmSpawner):
                 done, _ = await asyncio.wait({starting}, timeout=max(self.startup_poll_interval, 1))
                 if done:
                     try:
-                        return starting.result()
+                        found = starting.result()
                     except RuntimeError:
                         if self.submitted_job:  # batchspawner saw the job gone while pending or starting
                             raise self.job_ended(self.submitted_job) from None
                         raise
+                    metrics.queue_waited(self.job_info, submitted)  # squeue's start time of the running job
+                    return found
                 if self.job_id:
                     status = await self.query_job_status()
                     self.check_job(status)
@@ -447,6 +451,8 @@ class CampusSlurmSpawner(SlurmSpawner):
                 host = info.host if info else self.state_gethost()
                 yield {"progress": 60, "message": f"Job {self.job_id} runs on {host}: waiting for JupyterLab to answer"}
                 return
+            elif self.job_id and self.state_isunknown():  # slurmctld restarting: the job waits on
+                yield {"progress": 20, "message": f"Job {self.job_id}: Slurm's controller does not answer; waiting"}
             else:
                 yield {"progress": 5, "message": "Submitting the job to Slurm"}
             await asyncio.sleep(1)
