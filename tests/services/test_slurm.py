@@ -14,6 +14,8 @@ import requests
 from harness import ARTIFACTS, CHROMIUM_FLAGS, GROUP, PROXY_SECRET, REPO, Kernel, base_site, last_end, require_root
 
 USERS = ["chslurm-ann", "chslurm-ben", "chslurm-cy", "chslurm-dee", "chslurm-eve", "chslurm-fay", "chslurm-gus"]
+METRICS_ENV = "CAMPUSHUB_TEST_METRICS_TOKEN"
+METRICS_TOKEN = "a-metrics-token-for-tests-only"
 MEMORY = 256 * 1024 * 1024
 JOB_MEMORY = (
     "import re, pathlib; line = [l for l in open('/proc/self/cgroup') if ':memory:' in l][0];"
@@ -39,6 +41,9 @@ def slurm_conf(accounts):
     out = subprocess.run([str(REPO / "scripts" / "slurm"), "start"], capture_output=True, text=True, check=True)
     conf = out.stdout.strip().removeprefix("SLURM_CONF=")
     accounts(*USERS)
+    for leftover in (("user", ",".join(USERS)), ("account", "crc-teach,crc-other")):  # of a run cut short
+        env = {**os.environ, "SLURM_CONF": conf}
+        subprocess.run(["sacctmgr", "-i", "delete", *leftover], capture_output=True, env=env)
     slurm(conf, "sacctmgr", "-i", "add", "account", "crc-teach,crc-other", "cluster=campushub")
     slurm(conf, "sacctmgr", "-i", "add", "user", ",".join(USERS), "account=crc-teach", "cluster=campushub")
     yield conf
@@ -96,7 +101,8 @@ def hub(slurm_conf, hubs):
             },
         ],
     )
-    hub = hubs.start(site, "slurm")  # as root: sudo -u to each user
+    site["metrics"] = {"enabled": True, "token": {"env": METRICS_ENV}}  # the queue wait, in campushub's series
+    hub = hubs.start(site, "slurm", env={METRICS_ENV: METRICS_TOKEN})  # as root: sudo -u to each user
     yield hub
     hub.stop()
 
@@ -244,6 +250,13 @@ def test_a_pending_job_says_why_and_when_in_words_and_starts_when_the_node_frees
     assert re.search(r'<dd class="campushub-where">Slurm job \d+ on \S+</dd>', page), page
     assert re.search(r'<dd class="campushub-left">(29|30) min \(until about \d\d:\d\d\)</dd>', page), page
     hub.screenshot(user, "/hub/home", "session-card-running.png", wait_for=".campushub-session")
+    scraped = requests.get(
+        f"{hub.url}/hub/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=10
+    ).text
+    waited = re.search(r'^campushub_slurm_queue_wait_seconds_count\{partition="campus"\} (\S+)$', scraped, re.M)
+    total = re.search(r'^campushub_slurm_queue_wait_seconds_sum\{partition="campus"\} (\S+)$', scraped, re.M)
+    assert waited and float(waited.group(1)) >= 1, scraped[-3000:]
+    assert float(total.group(1)) >= 2, scraped[-3000:]  # this job's seconds behind the filler, at least
     hub.stop_server(s, user)
 
 
