@@ -182,3 +182,12 @@ def tmpfs(hub_root):
     yield mount
     for folder in mounts:
         subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    """The single-node test cluster (scripts/slurm start, which mends a controller an earlier module stopped):
+    its SLURM_CONF."""
+    require_root("running slurmctld and slurmd")
+    out = subprocess.run([str(REPO / "scripts" / "slurm"), "start"], capture_output=True, text=True, check=True)
+    return out.stdout.strip().removeprefix("SLURM_CONF=")

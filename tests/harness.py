@@ -587,3 +587,23 @@ def last_end(hub, session) -> dict:
     log = re.search(r'<pre class="campushub-end-log">(.*?)</pre>', box, re.S)
     found = {"words": words, "details": details.group(1) if details else "", "log": log.group(1) if log else ""}
     return {key: html.unescape(value) for key, value in found.items()}
+
+
+def proxies_on(port: int) -> list[int]:
+    """PIDs of the configurable-http-proxy processes whose API port is ``port``."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(b"configurable-http-proxy" in part for part in command) and str(port).encode() in command:
+            found.append(int(pid))
+    return found
+
+
+def slurm(conf: str, *args, check: bool = True) -> str:
+    """A Slurm command against the test cluster's ``conf``: its output."""
+    return subprocess.run(
+        list(args), capture_output=True, text=True, env={**os.environ, "SLURM_CONF": conf}, check=check
+    ).stdout.strip()

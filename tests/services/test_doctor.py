@@ -14,7 +14,7 @@ import pytest
 import requests
 import yaml
 
-from harness import CAMPUSHUB, EMBEDDED, GROUP, LAB_IMAGE, REPO, free_port, podman, remove_volumes, require_root
+from harness import CAMPUSHUB, EMBEDDED, GROUP, LAB_IMAGE, free_port, podman, remove_volumes, require_root
 
 HEALTHY = "ok: nothing to fix"
 
@@ -356,11 +356,9 @@ SLURM_USER = "chdoctor-slurm"
 
 
 @pytest.fixture
-def slurm_conf(accounts):
-    require_root("running slurmctld and slurmd")
-    out = subprocess.run([str(REPO / "scripts" / "slurm"), "start"], capture_output=True, text=True, check=True)
+def slurm_conf(slurm_cluster, accounts):
     accounts(SLURM_USER)
-    return out.stdout.strip().removeprefix("SLURM_CONF=")
+    return slurm_cluster
 
 
 def test_a_slurm_job_no_server_owns(slurm_conf, hub_factory):

@@ -11,22 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import CAMPUSHUB, EMBEDDED
+from harness import CAMPUSHUB, EMBEDDED, proxies_on
 
 TIMEOUT = 60  # s: on main, a taken proxy_api_port kept `campushub up` waiting for over two minutes
-
-
-def proxies_on(port: int) -> list[int]:
-    """PIDs of the configurable-http-proxy processes whose API port is ``port``."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if any(b"configurable-http-proxy" in part for part in command) and str(port).encode() in command:
-            found.append(int(pid))
-    return found
 
 
 def listening(port: int) -> bool:

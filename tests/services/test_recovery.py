@@ -21,8 +21,9 @@ from harness import (
     base_site,
     free_port,
     podman,
+    proxies_on,
     remove_volumes,
-    require_root,
+    slurm,
 )
 
 HEALTHY = "ok: nothing to fix"
@@ -222,19 +223,6 @@ def test_the_hub_killed_while_five_containers_start(container_site, hub_factory)
 # ------------------------------------------------------------------ the proxy killed
 
 
-def proxies(port: int) -> list[int]:
-    """PIDs of the configurable-http-proxy processes whose API port is ``port``."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if any(b"configurable-http-proxy" in part for part in command) and str(port).encode() in command:
-            found.append(int(pid))
-    return found
-
-
 def test_the_proxy_killed_comes_back_with_every_route_within_60_s(hub_factory):
     hub = hub_factory(EMBEDDED)
     users = USERS[:2]
@@ -246,7 +234,7 @@ def test_the_proxy_killed_comes_back_with_every_route_within_60_s(hub_factory):
         hub.run_code(user, tokens[user], f"open('note.txt', 'w').write({NOTE + ' by ' + user!r})")
     api_port = hub.site["hub"]["proxy_api_port"]
     old = int((hub.state / "proxy.pid").read_text())
-    assert proxies(api_port) == [old]
+    assert proxies_on(api_port) == [old]
     os.kill(old, signal.SIGKILL)
     killed = time.monotonic()
     waiting = set(users)
@@ -263,13 +251,13 @@ def test_the_proxy_killed_comes_back_with_every_route_within_60_s(hub_factory):
         assert time.monotonic() - killed < 60, f"{waiting} cannot reach their servers 60 s after the proxy died"
         time.sleep(0.5)
     print(f"users reached their servers again {time.monotonic() - killed:.1f} s after the proxy was killed")
-    new = proxies(api_port)
+    new = proxies_on(api_port)
     assert len(new) == 1 and new[0] != old and int((hub.state / "proxy.pid").read_text()) == new[0]
     assert hub.process.poll() is None
     assert doctor(hub) == (0, [HEALTHY])
     read_notes(hub, sessions, "note.txt", dict.fromkeys(users, "ready"))
     hub.stop()
-    assert not proxies(api_port), "the restarted proxy outlived its hub"
+    assert not proxies_on(api_port), "the restarted proxy outlived its hub"
 
 
 # ------------------------------------------------------------------ the container engine restarted
@@ -317,17 +305,9 @@ SLURM_USER = "chrec-slurm"
 
 
 @pytest.fixture
-def slurm_conf(accounts):
-    require_root("running slurmctld and slurmd")
-    out = subprocess.run([str(REPO / "scripts" / "slurm"), "start"], capture_output=True, text=True, check=True)
+def slurm_conf(slurm_cluster, accounts):
     accounts(SLURM_USER)
-    return out.stdout.strip().removeprefix("SLURM_CONF=")
-
-
-def slurm(conf, *args, check=True) -> str:
-    return subprocess.run(
-        list(args), capture_output=True, text=True, env={**os.environ, "SLURM_CONF": conf}, check=check
-    ).stdout.strip()
+    return slurm_cluster
 
 
 def job_state(conf, job) -> str:

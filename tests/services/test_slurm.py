@@ -11,7 +11,16 @@ from pathlib import Path
 import pytest
 import requests
 
-from harness import ARTIFACTS, CHROMIUM_FLAGS, GROUP, PROXY_SECRET, REPO, Kernel, base_site, last_end, require_root
+from harness import (
+    ARTIFACTS,
+    CHROMIUM_FLAGS,
+    GROUP,
+    PROXY_SECRET,
+    Kernel,
+    base_site,
+    last_end,
+    slurm,
+)
 
 USERS = ["chslurm-ann", "chslurm-ben", "chslurm-cy", "chslurm-dee", "chslurm-eve", "chslurm-fay", "chslurm-gus"]
 METRICS_ENV = "CAMPUSHUB_TEST_METRICS_TOKEN"
@@ -35,11 +44,9 @@ TEACH = {
 
 
 @pytest.fixture(scope="module")
-def slurm_conf(accounts):
+def slurm_conf(slurm_cluster, accounts):
     """The test cluster, with USERS as accounts of the system and of Slurm (account crc-teach; crc-other has none)."""
-    require_root("running slurmctld and slurmd")
-    out = subprocess.run([str(REPO / "scripts" / "slurm"), "start"], capture_output=True, text=True, check=True)
-    conf = out.stdout.strip().removeprefix("SLURM_CONF=")
+    conf = slurm_cluster
     accounts(*USERS)
     for leftover in (("user", ",".join(USERS)), ("account", "crc-teach,crc-other")):  # of a run cut short
         env = {**os.environ, "SLURM_CONF": conf}
@@ -49,12 +56,6 @@ def slurm_conf(accounts):
     yield conf
     slurm(conf, "sacctmgr", "-i", "delete", "user", ",".join(USERS))
     slurm(conf, "sacctmgr", "-i", "delete", "account", "crc-teach,crc-other")
-
-
-def slurm(conf, *args) -> str:
-    return subprocess.run(
-        list(args), capture_output=True, text=True, env={**os.environ, "SLURM_CONF": conf}, check=True
-    ).stdout.strip()
 
 
 @pytest.fixture(scope="module")
