@@ -111,7 +111,7 @@ def serve(path: str):
                 continue
             try:
                 op = _receive(connection).get("op")
-            except (EOFError, OSError, ValueError):
+            except (OSError, ValueError):
                 op = None
             if op == "hello":
                 _send(connection, hello)
@@ -217,7 +217,7 @@ def start_kernel_parent() -> int:
             while True:
                 try:
                     request = _receive(kernel_end)
-                except (EOFError, OSError):
+                except OSError:
                     break  # the server has ended
                 pid = os.fork()
                 if pid == 0:
@@ -271,7 +271,7 @@ def _receive(connection: socket.socket) -> dict:
     while not data.endswith(b"\n"):
         chunk = connection.recv(65536)
         if not chunk:
-            raise EOFError("the other end closed the connection")
+            raise ConnectionError("the other end closed the connection")
         data += chunk
     return json.loads(data)
 

@@ -10,7 +10,6 @@ every kernel of a server started the normal way, is launched as jupyter_client a
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import socket
@@ -20,7 +19,7 @@ import time
 
 from jupyter_client.provisioning import LocalProvisioner
 
-from .forkserver import KERNEL_PARENT
+from .forkserver import KERNEL_PARENT, _receive, _send
 
 _LOCK = threading.Lock()
 _PARENT: socket.socket | None = None
@@ -97,11 +96,5 @@ def _ask(request: dict) -> int:
     with _LOCK:
         if _PARENT is None:
             _PARENT = socket.socket(fileno=int(os.environ[KERNEL_PARENT]))
-        _PARENT.sendall(json.dumps(request).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = _PARENT.recv(4096)
-            if not chunk:
-                raise ConnectionError("the kernel parent has ended")
-            data += chunk
-    return json.loads(data)["pid"]
+        _send(_PARENT, request)
+        return _receive(_PARENT)["pid"]
