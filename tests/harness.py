@@ -9,6 +9,7 @@ import html
 import json
 import os
 import pwd
+import random
 import re
 import signal
 import socket
@@ -50,6 +51,30 @@ CHROMIUM_FLAGS = [
 ]
 #: screenshots the tests keep
 ARTIFACTS = REPO / "test-artifacts"
+#: the front door's name in tests (RFC 2606 keeps .test off the internet); users' servers are at NAME.hub.test
+TEST_DOMAIN = "hub.test"
+#: how Chromium finds the front door and every user's server under it
+RESOLVE_TEST_DOMAIN = f"--host-resolver-rules=MAP {TEST_DOMAIN} 127.0.0.1, MAP *.{TEST_DOMAIN} 127.0.0.1"
+#: Chromium's flags for the front door's tests
+DOOR_CHROMIUM_FLAGS = [*CHROMIUM_FLAGS, RESOLVE_TEST_DOMAIN]
+
+
+def resolve_test_domain():
+    """Make this process resolve ``hub.test`` and ``*.hub.test`` to loopback, as :data:`RESOLVE_TEST_DOMAIN` makes
+    Chromium: a fake resolver, because no DNS server here serves the tests' names and ``/etc/hosts`` takes no
+    wildcards. Only the tests' own clients use it; Apache and the hub never resolve these names."""
+    if getattr(socket.getaddrinfo, "test_domain", False):
+        return
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        name = host.decode() if isinstance(host, bytes) else host
+        if isinstance(name, str) and (name == TEST_DOMAIN or name.endswith("." + TEST_DOMAIN)):
+            host = "127.0.0.1"
+        return real(host, *args, **kwargs)
+
+    getaddrinfo.test_domain = True
+    socket.getaddrinfo = getaddrinfo
 
 
 def require_root(what: str):
@@ -122,10 +147,29 @@ def needs_root(site: dict) -> bool:
     return any(p.get("system_users") or p.get("backend") in ("slurm", "container") for p in site["profiles"])
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port(privileged: bool = False) -> int:
+    """A free loopback port; ``privileged``: one below 1024 (which only root may take), as guarded hubs use."""
+    if not privileged:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    for port in random.sample(range(600, 1024), 424):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port below 1024")
+
+
+def guarded(site: dict) -> bool:
+    """Whether campushub guards ``site``'s ports (users' code on the hub's host behind single sign-on): its hub then
+    listens below 1024."""
+    from campushub.ports import guarded as guarded_profiles
+    from campushub.site import Site
+
+    return bool(guarded_profiles(Site.model_validate(site)))
 
 
 def account_environment(account: str | None) -> dict:
@@ -337,13 +381,14 @@ class Hub(HubClient):
         as_root = needs_root(site) if as_root is None else as_root
         self.as_user = HUB_ACCOUNT if os.geteuid() == 0 and not as_root else None
         folder.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        privileged = guarded(site)
+        self.port = free_port(privileged)
         super().__init__(f"http://127.0.0.1:{self.port}", site)
         env = {SECRET_ENV: PROXY_SECRET, **(env or {})}
         hub = {
             "bind_url": f"http://127.0.0.1:{self.port}",
-            "hub_port": free_port(),
-            "proxy_api_port": free_port(),
+            "hub_port": free_port(privileged),
+            "proxy_api_port": free_port(privileged),
             "state_dir": "state",
         }
         hub.update(site.get("hub", {}))

@@ -9,9 +9,11 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from . import branding, database, hubapi, metrics, state
+from . import accounts, branding, database, frontdoor, hubapi, metrics, start_api, state
 from .auth import login_of
+from .auth.remote_user import RemoteUserAuth, id_token_of
 from .backends import backend_of, spawner_for, used
 from .errors import Problems, StartError
 from .fields import read_secret
@@ -65,6 +67,33 @@ def proxy_command() -> str:
     return found
 
 
+def front_door(c, site: Site):
+    """Behind the front door: the hub at the door's name and, with per-user origins, each user's server at a name
+    of its own (JupyterHub's ``subdomain_host``), with ``__Host-`` cookies that no user's server can toss."""
+    door = site.front_door
+    if not door:
+        return
+    origin = frontdoor.public_origin(door)
+    if not site.hub.public_url:
+        c.JupyterHub.public_url = origin + urlsplit(site.hub.bind_url).path  # https: every hub cookie is Secure
+    if door.user_origins:
+        c.JupyterHub.subdomain_host = origin
+        c.JupyterHub.cookie_host_prefix_enabled = True
+
+
+def logs(c, site: Site):
+    """The hub's request log without the front door's secret, ID token and identity headers (JupyterHub hides
+    only ``Authorization`` and ``Cookie`` when it logs a failed request's headers)."""
+    auth = site.auth
+    if not isinstance(auth, RemoteUserAuth):
+        return
+    hidden = [auth.user_header, auth.groups_header]
+    hidden += [auth.proxy_secret.header] if auth.proxy_secret else []
+    hidden += [token.header] if (token := id_token_of(site)) else []
+    settings = c.JupyterHub.tornado_settings if "tornado_settings" in c.JupyterHub else {}
+    c.JupyterHub.tornado_settings = {**settings, "log_function": hubapi.scrubbed_log(hidden)}
+
+
 def auth(c, site: Site):
     c.Authenticator.allow_all = True  # the SSO's required groups, or the shared password, are the gate
     c.Authenticator.username_pattern = USERNAME_PATTERN
@@ -73,6 +102,7 @@ def auth(c, site: Site):
 
 def profiles(c, site: Site):
     c.JupyterHub.spawner_class = PROFILES_SPAWNER
+    start_api.install()  # start requests judged before JupyterHub keeps them
     s = c.CampusProfilesSpawner
     s.profiles = [(p.name, p.slug, *spawner_for(site, i)) for i, p in enumerate(site.profiles)]
     s.default_profile = site.default_profile.slug
@@ -89,6 +119,8 @@ def profiles(c, site: Site):
     s.missing_account_url = getattr(site.auth, "missing_account_redirect", None) or ""
     s.create_accounts = site.accounts.create
     s.account_command = site.accounts.command
+    c.OwnAccount.min_uid = site.accounts.min_uid or accounts.uid_min()
+    c.OwnAccount.denied_accounts = site.accounts.deny
     backends = used(site)
     c.JupyterHub.cleanup_servers = not any(b.persistent for b in backends)
     for backend in backends:
@@ -130,7 +162,8 @@ def pages(c, site: Site):
     c.JupyterHub.template_paths = [branding.template_path()]
     announcement = branding.Announcement(site.hub.state_dir, settings.announcement)
     c.JupyterHub.template_vars = {"campushub": branding.PageVars(settings, announcement)}
-    c.JupyterHub.tornado_settings = {"campushub_announcement": announcement}
+    tornado = c.JupyterHub.tornado_settings if "tornado_settings" in c.JupyterHub else {}
+    c.JupyterHub.tornado_settings = {**tornado, "campushub_announcement": announcement}
     if settings.logo:
         c.JupyterHub.logo_file = str(settings.logo)
     hubapi.register(branding.API_PATH, branding.AnnouncementHandler)
@@ -184,7 +217,7 @@ def extra_config(c, site: Site):
         exec(compile(path.read_text(), str(path), "exec"), {"c": c, "__file__": str(path)})  # noqa: S102
 
 
-SECTIONS = (hub, proxy, auth, profiles, pages, culler, prometheus, extra_config)
+SECTIONS = (hub, proxy, front_door, logs, auth, profiles, pages, culler, prometheus, extra_config)
 
 
 def configure(c, site: Site, extra: bool = True):
@@ -229,6 +262,7 @@ def configure_from_env(c):
     path = config_path()
     try:
         configure(c, load_site(path))
+        hubapi.limit_bodies()
     except Problems as e:
         for problem in e.problems:
             print(f"{path}: {problem}", file=sys.stderr)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import re
+import socket
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -62,6 +64,20 @@ def is_loopback(url_or_host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
+        return False
+
+
+@functools.lru_cache(maxsize=256)
+def is_local(address) -> bool:
+    """Whether ``address`` belongs to this host (or container): only local addresses can be bound."""
+    if address.is_loopback:
+        return True
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.bind((str(address), 0))
+        return True
+    except OSError:
         return False
 
 

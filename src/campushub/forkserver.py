@@ -138,6 +138,8 @@ def _child(connection: socket.socket):
         os.setsid()
         _send(connection, {"pid": os.getpid()})
         spec = _receive(connection)
+        user = spec["env"].get("JUPYTERHUB_USER", "")
+        title(os.path.basename(spec["argv"][0]), user)
         _become(spec)
         kernels = start_kernel_parent()
         _send(connection, {"ok": True})
@@ -161,8 +163,18 @@ def _child(connection: socket.socket):
         os._exit(code)
 
 
+def title(*words: str):
+    """What ``ps`` and ``/proc/PID/cmdline`` show for this process: a forked child would otherwise show the fork
+    server's command line, and ``campushub up`` would blame campushub for a port a user's process holds."""
+    from setproctitle import setproctitle
+
+    setproctitle(" ".join(w for w in words if w))
+
+
 def _become(spec: dict):
     """Take the user's identity, folder, umask and environment, and fresh random state."""
+    if spec.get("uid") == 0:
+        raise PermissionError("a server never runs as root")
     if spec.get("uid") is not None:
         os.setgroups(spec["groups"])
         os.setgid(spec["gid"])
@@ -210,6 +222,7 @@ def start_kernel_parent() -> int:
     server_end, kernel_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     gc.freeze()
     if os.fork() == 0:
+        title("campushub-kernels", os.environ.get("JUPYTERHUB_USER", ""))
         server_end.close()
         signal.signal(signal.SIGCHLD, _reap)
         code = 0
@@ -237,6 +250,8 @@ def _kernel(request: dict):
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.setsid()
+        argv = request["argv"]
+        title(argv[0], "-m", "ipykernel_launcher", *argv[1:])  # as a kernel started the normal way shows
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])

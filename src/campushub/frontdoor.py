@@ -9,7 +9,9 @@ proxies (websockets too) to the hub.
 from __future__ import annotations
 
 import datetime
+import grp
 import ipaddress
+import os
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -21,6 +23,7 @@ from pydantic import Field, model_validator
 
 from . import branding, state
 from .auth.remote_user import RemoteUserAuth, id_token_of
+from .errors import SiteError
 from .fields import HostName, HttpUrl, Model, Name, Port, SecretSource, read_secret
 
 if TYPE_CHECKING:
@@ -41,6 +44,12 @@ class Certificate(Model):
     acme_email: Name | None = Field(None, description="with `source: acme`: the contact address for the CA")
     acme_staging: bool = Field(
         True, description="with `source: acme`: use Let's Encrypt's staging CA until you trust the setup; then false"
+    )
+    acme_dns01_command: Path | None = Field(
+        None,
+        description="with `source: acme` and `user_origins`: the program mod_md runs to publish the DNS-01"
+        " challenge (`MDChallengeDns01`); ACME CAs issue the wildcard certificate per-user origins need only"
+        " through DNS-01",
     )
 
     @model_validator(mode="after")
@@ -75,7 +84,11 @@ class OidcSettings(Model):
 class FrontDoorSettings(Model):
     """Apache httpd in front of the hub: TLS, and the campus SSO setting the identity."""
 
-    server_name: HostName = Field("localhost", description="the host name users type; the certificate's name")
+    server_name: HostName = Field(
+        "hub.localhost",
+        description="the host name users type; the certificate's name. With `user_origins`, each user's server is"
+        " at `NAME.server_name` (wildcard DNS). Browsers find `*.localhost` on this machine without DNS",
+    )
     address: Name = Field("127.0.0.1", description="where Apache listens")
     http_port: Port = Field(80, description="HTTP, which only redirects to HTTPS")
     https_port: Port = Field(443, description="HTTPS")
@@ -86,6 +99,13 @@ class FrontDoorSettings(Model):
     )
     certificate: Certificate = Field(Certificate(), description="the TLS certificate")
     oidc: OidcSettings = Field(description="the campus OpenID Connect provider")
+    user_origins: bool = Field(
+        True,
+        description="each user's server at a name of its own (`alice.server_name`; JupyterHub's `subdomain_host`),"
+        " so that a page a user's server serves cannot act on the hub, or on another user's server, as whoever"
+        " opens it. Needs wildcard DNS and a wildcard certificate. `false`: servers share the hub's origin (see"
+        " docs/authentication.md for what that allows)",
+    )
 
 
 def problems(site: Site) -> list[str]:
@@ -99,7 +119,55 @@ def problems(site: Site) -> list[str]:
             "front_door: set auth.proxy_secret: the front door sends it, so the hub can tell"
             " the front door from anything else that reaches its proxy"
         ]
-    return []
+    return _origin_problems(site)
+
+
+def _origin_problems(site: Site) -> list[str]:
+    """Per-user origins need a name users' names can go under, a certificate that can cover them, and the hub at
+    the front door's own name."""
+    door = site.front_door
+    if not door.user_origins:
+        return []
+    off = " (or set front_door.user_origins: false, and read docs/authentication.md for what that allows)"
+    found = []
+    if "." not in door.server_name or _is_address(door.server_name):
+        found.append(
+            f"front_door.server_name: per-user origins put each user's server at NAME.{door.server_name}, which needs"
+            f" a DNS name with a dot (hub.example.edu, or hub.localhost to try it on one machine){off}"
+        )
+    cert = door.certificate
+    if cert.source == "acme" and not cert.acme_dns01_command:
+        found.append(
+            f"front_door.certificate.acme_dns01_command: per-user origins need a certificate for *.{door.server_name},"
+            " which ACME CAs issue only through the DNS-01 challenge: give the program that publishes its DNS record,"
+            f" or use source: file with a wildcard certificate{off}"
+        )
+    public = site.hub.public_url and urlsplit(site.hub.public_url)
+    if public and (public.scheme, public.netloc) != ("https", urlsplit(public_origin(door)).netloc):
+        found.append(
+            f"hub.public_url: the front door serves the hub at {public_origin(door)}/ (front_door.server_name and"
+            " https_port); leave public_url unset, or make it that"
+        )
+    return found
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def warnings(site: Site) -> list[str]:
+    """What per-user origins turned off allows."""
+    if not site.front_door or site.front_door.user_origins:
+        return []
+    return [
+        "front_door.user_origins: false: users' servers share the hub's origin, so a page a user's server serves"
+        " can act on the hub as any user who opens it, an admin included (JupyterHub's documented limit of one"
+        " origin; see docs/authentication.md)"
+    ]
 
 
 MODULES = [
@@ -125,15 +193,17 @@ ERROR_PATH = "/campushub-error/"
 LOCAL_CA_DAYS = 825
 
 
-def local_ca(folder: Path, server_name: str) -> tuple[Path, Path, Path]:
-    """A CA and a server certificate for ``server_name`` (and loopback), made once in ``folder``."""
+def local_ca(folder: Path, server_name: str, wildcard: bool = False) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for ``server_name`` (with ``wildcard``, ``*.server_name`` too; and loopback),
+    made once in ``folder``: again when the names it covers change."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     ca_pem, cert_pem, key_pem = folder / "ca.pem", folder / "server.pem", folder / "server.key"
-    if cert_pem.exists() and key_pem.exists():
+    wanted = [server_name, f"*.{server_name}"] if wildcard else [server_name]
+    if cert_pem.exists() and key_pem.exists() and not uncovered(cert_pem, wanted):
         return ca_pem, cert_pem, key_pem
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
@@ -156,7 +226,7 @@ def local_ca(folder: Path, server_name: str) -> tuple[Path, Path, Path]:
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"campushub local CA ({server_name})")])
     ca = build(ca_name, ca_name, ca_key.public_key(), ca_key, (x509.BasicConstraints(ca=True, path_length=0), True))
     key = ec.generate_private_key(ec.SECP256R1())
-    names = [x509.DNSName(server_name)]
+    names = [x509.DNSName(n) for n in wanted]
     try:
         names.append(x509.IPAddress(ipaddress.ip_address(server_name)))
     except ValueError:
@@ -183,18 +253,28 @@ def _tls(site: Site, folder: Path, root: str) -> list[str]:
     cert = door.certificate
     if cert.source == "acme":  # mod_md obtains and renews the certificate itself
         lines = [
-            f"MDomain {door.server_name}",
+            f"MDomain {' '.join(names(door))}",
             "MDCertificateAgreement accepted",
             f"MDContactEmail {cert.acme_email}",
             f"MDStoreDir {root}/md",
         ]
+        if door.user_origins:  # a wildcard name: only the DNS-01 challenge can prove it
+            lines += ["MDCAChallenges dns-01", f"MDChallengeDns01 {cert.acme_dns01_command}"]
         if cert.acme_staging:
             lines.append("MDCertificateAuthority https://acme-staging-v02.api.letsencrypt.org/directory")
         return lines
     if cert.source == "file":
         server_cert, server_key = cert.cert, cert.key
+        missing = uncovered(server_cert, names(door))
+        if missing:
+            raise SiteError(
+                [
+                    f"front_door.certificate.cert: {server_cert} does not cover {', '.join(missing)}"
+                    + (" (per-user origins need a wildcard certificate)" if door.user_origins else "")
+                ]
+            )
     else:
-        _ca, server_cert, server_key = local_ca(folder / "ca", door.server_name)
+        _ca, server_cert, server_key = local_ca(folder / "ca", door.server_name, door.user_origins)
     tls = folder / "tls"
     tls.mkdir(mode=0o700, exist_ok=True)
     shutil.copyfile(server_cert, tls / "server.pem")
@@ -202,118 +282,84 @@ def _tls(site: Site, folder: Path, root: str) -> list[str]:
     return [f"SSLCertificateFile {root}/tls/server.pem", f"SSLCertificateKeyFile {root}/tls/server.key"]
 
 
+def names(door: FrontDoorSettings) -> list[str]:
+    """The names the front door's certificate must cover: its own, and every user's with per-user origins."""
+    return [door.server_name, f"*.{door.server_name}"] if door.user_origins else [door.server_name]
+
+
+def uncovered(pem: Path, wanted: list[str]) -> list[str]:
+    """The names in ``wanted`` that the certificate at ``pem`` has no subject alternative name for."""
+    from cryptography import x509
+
+    try:
+        certificate = x509.load_pem_x509_certificate(pem.read_bytes())
+        has = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (OSError, ValueError, x509.ExtensionNotFound):
+        return wanted
+    dns = {n.lower() for n in has.get_values_for_type(x509.DNSName)}
+    return [n for n in wanted if n.lower() not in dns]
+
+
+def public_origin(door: FrontDoorSettings) -> str:
+    """``https://server_name[:port]``: the hub's origin, as users' browsers see it."""
+    return f"https://{door.server_name}" + ("" if door.https_port == 443 else f":{door.https_port}")
+
+
+def quoted(value: str, field: str) -> str:
+    """``value`` in double quotes for Apache's config; a value that cannot be quoted is refused, naming ``field``."""
+    if any(c in value for c in '"\\') or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise SiteError([f"{field}: holds a quote, backslash or control character, which Apache's config cannot hold"])
+    return f'"{value}"'
+
+
+TEMPLATES = jinja2.Environment(
+    loader=jinja2.FunctionLoader(lambda name: resources.files("campushub").joinpath("templates", name).read_text()),
+    autoescape=False,  # Apache's config, not HTML: every value is validated, and quoted ones by `quoted`
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+    undefined=jinja2.StrictUndefined,
+)
+TEMPLATES.filters["quoted"] = quoted
+
+
 def vhost(site: Site, folder: Path, root: str) -> str:
-    """The two virtual hosts (HTTP redirect, HTTPS with SSO): what a site's existing Apache includes."""
+    """The virtual hosts (HTTP redirect, HTTPS with SSO for the hub, HTTPS for users' servers at their own names):
+    what a site's existing Apache includes."""
     door, auth = site.front_door, site.auth
     assert isinstance(auth, RemoteUserAuth) and auth.proxy_secret  # problems() refuses the site otherwise
-    oidc = door.oidc
-    secret = auth.proxy_secret
-    public = f"https://{door.server_name}" + ("" if door.https_port == 443 else f":{door.https_port}")
+    public = public_origin(door)
     # the hub's proxy serves the same paths as the front door (a bind_url path is the public path too)
     upstream = urlsplit(door.upstream or site.hub.bind_url.replace("0.0.0.0", "127.0.0.1"))
-    upstream = f"{upstream.scheme}://{upstream.netloc}"
-    passphrase = state.secret(folder / "oidc_passphrase")[0]
     id_token = id_token_of(site)
-    headers = (auth.user_header, auth.groups_header, secret.header, id_token.header)
-    hub_path = urlsplit(site.hub.bind_url).path.rstrip("/") + "/hub/"
-    logout_to = oidc.logout_to or f"{public}/"
-    lines = [
-        f"<VirtualHost {door.address}:{door.http_port}>",
-        f"    ServerName {door.server_name}",
-        "    RewriteEngine On",
-        f"    RewriteRule ^ {public}%{{REQUEST_URI}} [R=301,L]",
-        "</VirtualHost>",
-        "",
-        f"<VirtualHost {door.address}:{door.https_port}>",
-        f"    ServerName {door.server_name}",
-        "    SSLEngine on",
-        "    SSLProtocol -all +TLSv1.2 +TLSv1.3",
-        *(f"    {line}" for line in _tls(site, folder, root)),
-        '    Header always set Strict-Transport-Security "max-age=63072000; includeSubDomains"',
-        "",
-        "    # single sign-on: every path needs an OpenID Connect session",
-        f"    OIDCProviderMetadataURL {oidc.metadata_url}",
-        f"    OIDCClientID {oidc.client_id}",
-        f'    OIDCClientSecret "{read_secret(oidc.client_secret, "front_door.oidc.client_secret")}"',
-        f"    OIDCRedirectURI {public}{oidc.redirect_path}",
-        f'    OIDCCryptoPassphrase "{passphrase}"',
-        f'    OIDCScope "{oidc.scopes}"',
-        "    # sub is in every ID token: the hub, not Apache, judges a token without the user claim",
-        "    OIDCRemoteUserClaim sub",
-        f'    OIDCClaimDelimiter "{auth.groups_separator}"',
-        "    OIDCPassClaimsAs environment",
-        "    OIDCPassIDTokenAs serialized",
-        "    OIDCCookieHTTPOnly On",
-        "    OIDCCookieSameSite On",
-        "    <Location />",
-        "        AuthType openid-connect",
-        "        Require valid-user",
-        "    </Location>",
-        "",
-        "    # identity comes from the session only: whatever the client sent is dropped, on every path",
-        *(f"    RequestHeader unset {h} early" for h in headers),
-        '    RequestHeader set X-Forwarded-Proto "https"',
-        "    # ... and is set on the hub's own paths only, so users' servers never see it (nor the",
-        "    # secret); a claim the session lacks sends no header, never the text (null)",
-        f"    <Location {hub_path}>",
-        _from_env(auth.user_header, f"OIDC_CLAIM_{oidc.user_claim}"),
-        _from_env(auth.groups_header, f"OIDC_CLAIM_{oidc.groups_claim}"),
-        _from_env(id_token.header, "OIDC_id_token"),
-        f'        RequestHeader set {secret.header} "{read_secret(secret, "auth.proxy_secret", min_length=16)}"',
-        "    </Location>",
-        "",
-        "    # what users see when the hub does not answer (restarting, down): a page of the site's own",
-        f"    ErrorDocument 502 {ERROR_PATH}503.html",
-        f"    ErrorDocument 503 {ERROR_PATH}503.html",
-        f"    Alias {ERROR_PATH} {root}/errors/",
-        f"    <Directory {root}/errors>",
-        "        Require all granted",
-        "    </Directory>",
-        f"    <Location {ERROR_PATH}>",
-        "        AuthType None",
-        "        Require all granted",
-        "        ForceType text/html",
-        "    </Location>",
-        "",
-        "    # the hub's proxy, websockets included; Host is kept for JupyterLab's origin checks",
-        "    ProxyPreserveHost On",
-        f"    ProxyPass {ERROR_PATH} !",
-        f"    ProxyPass {oidc.redirect_path} !",
-        f"    ProxyPass / {upstream}/ upgrade=websocket",
-        f"    ProxyPassReverse / {upstream}/",
-        "</VirtualHost>",
-        "",
-        f"# the SSO's logout, for auth.logout_url: {public}{oidc.redirect_path}?logout={quote(logout_to, safe='')}",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _from_env(header: str, variable: str) -> str:
-    return f'        RequestHeader set {header} "%{{{variable}}}e" env={variable}'
+    prefix = urlsplit(site.hub.bind_url).path.rstrip("/") + "/"
+    return TEMPLATES.get_template("frontdoor/vhost.conf").render(
+        door=door,
+        oidc=door.oidc,
+        auth=auth,
+        secret=auth.proxy_secret,
+        secret_value=read_secret(auth.proxy_secret, "auth.proxy_secret", min_length=16),
+        client_secret=read_secret(door.oidc.client_secret, "front_door.oidc.client_secret"),
+        passphrase=state.secret(folder / "oidc_passphrase")[0],
+        id_token_header=id_token.header,
+        identity_headers=(auth.user_header, auth.groups_header, auth.proxy_secret.header, id_token.header),
+        public=public,
+        upstream=f"{upstream.scheme}://{upstream.netloc}",
+        hub_path=prefix + "hub/",
+        user_path=prefix + "user/",
+        user_origins=door.user_origins,
+        tls=_tls(site, folder, root),
+        error_path=ERROR_PATH,
+        root=root,
+        logout_to=quote(door.oidc.logout_to or f"{public}/", safe=""),
+    )
 
 
 def httpd_conf(site: Site, root: str) -> str:
     """A complete Apache configuration that runs only the front door, its files under ``root``."""
-    door = site.front_door
-    lines = [
-        "# Generated by `campushub frontdoor` from the site file: edit the site file, not this.",
-        f"ServerRoot {root}",
-        f"PidFile {root}/httpd.pid",
-        f"DefaultRuntimeDir {root}",
-        f"ErrorLog {root}/error.log",
-        'LogFormat "%h %u \\"%r\\" %>s %b" campushub',
-        f"CustomLog {root}/access.log campushub",
-        "User www-data",
-        "Group www-data",
-        *(f"LoadModule {m}_module {MODULE_DIR}/mod_{m}.so" for m in MODULES),
-        f"ServerName {door.server_name}",
-        f"Listen {door.address}:{door.http_port}",
-        f"Listen {door.address}:{door.https_port}",
-        f"SSLSessionCache shmcb:{root}/ssl_scache(512000)",
-        "TypesConfig /dev/null",
-        f"Include {root}/campushub-vhost.conf",
-    ]
-    return "\n".join(lines) + "\n"
+    return TEMPLATES.get_template("frontdoor/httpd.conf").render(
+        door=site.front_door, root=root, modules=MODULES, module_dir=MODULE_DIR
+    )
 
 
 def error_pages(site: Site, folder: Path):
@@ -330,7 +376,8 @@ def error_pages(site: Site, folder: Path):
 
 
 def write(site: Site, folder: Path, root: str | None = None) -> Path:
-    """Write ``httpd.conf``, ``campushub-vhost.conf`` (both 0600: they hold secrets) and ``tls/`` into ``folder``.
+    """Write ``httpd.conf``, ``campushub-vhost.conf`` (both 0600: they hold secrets), ``tls/`` and the two
+    logs (0640 to the adm group) into ``folder``.
 
     The folder also keeps what is made once and reused: the local CA (``ca/``) and the
     passphrase mod_auth_openidc encrypts its sessions with.
@@ -344,4 +391,17 @@ def write(site: Site, folder: Path, root: str | None = None) -> Path:
     state.private_file(folder / "campushub-vhost.conf").write_text(vhost(site, folder, root))
     conf = state.private_file(folder / "httpd.conf")
     conf.write_text(httpd_conf(site, root))
+    for log in ("access.log", "error.log"):
+        private_log(folder / log)
     return conf
+
+
+def private_log(path: Path):
+    """Make ``path`` before Apache opens it (as root, keeping its mode): readable by root and the ``adm`` group
+    (Debian's readers of logs) only. It holds users' names and the paths they open."""
+    state.private_file(path)
+    try:
+        os.chown(path, 0, grp.getgrnam("adm").gr_gid)
+        path.chmod(0o640)
+    except (KeyError, PermissionError):  # no adm group, or not root: private to its owner
+        pass

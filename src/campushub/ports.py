@@ -1,15 +1,63 @@
 """The ports the hub listens on, checked before anything starts: a port some other program holds
-would make JupyterHub wait on it (or its proxy fail) instead of saying so."""
+would make JupyterHub wait on it (or its proxy fail) instead of saying so.
+
+Where users' code runs on the hub's host behind single sign-on, the ports are guarded: any account may
+take a free port above 1023, and a user's leftover process that takes the proxy's port while the hub
+restarts receives what the front door sends (users' identities, ID tokens, the proxy secret), one that
+takes the proxy's API port its token. Such sites listen below 1024, where only root can, by default
+(:data:`GUARDED`), and a port above 1023 given in the site file is refused.
+"""
 
 from __future__ import annotations
 
 import errno
 import os
+import pwd
 import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .auth.remote_user import RemoteUserAuth, users_code_on_hub_host
 from .site import Site
+
+#: the guarded sites' defaults: ports only root can take
+GUARDED = {"bind_url": "http://127.0.0.1:880", "hub_port": 881, "proxy_api_port": 882}
+UNPRIVILEGED_START = Path("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+
+
+def guarded(site: Site) -> list[int]:
+    """Indexes of the profiles that make ``site``'s ports worth taking: users' code on the hub's host, behind SSO."""
+    return users_code_on_hub_host(site) if isinstance(site.auth, RemoteUserAuth) else []
+
+
+def guard_defaults(site: Site):
+    """Give a guarded site the ports only root can take, where its site file names none."""
+    if guarded(site):
+        for field, value in GUARDED.items():
+            if field not in site.hub.model_fields_set:
+                setattr(site.hub, field, value)
+
+
+def unguarded(site: Site) -> list[str]:
+    """A guarded site's ports that any account could take."""
+    profiles = guarded(site)
+    if not profiles:
+        return []
+    return [
+        f"{field}: port {port} can be taken by any account while the hub is down or restarting, and users' code runs"
+        f" on this host behind single sign-on (profiles.{profiles[0]}): a user's leftover process there would receive"
+        f" {TAKEN[field]}. Use a port below 1024, which only root can take (default {GUARDED[field[4:]]})"
+        for field, _host, port in listeners(site)
+        if port >= 1024
+    ]
+
+
+#: what a process that took each port would receive
+TAKEN = {
+    "hub.bind_url": "what the front door sends (users' identities, their ID tokens, the proxy secret)",
+    "hub.hub_port": "what the proxy passes to the hub (users' identities, their ID tokens, the proxy secret)",
+    "hub.proxy_api_port": "the hub's token for its proxy, with which it could route any user's requests to itself",
+}
 
 
 def listeners(site: Site) -> list[tuple[str, str, int]]:
@@ -23,8 +71,9 @@ def listeners(site: Site) -> list[tuple[str, str, int]]:
 
 
 def problems(site: Site) -> list[str]:
-    """One line per port that is taken (naming the field, the port and who holds it) or used twice."""
-    found = []
+    """One line per port that is taken (naming the field, the port and who holds it) or used twice, and, for a
+    guarded site, a host where any account may take ports below 1024."""
+    found = _unprivileged_start(site)
     seen: dict[int, str] = {}
     for field, host, port in listeners(site):
         if port in seen:
@@ -55,13 +104,34 @@ def _bind_trouble(host: str, port: int) -> str | None:
             if e.errno == errno.EADDRNOTAVAIL:
                 return f"{host} is not an address of this machine"
             if e.errno == errno.EACCES:
-                return f"port {port} needs root (ports below 1024); choose one above 1023"
+                return (
+                    f"port {port} is below 1024, where only root may listen: run the hub as root (a site whose users'"
+                    " code runs on its host behind single sign-on must), or choose a port above 1023"
+                )
             return f"cannot listen on {host}:{port}: {e.strerror}"
     return None
 
 
+def _unprivileged_start(site: Site) -> list[str]:
+    """A guarded site's ports are safe only where unprivileged accounts cannot listen below 1024 (a container
+    engine may set ``net.ipv4.ip_unprivileged_port_start`` to 0 inside its containers)."""
+    if not guarded(site):
+        return []
+    try:
+        start = int(UNPRIVILEGED_START.read_text())
+    except (OSError, ValueError):
+        return []
+    taken = [(field, port) for field, _host, port in listeners(site) if port >= start]
+    return [
+        f"{field}: any account on this host may listen on port {port} (net.ipv4.ip_unprivileged_port_start is"
+        f" {start}): set it to 1024 (sysctl -w net.ipv4.ip_unprivileged_port_start=1024), or the hub's ports can be"
+        " taken while it restarts"
+        for field, port in taken
+    ]
+
+
 def holder_of(port: int) -> str | None:
-    """``pid N (command)`` of the process listening on TCP ``port``, when this account can see it."""
+    """``pid N, ACCOUNT: command`` of the process listening on TCP ``port``, when this account can see it."""
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -75,10 +145,22 @@ def holder_of(port: int) -> str | None:
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             if any(os.readlink(f"/proc/{pid}/fd/{fd}") in inodes for fd in os.listdir(f"/proc/{pid}/fd")):
-                command = " ".join(
-                    Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").replace("\0", " ").split()
-                )
-                return f"pid {pid} ({command[:80]})"
+                return f"pid {pid}, {owner_of(pid)}: {command_of(pid)[:80]}"
         except OSError:
             continue
     return None
+
+
+def owner_of(pid: int | str) -> str:
+    """The account a process runs as (its name, else its uid)."""
+    uid = os.stat(f"/proc/{pid}").st_uid
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def command_of(pid: int | str) -> str:
+    """A process's command line as ``ps`` shows it (a forked server's own, not the fork server's)."""
+    raw = Path(f"/proc/{pid}/cmdline").read_bytes()[:4096]
+    return " ".join(raw.decode(errors="replace").replace("\0", " ").split())

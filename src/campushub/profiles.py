@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import html
+import json
 import os
-import pwd
-import re
 from importlib import resources
 
 import jinja2
@@ -25,7 +24,9 @@ from traitlets import Bool, Dict, List, Unicode, default
 from wrapspawner import ProfilesSpawner
 
 from . import metrics
+from .accounts import SYSTEM_NAME, has_account, refusal
 from .backends import BACKENDS
+from .backends.base import OwnAccount
 from .choices import (
     TOKEN,
     AssociationChoice,
@@ -53,8 +54,6 @@ LABELS = {
     "qos": "Quality of service (QOS)",
     "image": "Image",
 }
-#: names a system account can have (POSIX's portable ones): the only ones campushub makes accounts for
-SYSTEM_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 
 class Admission:
@@ -98,6 +97,8 @@ class Admission:
 
 
 ADMISSION = Admission(os.cpu_count() or 2)
+#: the largest options (as JSON) a start request may hold: a profile and its choices fit in far less
+MAX_OPTIONS_BYTES = 16 * 1024
 
 
 class MissingAccount(web.HTTPError):
@@ -145,16 +146,7 @@ async def listening(ip: str, port: int, timeout: float, spawner) -> bool:
     return False
 
 
-def has_account(name: str) -> bool:
-    """Whether the system knows ``name`` (through NSS: local files, LDAP, SSSD)."""
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True
-
-
-class CampusProfilesSpawner(ProfilesSpawner):
+class CampusProfilesSpawner(ProfilesSpawner, OwnAccount):
     """Offers each user the profiles their groups allow with their choices, and refuses anything else."""
 
     default_profile = Unicode(config=True, help="Slug of the profile used when a request names none.")
@@ -269,8 +261,9 @@ class CampusProfilesSpawner(ProfilesSpawner):
         """
         offered = self.offered()
         own = self.create_accounts or await asyncio.to_thread(has_account, self.user.name)
+        refused = self.account_refusal()
         simple = len(offered) < 2 and not any(self._choices(p[1]) for p in offered)
-        if simple and (own or not (offered and offered[0][1] in self.account_profiles)):
+        if simple and ((own and not refused) or not (offered and offered[0][1] in self.account_profiles)):
             return ""
         last = (self.user_options or {}).get("profile", self.default_profile)
         profiles = []
@@ -279,7 +272,7 @@ class CampusProfilesSpawner(ProfilesSpawner):
             fields = []
             for name, spec in found[1].declared().items() if found else ():
                 fields.append(await self._field(found[0], slug, name, spec))
-            unavailable = "" if own or slug not in self.account_profiles else self.no_account_text()
+            unavailable = (refused or ("" if own else self.no_account_text())) if slug in self.account_profiles else ""
             profiles.append(
                 {
                     "slug": slug,
@@ -326,10 +319,11 @@ class CampusProfilesSpawner(ProfilesSpawner):
         field.update(min=f"{low:g}", max=f"{high:g}", step=f"{step:g}", value=f"{value:g}", help=words)
         return field
 
-    def options_from_form(self, formdata):
+    async def options_from_form(self, formdata):
         """The chosen profile and its fields, in the API's units; other profiles' fields are dropped.
 
-        Anything the form never had is passed on, so that ``apply_user_options`` refuses it by name.
+        Anything the form never had is passed on, so that :meth:`judge` refuses it by name, before JupyterHub
+        stores the options (the spawn form, and ``/hub/spawn?profile=...``, come this way).
         """
         slug = formdata.get("profile", [self.default_profile])[0]
         options = {"profile": slug}
@@ -350,6 +344,7 @@ class CampusProfilesSpawner(ProfilesSpawner):
                 options[name] = _from_form(declared[name], value)
             elif key not in offered_fields:
                 options[key] = value
+        await self.judge(options)
         return options
 
     # ------------------------------------------------------------------ starting
@@ -358,18 +353,32 @@ class CampusProfilesSpawner(ProfilesSpawner):
     def _default_apply_user_options(self):
         return type(self).choose_profile
 
-    async def choose_profile(self, user_options: dict):
-        """Pick the requested profile (or the default) and its choices; refuse anything else."""
+    async def judge(self, user_options) -> tuple[str, dict]:
+        """The profile and the typed choices a start request asks for, or a 4xx in words.
+
+        Judged before anything is kept: JupyterHub stores a start request's options in its database as they
+        come, so its API handlers (:mod:`campushub.start_api`) and the form ask here first.
+        """
         if not isinstance(user_options, dict):
             raise web.HTTPError(400, "Send the options as a JSON object.")
+        if len(json.dumps(user_options)) > MAX_OPTIONS_BYTES:
+            raise web.HTTPError(
+                400, f"The options are larger than {MAX_OPTIONS_BYTES // 1024} KiB; send only the choices."
+            )
         slug = user_options.get("profile") or self.default_profile
         if not isinstance(slug, str) or slug not in {p[1] for p in self.profiles}:
             raise web.HTTPError(400, f"There is no profile {str(slug)[:40]!r}.")
         if not self.allowed(slug):
             raise web.HTTPError(403, f"You may not use the profile {slug!r}.")
+        if slug in self.account_profiles and (refused := self.account_refusal()):
+            raise MissingAccount(refused)
+        return slug, await self.parse_choices(slug, user_options)
+
+    async def choose_profile(self, user_options: dict):
+        """Pick the requested profile (or the default) and its choices; refuse anything else."""
+        slug, self.chosen = await self.judge(user_options)
         if slug in self.account_profiles and not await asyncio.to_thread(has_account, self.user.name):
             await self.make_account()
-        self.chosen = await self.parse_choices(slug, user_options)
         shown = self._as_api(slug, self.chosen)
         self.user_options = {"profile": slug, **shown}
         if self.chosen:
@@ -377,6 +386,10 @@ class CampusProfilesSpawner(ProfilesSpawner):
         self.child_profile = slug
         # a server started before keeps its old child: start afresh with this profile
         self.child_spawner = None
+
+    def account_refusal(self) -> str:
+        """Why this user's name may not run servers as its own account (a system or service account); "" if it may."""
+        return refusal(self.user.name, self.min_uid, self.denied_accounts)
 
     def no_account_text(self) -> str:
         where = "" if self.missing_account_url else " from your research computing center"

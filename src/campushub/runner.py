@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from traitlets.config import Config
 
-from . import database, startup, state
+from . import database, ports, startup, state
 from .configurer import configure
 from .errors import StartError, raise_problems
 from .settings import load_site, preflight
@@ -92,6 +92,13 @@ def run_hub(path: Path, as_user: str | None = None) -> int:
     """
     site = load_site(path)
     raise_problems(startup.problems(site))
+    if as_user and ports.guarded(site):
+        raise StartError(
+            [
+                f"--as-user: this hub listens below port 1024 so that no other account can take its ports (users' code"
+                f" runs on its host behind single sign-on, profiles.{ports.guarded(site)[0]}); run it as root"
+            ]
+        )
     if as_user:
         become(as_user, site.hub.state_dir)
     configure(Config(), site, extra=False)

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from . import branding, frontdoor, metrics
+from . import branding, frontdoor, metrics, ports
 from .auth import LOGINS, login_of
 from .backends import BACKENDS, backend_of
 from .errors import SiteError, raise_problems
@@ -54,6 +54,7 @@ def load_site(path: str | os.PathLike, environ=os.environ) -> Site:
     except ValidationError as e:
         raise SiteError([_describe(err) for err in e.errors()]) from None
     _resolve_paths(site, path.parent)
+    ports.guard_defaults(site)
     raise_problems(problems(site))
     return site
 
@@ -134,7 +135,7 @@ def problems(site: Site) -> list[str]:
             found.append(f"profiles.{i}.slug: {profile.slug!r} is already used by profiles.{seen[profile.slug]}")
         seen.setdefault(profile.slug, i)
         found += backend_of(profile).problems(site, i, profile)
-    found += frontdoor.problems(site)
+    found += frontdoor.problems(site) + ports.unguarded(site)
     found += branding.problems(site.branding)
     found += login_of(site).problems(site)
     defaults = [i for i, p in enumerate(site.profiles) if p.default]
@@ -153,7 +154,7 @@ def warnings_for(site: Site, environ=os.environ) -> list[str]:
     notes = []
     for i, profile in enumerate(site.profiles):
         notes += backend_of(profile).warnings(site, i, profile)
-    notes += metrics.warnings(site.metrics, environ)
+    notes += metrics.warnings(site.metrics, environ) + frontdoor.warnings(site)
     return notes + login_of(site).warnings(site, environ) + _client_secret(site, environ)
 
 

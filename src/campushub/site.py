@@ -9,6 +9,7 @@ from pydantic import Field, ValidationInfo, create_model, field_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from .accounts import SERVICE_ACCOUNTS
 from .auth import Auth
 from .auth.shared_password import SharedPasswordAuth
 from .backends import BACKENDS, Profile
@@ -23,19 +24,24 @@ class HubSettings(Model):
 
     bind_url: HttpUrl = Field(
         "http://127.0.0.1:8000",
-        description="the address of the hub's proxy (JupyterHub's `bind_url`); loopback unless you open it",
+        description="the address of the hub's proxy (JupyterHub's `bind_url`); loopback unless you open it."
+        " Where users' code runs on the hub's host behind single sign-on, `http://127.0.0.1:880`, and the site"
+        " file may only name ports below 1024, which no user's process can take (so for the two ports below)",
     )
     public_url: HttpUrl | None = Field(
         None,
         description="the address users see, behind the HTTPS front door"
-        " (JupyterHub's `public_url`); `https://...` makes every hub cookie `Secure`",
+        " (JupyterHub's `public_url`; default with `front_door`: `https://SERVER_NAME[:HTTPS_PORT]/`);"
+        " `https://...` makes every hub cookie `Secure`",
     )
     hub_ip: Name = Field("127.0.0.1", description="address (or host name) the hub's own API listens on")
-    hub_port: Port = Field(8081, description="port of the hub's API")
+    hub_port: Port = Field(8081, description="port of the hub's API (`881` where the ports are guarded, as above)")
     hub_connect_ip: Name | None = Field(
         None, description="the hub's address as seen from users' servers, when it differs from `hub_ip`"
     )
-    proxy_api_port: Port = Field(8001, description="loopback port of configurable-http-proxy's API")
+    proxy_api_port: Port = Field(
+        8001, description="loopback port of configurable-http-proxy's API (`882` where the ports are guarded)"
+    )
     state_dir: Path = Field(
         Path("state"), description="database and secrets; made 0700, files 0600, kept across restarts"
     )
@@ -129,6 +135,16 @@ class AccountSettings(Model):
         ["useradd", "--create-home"],
         description="the command that makes an account, the user name added as its"
         " last argument (run directly, never by a shell)",
+    )
+    min_uid: Annotated[int, Field(ge=1)] | None = Field(
+        None,
+        description="the lowest uid a server or job may run as: an SSO name that is an account below it (a system"
+        " account such as `postgres` or `daemon`) gets no server; default: `UID_MIN` of `/etc/login.defs` (1000)",
+    )
+    deny: list[Name] = Field(
+        SERVICE_ACCOUNTS,
+        description="names that never get a server as their own account, whatever their uid (`root` and the"
+        " hub's own account are always refused); `accounts.create` never makes them",
     )
 
 

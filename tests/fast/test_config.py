@@ -86,18 +86,18 @@ def test_hub_section(observe, tmp_path):
     c = config_of(
         base_site(
             hub={
-                "bind_url": "http://127.0.0.1:9000",
+                "bind_url": "http://127.0.0.1:900",
                 "public_url": "https://hub.example.edu/",
                 "hub_ip": "0.0.0.0",
-                "hub_port": 9001,
+                "hub_port": 901,
                 "admin_users": ["ada"],
             }
         ),
         tmp_path,
     )
-    assert c.JupyterHub.bind_url == "http://127.0.0.1:9000"
+    assert c.JupyterHub.bind_url == "http://127.0.0.1:900"
     assert c.JupyterHub.public_url == "https://hub.example.edu/"
-    assert (c.JupyterHub.hub_ip, c.JupyterHub.hub_port) == ("0.0.0.0", 9001)
+    assert (c.JupyterHub.hub_ip, c.JupyterHub.hub_port) == ("0.0.0.0", 901)
     assert c.Authenticator.admin_users == {"ada"}
     assert c.JupyterHub.db_url.startswith("sqlite:///") and c.JupyterHub.db_url.endswith("/jupyterhub.sqlite")
 
@@ -150,7 +150,9 @@ def test_slurm_profiles_keep_servers_and_replace_the_port_callback(tmp_path):
     assert (settings["req_nprocs"], settings["req_memory"]) == ("2", "1024M")
     assert (settings["cpu_limit"], settings["mem_limit"]) == (2, "1G")  # what the resource meter shows
     assert c.JupyterHub.cleanup_servers is False
-    assert [h for path, h in apihandlers.default_handlers if path == CALLBACK_PATH] == [PortCallbackHandler]
+    routes = [h[1:] for h in apihandlers.default_handlers if h[0] == CALLBACK_PATH]
+    # the hub's own ports (guarded: below 1024) are never a job's
+    assert routes == [(PortCallbackHandler, {"reserved": [880, 881, 882]})], routes
 
 
 def test_culler_role_has_exactly_the_seed_scopes(tmp_path):
@@ -404,12 +406,12 @@ ID_TOKEN["auth"]["id_token"] = {"metadata_url": "https://idp.example.edu/.well-k
 
 #: for every field: the site to start from, and the change (path: new value); the change must show
 CHANGES = {
-    "hub.bind_url": (LOCAL, {"hub.bind_url": "http://127.0.0.1:9000"}),
+    "hub.bind_url": (LOCAL, {"hub.bind_url": "http://127.0.0.1:900"}),
     "hub.public_url": (LOCAL, {"hub.public_url": "https://hub.example.edu/"}),
     "hub.hub_ip": (LOCAL, {"hub.hub_ip": "0.0.0.0"}),
-    "hub.hub_port": (LOCAL, {"hub.hub_port": 9001}),
+    "hub.hub_port": (LOCAL, {"hub.hub_port": 901}),
     "hub.hub_connect_ip": (LOCAL, {"hub.hub_connect_ip": "10.0.0.2"}),
-    "hub.proxy_api_port": (LOCAL, {"hub.proxy_api_port": 9002}),
+    "hub.proxy_api_port": (LOCAL, {"hub.proxy_api_port": 902}),
     "hub.state_dir": (LOCAL, {"hub.state_dir": "elsewhere"}),
     "hub.db_url": (LOCAL, {"hub.db_url": "postgresql://hub@db/hub"}),
     "hub.db_password.env": (
@@ -433,6 +435,8 @@ CHANGES = {
     "auth[remote_user].missing_account_redirect": (LOCAL, {"auth.missing_account_redirect": "https://x.edu/a"}),
     "accounts.create": (LOCAL, {"accounts.create": True}),
     "accounts.command": (LOCAL, {"accounts.command": ["adduser", "--disabled-password"]}),
+    "accounts.min_uid": (LOCAL, {"accounts.min_uid": 5000}),
+    "accounts.deny": (LOCAL, {"accounts.deny": ["root", "guest"]}),
     "auth[remote_user].trusted_proxies": (LOCAL, {"auth.trusted_proxies": ["10.0.0.3/32"]}),
     "auth[remote_user].proxy_secret.env": (LOCAL, {"auth.proxy_secret.env": "OTHER_SECRET"}),
     "auth[remote_user].proxy_secret.file": (LOCAL, {"auth.proxy_secret": {"file": "SECRET_FILE"}}),
@@ -449,26 +453,38 @@ CHANGES = {
     "spawner.http_timeout": (LOCAL, {"spawner.http_timeout": 5}),
     "spawner.poll_interval": (LOCAL, {"spawner.poll_interval": 5}),
     "spawner.environment": (LOCAL, {"spawner.environment": {"A": "1"}}),
-    "front_door.server_name": (DOOR, {"front_door.server_name": "hub.example.edu"}),
+    "front_door.server_name": (DOOR, {"front_door.certificate": {}, "CHANGE": None, "front_door.server_name": "x.edu"}),
+    "front_door.user_origins": (DOOR, {"front_door.user_origins": False}),
     "front_door.address": (DOOR, {"front_door.address": "0.0.0.0"}),
     "front_door.http_port": (DOOR, {"front_door.http_port": 8080}),
     "front_door.https_port": (DOOR, {"front_door.https_port": 8443}),
     "front_door.upstream": (DOOR, {"front_door.upstream": "http://10.89.78.2:8000"}),
-    "front_door.certificate.source": (DOOR, {"front_door.certificate": {"source": "acme", "acme_email": "a@b.c"}}),
+    "front_door.certificate.source": (
+        DOOR,
+        {"front_door.certificate": {"source": "acme", "acme_email": "a@b.c", "acme_dns01_command": "/bin/true"}},
+    ),
     "front_door.certificate.cert": (DOOR, {"front_door.certificate.cert": "OTHER_CERT"}),
     "front_door.certificate.key": (DOOR, {"front_door.certificate.key": "OTHER_KEY"}),
     "front_door.certificate.acme_email": (
         DOOR,
         {
-            "front_door.certificate": {"source": "acme", "acme_email": "a@b.c"},
+            "front_door.certificate": {"source": "acme", "acme_email": "a@b.c", "acme_dns01_command": "/bin/true"},
             "CHANGE": None,
             "front_door.certificate.acme_email": "x@y.z",
+        },
+    ),
+    "front_door.certificate.acme_dns01_command": (
+        DOOR,
+        {
+            "front_door.certificate": {"source": "acme", "acme_email": "a@b.c", "acme_dns01_command": "/bin/true"},
+            "CHANGE": None,
+            "front_door.certificate.acme_dns01_command": "/usr/local/bin/dns01",
         },
     ),
     "front_door.certificate.acme_staging": (
         DOOR,
         {
-            "front_door.certificate": {"source": "acme", "acme_email": "a@b.c"},
+            "front_door.certificate": {"source": "acme", "acme_email": "a@b.c", "acme_dns01_command": "/bin/true"},
             "CHANGE": None,
             "front_door.certificate.acme_staging": False,
         },
@@ -524,6 +540,7 @@ CHANGES = {
     "container.network": (CONTAINER, {"container.network": "campushub"}),
     "container.notebook_dir": (CONTAINER, {"container.notebook_dir": "/data"}),
     "container.volume": (CONTAINER, {"container.volume": "home-{username}"}),
+    "container.uid_base": (CONTAINER, {"container.uid_base": None}),
     "branding.site_name": (LOCAL, {"branding.site_name": "Pitt CRC JupyterHub"}),
     "branding.logo": (LOCAL, {"branding.logo": "LOGO"}),
     "branding.primary_color": (LOCAL, {"branding.primary_color": "#003594"}),
@@ -534,6 +551,7 @@ CHANGES = {
     "slurm.conf": (SLURM, {"slurm.conf": "/etc/slurm/other.conf"}),
     "slurm.submit_as": (SLURM, {"slurm.submit_as": "sbatch_uid"}),
     "slurm.hub_connect_url": (SLURM, {"slurm.hub_connect_url": "http://hub.example.edu:8081"}),
+    "slurm.hub_host_runs_jobs": (SLURM, {"slurm.hub_host_runs_jobs": False}),
     "slurm.python_bin": (SLURM, {"slurm.python_bin": "/opt/jupyter/bin"}),
     "slurm.warn_minutes": (SLURM, {"slurm.warn_minutes": [5]}),
     "slurm.save_seconds": (SLURM, {"slurm.save_seconds": 0}),
@@ -594,8 +612,8 @@ def _files(tmp_path: Path) -> dict[str, str]:
     secret = tmp_path / "secret"
     secret.write_text("file-secret-0123456789\n")
     secret.chmod(0o600)
-    ca_pem, cert, key = local_ca(tmp_path / "ca-one", "localhost")
-    _, other_cert, other_key = local_ca(tmp_path / "ca-two", "localhost")
+    ca_pem, cert, key = local_ca(tmp_path / "ca-one", "hub.localhost", wildcard=True)
+    _, other_cert, other_key = local_ca(tmp_path / "ca-two", "hub.localhost", wildcard=True)
     extra = tmp_path / "extra"
     extra.mkdir(exist_ok=True)
     (extra / "site.py").write_text("c.JupyterHub.shutdown_on_logout = True\n")

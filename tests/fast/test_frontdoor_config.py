@@ -26,13 +26,18 @@ OIDC = {
 CASES = {
     "loopback": {"front_door": {"oidc": OIDC}},
     "campus": {
-        "hub": {"bind_url": "http://127.0.0.1:8000/jupyter/", "public_url": "https://hub.example.edu/jupyter/"},
+        "hub": {"bind_url": "http://127.0.0.1:800/jupyter/", "public_url": "https://hub.example.edu:8443/jupyter/"},
         "front_door": {
             "server_name": "hub.example.edu",
             "address": "0.0.0.0",
             "http_port": 8080,
             "https_port": 8443,
-            "certificate": {"source": "acme", "acme_email": "hpc@example.edu", "acme_staging": False},
+            "certificate": {
+                "source": "acme",
+                "acme_email": "hpc@example.edu",
+                "acme_staging": False,
+                "acme_dns01_command": "/usr/local/sbin/campus-dns01",
+            },
             "oidc": {
                 **OIDC,
                 "user_claim": "eppn",
@@ -43,6 +48,8 @@ CASES = {
         },
     },
     "compose": {"front_door": {"address": "0.0.0.0", "upstream": "http://10.89.78.2:8000", "oidc": OIDC}},
+    # one origin for the hub and every server: what a site without wildcard DNS gets (check warns)
+    "one-origin": {"front_door": {"server_name": "jupyter.example.edu", "user_origins": False, "oidc": OIDC}},
 }
 
 

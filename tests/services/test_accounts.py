@@ -20,7 +20,7 @@ def without_account(name: str) -> str:
 @pytest.fixture(scope="module")
 def hub(engine, hubs):
     """A profile as the user's own account, and a container profile that needs no account of theirs."""
-    port = free_port()
+    port = free_port(privileged=True)  # users' code runs on the hub's host: its ports are below 1024
     auth = {**base_site()["auth"], "missing_account_redirect": f"{EXTERNAL}/accounts"}
     site = base_site(
         auth=auth,
@@ -94,3 +94,26 @@ def test_accounts_are_made_when_the_site_says_so_for_valid_names_only(hub_factor
     r = hub.api(s, "POST", f"users/{dotted}/server", json={})
     assert r.status_code == 403 and "is not a name a system account can have" in r.json()["message"], r.text
     assert subprocess.run(["id", dotted], capture_output=True).returncode != 0
+
+
+def test_names_that_are_system_accounts_never_get_a_server(hub_factory):
+    """SSO names that are accounts of the system or of its services (root, daemon, postgres, munge, the hub's own
+    campushub, an account below the uid floor, one on the site's deny list): a 403 in words on the form and the API,
+    no server, and no account made for them. On main, `Cn: postgres` got a kernel running as uid 101 (issue 20)."""
+    from campushub.accounts import SERVICE_ACCOUNTS
+
+    subprocess.run(["useradd", "--system", "--no-create-home", "chsys-svc"], capture_output=True)
+    assert pwd.getpwnam("chsys-svc").pw_uid < 1000
+    deny = [*SERVICE_ACCOUNTS, "chdeny-svc"]
+    hub = hub_factory(base_site(profiles=[MINE], accounts={"create": True, "deny": deny}))
+    try:
+        for name in ("root", "daemon", "postgres", "munge", "campushub", "chsys-svc", "chdeny-svc"):
+            s = hub.login(name)
+            form = hub.get(s, "/hub/spawn")
+            assert form.status_code == 200 and "not a person&#39;s" in form.text, (name, form.text[-2000:])
+            r = hub.api(s, "POST", f"users/{name}/server", json={})
+            assert r.status_code == 403 and "not a person's" in r.json()["message"], (name, r.text)
+            assert hub.whoami_user(s, name)["servers"] == {}, name
+        assert subprocess.run(["id", "chdeny-svc"], capture_output=True).returncode != 0  # never made
+    finally:
+        subprocess.run(["userdel", "chsys-svc"], capture_output=True)

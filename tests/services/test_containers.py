@@ -3,9 +3,11 @@
 import ipaddress
 import json
 import os
+import pwd
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -190,6 +192,73 @@ def test_users_get_separate_volumes_and_cannot_see_each_other(deployment):
     assert sources == [{volume_of("carol")}, {volume_of("dave")}]
     for name, s in (("carol", carol), ("dave", dave)):
         deployment.stop_server(s, name)
+
+
+def uid_1000_account() -> str:
+    """The host account with uid 1000 (the image's jovyan), made for the test if there is none."""
+    try:
+        return pwd.getpwuid(1000).pw_name
+    except KeyError:
+        subprocess.run(["useradd", "--uid", "1000", "--no-create-home", "cht-uid1000"], check=True)
+        return "cht-uid1000"
+
+
+def test_each_users_container_runs_as_a_uid_nobody_else_has(deployment):
+    """Users' containers ran as the image's uid 1000, every one of them and the host's account 1000 too, which
+    read another user's server token from /proc/PID/environ (issue 20). Now each runs as a uid of its own
+    (container.uid_base + the user's number, group users): neither that host account nor the other user's uid
+    can read a user's server process, and the user's files in their volume are theirs."""
+    ivy, jack = deployment.login("ivy"), deployment.login("jack")
+    for name, s in (("ivy", ivy), ("jack", jack)):
+        deployment.start_server(s, name)
+    try:
+        pids = {
+            name: int(podman("inspect", "--format", "{{.State.Pid}}", f"jupyter-{name}")) for name in ("ivy", "jack")
+        }
+        uids = {name: os.stat(f"/proc/{pid}").st_uid for name, pid in pids.items()}
+        assert uids["ivy"] != uids["jack"] and min(uids.values()) >= 2_000_000, uids
+        token = deployment.token(ivy, "ivy")
+        assert deployment.run_code("ivy", token, "import os; os.getuid(), os.getgid()") == f"({uids['ivy']}, 100)"
+        deployment.run_code("ivy", token, "open('/home/jovyan/work/mine.txt', 'w').write('ivy')")
+        volume = json.loads(podman("volume", "inspect", volume_of("ivy")))[0]
+        assert os.stat(Path(volume["Mountpoint"]) / "mine.txt").st_uid == uids["ivy"]
+        assert volume["Labels"].get("campushub.uid") == str(uids["ivy"])
+        for reader in (f"--reuid={pwd.getpwnam(uid_1000_account()).pw_uid}", f"--reuid={uids['jack']}"):
+            read = subprocess.run(
+                ["setpriv", reader, "--regid=100", "--clear-groups", "cat", f"/proc/{pids['ivy']}/environ"],
+                capture_output=True,
+            )
+            assert read.returncode != 0 and b"JUPYTERHUB_API_TOKEN" not in read.stdout, reader
+        # and from jack's own container, ivy's processes are not even there
+        seen = deployment.run_code(
+            "jack",
+            deployment.token(jack, "jack"),
+            "import glob; [p for p in glob.glob('/proc/[0-9]*/environ') if b'USER=ivy' in open(p, 'rb').read()]",
+        )
+        assert seen == "[]", seen
+    finally:
+        for name, s in (("ivy", ivy), ("jack", jack)):
+            deployment.stop_server(s, name)
+
+
+def test_a_volume_made_before_each_user_had_a_uid_is_given_to_its_user(deployment):
+    """A volume of campushub 0.2 (no uid label; files of the image's uid 1000) is given to the user at their next
+    start, by a one-shot container that may only change owners: they can write their old files."""
+    user = "kim"
+    name = volume_of(user)
+    podman("volume", "create", name)
+    podman(
+        "run", "--rm", "--user", "1000:1000", "-v", f"{name}:/v", "--entrypoint", "sh", LAB_IMAGE,
+        "-c", "echo old > /v/old.txt && chmod 644 /v/old.txt",
+    )  # fmt: skip
+    s = deployment.login(user)
+    deployment.start_server(s, user)
+    try:
+        token = deployment.token(s, user)
+        assert deployment.run_code(user, token, "open('/home/jovyan/work/old.txt', 'a').write('new') and None") == ""
+        assert deployment.run_code(user, token, "open('/home/jovyan/work/old.txt').read()") == "'old\\nnew'"
+    finally:
+        deployment.stop_server(s, user)
 
 
 SLURM_PORTS = (6817, 6818, 6819)  # slurmctld, slurmd, slurmdbd

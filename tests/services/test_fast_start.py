@@ -4,10 +4,13 @@ Every local-profile test elsewhere runs on this fast path (it is the default); t
 check what forking must not change: whose process it is, what it can reach, what it holds.
 """
 
+import ast
 import glob
 import os
+import pwd
 import re
 import signal
+import subprocess
 import sysconfig
 
 import pytest
@@ -81,6 +84,31 @@ def test_a_forked_server_is_exactly_its_user(hub):
     assert server_token.encode() not in memory_of(parent)
     assert server_token.encode() in memory_of(pid)  # (the search finds what is there)
     hub.stop_server(s, user)
+
+
+def command_line(pid: int) -> str:
+    return open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode().strip()
+
+
+def test_forked_processes_say_who_they_are(hub):
+    """A forked server, its kernel parent and its kernel show their own command lines (in ps and /proc), and the port
+    a server holds is named with its account and command: on main they showed the fork server's, and `campushub up`
+    blamed campushub for a user's port (issue 19)."""
+    from campushub.ports import holder_of
+
+    user = USERS[1]
+    s, token, pid = started(hub, user)
+    try:
+        assert command_line(pid) == f"campushub-singleuser {user}"
+        with Kernel.with_token(hub.url, user, token) as kernel:
+            found = kernel.execute("import os; os.getpid(), os.environ['JUPYTERHUB_SERVICE_URL']")["result"]
+            kernel_pid, url = ast.literal_eval(found)
+            assert command_line(kernel_pid).split()[1:4] == ["-m", "ipykernel_launcher", "-f"]
+            assert command_line(int(status(kernel_pid)["PPid"])) == f"campushub-kernels {user}"
+        port = int(url.split(":")[2].split("/")[0])
+        assert holder_of(port) == f"pid {pid}, {user}: campushub-singleuser {user}"
+    finally:
+        hub.stop_server(s, user)
 
 
 def test_one_users_server_cannot_reach_anothers_or_the_fork_server(hub):
@@ -208,3 +236,55 @@ def test_starts_take_turns_and_the_spawn_page_says_so(hub, accounts):
     for user in users:
         hub.wait_ready(sessions[user], user)
         hub.stop_server(sessions[user], user)
+
+
+HELLO = r"""
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+try:
+    s.sendall(b'{"op": "hello"}\n')
+    print(s.recv(4096).decode() or "closed")
+except (BrokenPipeError, ConnectionResetError):
+    print("closed")
+"""
+
+
+def test_the_fork_server_refuses_another_account_that_reaches_its_socket(hub):
+    """Its socket sits in a 0700 folder, so no other account reaches it; with the way opened, its own check (the
+    peer's uid, SO_PEERCRED: only its account and root) still refuses. Removing that check changed no test before
+    (issue 20)."""
+    s, _token, pid = started(hub, USERS[1])
+    path = command_line(int(status(pid)["PPid"])).split()[-1]  # the socket of this hub's fork server
+    folder = os.path.dirname(path)
+    modes = {p: os.stat(p).st_mode & 0o777 for p in (folder, path)}
+    account = pwd.getpwnam(USERS[0])
+    try:
+        os.chmod(folder, 0o711)
+        os.chmod(path, 0o666)
+        as_user = ["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--init-groups"]
+        refused = subprocess.run([*as_user, "/usr/bin/python3", "-c", HELLO, path], capture_output=True, text=True)
+        assert refused.stdout.strip() == "closed", (refused.stdout, refused.stderr)  # without a word
+        answered = subprocess.run(["/usr/bin/python3", "-c", HELLO, path], capture_output=True, text=True)
+        assert "fingerprint" in answered.stdout, answered  # root: the hub's own account here
+    finally:
+        for p, mode in modes.items():
+            os.chmod(p, mode)
+        hub.stop_server(s, USERS[1])
+
+
+LAYOUT = "import ctypes; (hash('campushub'), ctypes.cast(ctypes.pythonapi.Py_Initialize, ctypes.c_void_p).value)"
+
+
+def test_forked_servers_share_the_parents_layout_and_the_normal_way_does_not(hub):
+    """What fast start gives up (docs/fast-start.md): servers forked from one parent, and their kernels, share its
+    hash() seed and memory layout (ASLR), so one user's exploit of their own server knows another's addresses; a
+    profile with fast_start: false gives each server, and each kernel, its own."""
+    layouts = {}
+    for profile in ("local", "slow"):
+        for user in USERS:
+            s, token, _ = started(hub, user, profile=profile)
+            layouts[profile, user] = hub.run_code(user, token, LAYOUT)
+            hub.stop_server(s, user)
+    assert layouts["local", USERS[0]] == layouts["local", USERS[1]], layouts
+    assert layouts["slow", USERS[0]] != layouts["slow", USERS[1]], layouts

@@ -9,42 +9,47 @@ import socket
 import sqlite3
 import ssl
 import subprocess
+import tempfile
 import time
 from pathlib import Path
-from urllib.parse import quote, urljoin
+from urllib.parse import quote, urljoin, urlsplit
 
 import jwt
 import pytest
 import requests
 import yaml
 from cryptography.hazmat.primitives.asymmetric import rsa
+from jupyterhub.utils import subdomain_hook_idna
 from jwt.algorithms import RSAAlgorithm
 
 from harness import (
     ARTIFACTS,
     CAMPUSHUB,
-    CHROMIUM_FLAGS,
+    DOOR_CHROMIUM_FLAGS,
     EXTERNAL,
     GROUP,
     LAB_IMAGE,
     PROXY_SECRET,
     REPO,
     SECRET_ENV,
+    TEST_DOMAIN,
     Compose,
     HubClient,
     Kernel,
     free_port,
     remove_volumes,
     require_root,
+    resolve_test_domain,
 )
 
 CLIENT_SECRET = "oidc-client-secret-0123456789"
 SITE_NAME = "Campus Research Hub"
 HELP = "https://crc.example.edu/help"
-ALICE, BOB = "cht-alice", "cht-bob"
+ALICE, BOB, ADMIN = "cht-alice", "cht-bob", "cht-admin"
 USERS = {
     ALICE: [GROUP, "staff"],
     BOB: ["students"],
+    ADMIN: [GROUP, "crc-admins"],
     # accounts whose tokens lack a claim: mod_headers would send the text "(null)" for it
     "cht-noname": {"name": None, "groups": [GROUP]},
     "cht-nogroups": {"name": "cht-nogroups", "groups": None},
@@ -70,25 +75,26 @@ class FrontDoor:
     """IdP, hub and Apache on free loopback ports; ``url`` is the HTTPS front door."""
 
     def __init__(self, folder: Path, hubs=None, idp_host: str = "127.0.0.1"):
+        resolve_test_domain()
         self.folder = folder
         self.hubs = hubs
         self.https_port, self.http_port, self.idp_port = free_port(), free_port(), free_port()
-        self.url = f"https://localhost:{self.https_port}"
+        self.url = f"https://{TEST_DOMAIN}:{self.https_port}"
         self.idp_host = idp_host
         self.idp = f"http://{idp_host}:{self.idp_port}"
         self.env = {SECRET_ENV: PROXY_SECRET, "CH_CLIENT_SECRET": CLIENT_SECRET}
         self.site = {
-            "hub": {"public_url": f"{self.url}/"},
             "auth": {
                 "type": "remote_user",
                 "required_groups": [GROUP],
+                "admin_groups": ["crc-admins"],
                 "trusted_proxies": ["127.0.0.1/32"],
                 "missing_group_redirect": f"{EXTERNAL}/no-group",
                 "proxy_secret": {"env": SECRET_ENV},
                 "logout_url": f"{self.url}/oidc-callback?logout={quote(self.url + '/hub/home', safe='')}",
             },
             "front_door": {
-                "server_name": "localhost",
+                "server_name": TEST_DOMAIN,
                 "http_port": self.http_port,
                 "https_port": self.https_port,
                 "oidc": {
@@ -149,17 +155,26 @@ class FrontDoor:
         self.idp_process.terminate()
         self.hub.stop()
 
+    def user_url(self, user: str) -> str:
+        """``user``'s server: at an origin of its own under the front door's name (JupyterHub's subdomain hook)."""
+        return f"https://{subdomain_hook_idna(user, TEST_DOMAIN, 'user')}:{self.https_port}/user/{user}"
+
     def browser(self) -> requests.Session:
         s = requests.Session()
         s.verify = self.ca
         s.trust_env = False  # the machine's REQUESTS_CA_BUNDLE would replace our CA
         return s
 
+    def ours(self, url: str) -> bool:
+        """Whether ``url`` is the front door's (the hub's, or a user's server's) or the IdP's."""
+        host = urlsplit(url).hostname or ""
+        return url.startswith(self.idp) or host == TEST_DOMAIN or host.endswith("." + TEST_DOMAIN)
+
     def follow(self, s: requests.Session, r: requests.Response) -> requests.Response:
-        """Follow redirects between the front door and the IdP; stop at any other site."""
+        """Follow redirects between the front door, users' servers and the IdP; stop at any other site."""
         while r.status_code in (301, 302, 303):
             url = urljoin(r.url, r.headers["Location"])
-            if not url.startswith((self.url, self.idp)):
+            if not self.ours(url):
                 return r
             r = s.get(url, allow_redirects=False)
         return r
@@ -189,7 +204,7 @@ def door(hub_root, hubs, accounts):
 
 
 def test_http_redirects_to_https_with_hsts(door):
-    r = requests.get(f"http://localhost:{door.http_port}/hub/home", allow_redirects=False)
+    r = requests.get(f"http://{TEST_DOMAIN}:{door.http_port}/hub/home", allow_redirects=False)
     assert (r.status_code, r.headers["Location"]) == (301, f"{door.url}/hub/home")
     r = door.browser().get(f"{door.url}/hub/home", allow_redirects=False)
     hsts = dict(part.strip().partition("=")[::2] for part in r.headers["Strict-Transport-Security"].split(";"))
@@ -207,11 +222,19 @@ def test_unauthenticated_requests_go_to_the_idp_and_return_logged_in(door):
 def test_session_cookies_are_secure_and_httponly(door):
     s = door.browser()
     door.sso_login(s, ALICE)
-    session = [
-        c for c in s.cookies if c.name in ("mod_auth_openidc_session", "jupyterhub-hub-login", "jupyterhub-session-id")
-    ]
-    assert len(session) == 3
+    names = ("mod_auth_openidc_session", "__Host-jupyterhub-hub-login", "jupyterhub-session-id")
+    session = [c for c in s.cookies if c.name in names]
+    assert len(session) == 3, [c.name for c in s.cookies]
     assert all(c.secure and c.has_nonstandard_attr("HttpOnly") for c in session), session
+    # the credentials are for the hub's own name only (no Domain attribute): never sent to NAME.hub.test. JupyterHub
+    # shares its session id with users' servers on purpose (logging out then ends their sessions too): it names
+    # the browser's session and grants nothing
+    where = {c.name: (c.domain, c.domain_specified) for c in session}
+    assert where == {
+        "mod_auth_openidc_session": (TEST_DOMAIN, False),
+        "__Host-jupyterhub-hub-login": (TEST_DOMAIN, False),
+        "jupyterhub-session-id": (f".{TEST_DOMAIN}", True),
+    }, where
 
 
 def test_a_user_without_the_group_lands_on_missing_group_redirect(door):
@@ -262,7 +285,7 @@ def test_forged_headers_straight_to_the_hub_never_log_in(door):
     assert not [c for c in s.cookies if c.name.startswith("jupyterhub-")]
 
 
-#: a user's own server config that writes down every request's headers (any user can do this)
+#: a user's own server config that writes down every request's headers and cookies (any user can do this)
 HEADER_LOG = """
 import json, os
 def log_headers(handler):
@@ -272,11 +295,12 @@ c.ServerApp.tornado_settings = {"log_function": log_headers}
 """
 
 
-def raw_get(door, path: str, headers: dict) -> int:
-    """GET ``path`` exactly as written (no client-side clean-up of ``..``) through the front door."""
+def raw_get(door, path: str, headers: dict, host: str = TEST_DOMAIN) -> int:
+    """GET ``path`` exactly as written (no client-side clean-up of ``..``) through the front door, at ``host``."""
     context = ssl.create_default_context(cafile=door.ca)
-    connection = http.client.HTTPSConnection("localhost", door.https_port, context=context, timeout=30)
-    connection.putrequest("GET", path, skip_accept_encoding=True)
+    connection = http.client.HTTPSConnection(host, door.https_port, context=context, timeout=30)
+    connection.putrequest("GET", path, skip_accept_encoding=True, skip_host=True)
+    connection.putheader("Host", f"{host}:{door.https_port}")
     for name, value in headers.items():
         connection.putheader(name, value)
     connection.endheaders()
@@ -285,25 +309,42 @@ def raw_get(door, path: str, headers: dict) -> int:
     return status
 
 
-def test_users_servers_never_receive_identity_or_the_secret(door):
-    """Identity and the secret go to the hub's paths only: a user's server logs every header it gets."""
-    home = Path(pwd.getpwnam(ALICE).pw_dir)
-    seen = home / "seen-headers.jsonl"
-    config = home / ".jupyter" / "jupyter_server_config.py"
+def own_config(user: str, text: str) -> Path:
+    """Write ``user``'s own JupyterLab server config (as the user could); its path."""
+    account = pwd.getpwnam(user)
+    config = Path(account.pw_dir) / ".jupyter" / "jupyter_server_config.py"
     config.parent.mkdir(exist_ok=True)
-    config.write_text(HEADER_LOG)
-    seen.unlink(missing_ok=True)
+    config.write_text(text)
     for path in (config.parent, config):
-        os.chown(path, pwd.getpwnam(ALICE).pw_uid, pwd.getpwnam(ALICE).pw_gid)
+        os.chown(path, account.pw_uid, account.pw_gid)
+    return config
+
+
+def start_through_door(door, s: requests.Session, user: str):
+    """Start ``user``'s server through the front door with the signed-in session ``s``; wait until it is ready."""
+    assert s.post(f"{door.url}/hub/api/users/{user}/server", headers=HubClient.xsrf(s), json={}).status_code in (
+        201,
+        202,
+    )
+    deadline = time.monotonic() + 120
+    while not (s.get(f"{door.url}/hub/api/user").json()["servers"].get("") or {}).get("ready"):
+        assert time.monotonic() < deadline, door.hub.tail()
+        time.sleep(0.5)
+
+
+def test_users_servers_never_receive_identity_the_secret_or_the_sso_session(door):
+    """Identity and the secret go to the hub's paths only, and the SSO's session cookie nowhere behind the door: a
+    user's server logs every header it gets, for path tricks sent to the hub's name and to its own. Through the
+    hub's name, none reaches the server at all (its proxy routes by name); on main, all of them did, with the SSO's
+    session cookie (issue 19)."""
+    seen = Path(pwd.getpwnam(ALICE).pw_dir) / "seen-headers.jsonl"
+    config = own_config(ALICE, HEADER_LOG)
+    seen.unlink(missing_ok=True)
     s = door.browser()
     door.sso_login(s, ALICE)
     xsrf = HubClient.xsrf(s)
     try:
-        assert s.post(f"{door.url}/hub/api/users/{ALICE}/server", headers=xsrf, json={}).status_code in (201, 202)
-        deadline = time.monotonic() + 120
-        while not (s.get(f"{door.url}/hub/api/user").json()["servers"].get("") or {}).get("ready"):
-            assert time.monotonic() < deadline, door.hub.tail()
-            time.sleep(0.5)
+        start_through_door(door, s, ALICE)
         token = s.post(f"{door.url}/hub/api/users/{ALICE}/tokens", headers=xsrf, json={}).json()["token"]
         forged = {
             "Cn": "mallory",
@@ -311,29 +352,233 @@ def test_users_servers_never_receive_identity_or_the_secret(door):
             "X-Campushub-Proxy-Secret": PROXY_SECRET,
             "X-Campushub-Id-Token": "forged",
         }
-        sso = "; ".join(f"{c.name}={c.value}" for c in s.cookies if c.name == "mod_auth_openidc_session")
+        sso = "; ".join(f"{c.name}={c.value}" for c in s.cookies if c.name.startswith("mod_auth_openidc"))
+        assert sso
         paths = [
             f"/user/{ALICE}/api/status",
             f"/hub/../user/{ALICE}/api/status",
             f"/hub/%2e%2e/user/{ALICE}/api/status",
             f"//hub/../user/{ALICE}/api/status",
         ]
-        for path in paths:
-            status = raw_get(door, path, {**forged, "Cookie": sso, "Authorization": f"token {token}"})
-            assert status == 200, (path, status)
-        lab = door.follow(s, s.get(f"{door.url}/user/{ALICE}/lab", allow_redirects=False))  # the browser's way
-        assert lab.status_code == 200 and "JupyterLab" in lab.text
+        headers = {**forged, "Cookie": f"{sso}; other=1", "Authorization": f"token {token}"}
+        for path in paths:  # the hub's name: nothing of it reaches a user's server
+            assert raw_get(door, path, headers) in (302, 404), path
+        for path in paths:  # the server's own name: it answers, without any of it
+            assert raw_get(door, path, headers, host=f"{ALICE}.{TEST_DOMAIN}") == 200, path
+        lab = door.follow(s, s.get(f"{door.user_url(ALICE)}/lab", allow_redirects=False))  # the browser's way
+        assert lab.status_code == 200 and "JupyterLab" in lab.text and lab.url == f"{door.user_url(ALICE)}/lab"
         requests_seen = [json.loads(line) for line in seen.read_text().splitlines()]
         assert sum(r["path"] == f"/user/{ALICE}/api/status" for r in requests_seen) == len(paths), requests_seen
         assert any(r["path"] == f"/user/{ALICE}/lab" for r in requests_seen)
         for r in requests_seen:
             names = {name.lower() for name in r["headers"]}
             assert not names & {h.lower() for h in IDENTITY}, r
+            assert "mod_auth_openidc" not in r["headers"].get("Cookie", ""), r
         assert PROXY_SECRET not in seen.read_text()
         assert s.get(f"{door.url}/hub/api/user").json()["name"] == ALICE  # and the hub still signs in
     finally:
         s.delete(f"{door.url}/hub/api/users/{ALICE}/server", headers=xsrf)
         config.unlink()
+
+
+#: a user's own server config that serves, without asking who is there, a page that tries to act on the hub as
+#: whoever opens it: the popup of JupyterHub's documented one-origin limit, and a request with their cookies
+ATTACK_PAGE = r"""
+import sys, types
+from tornado import web
+
+PAGE = '''<!DOCTYPE html><html><body><button id="go" onclick="attack()">Open the analysis</button><pre id="out"></pre>
+<script>
+const report = (what) => { document.getElementById("out").textContent += what + "\\n"; };
+async function attack() {
+  const popup = window.open("HUB/hub/home", "hub");
+  let token = "";
+  for (let i = 0; i < 50 && !token; i++) {
+    await new Promise((done) => setTimeout(done, 200));
+    try { token = (popup.jhdata && popup.jhdata.xsrf_token) || ""; }
+    catch (e) { report("read refused: " + e.name); break; }
+  }
+  if (token) report("read the hub's token");
+  try {
+    const r = await fetch("HUB/hub/api/users/VICTIM/tokens", {method: "POST", credentials: "include",
+      headers: {"X-XSRFToken": token}, body: JSON.stringify({note: "stolen"})});
+    report("post: " + r.status);
+  } catch (e) { report("post refused: " + e.name); }
+  report("done");
+}
+</script></body></html>'''
+
+
+class Attack(web.RequestHandler):
+    def get(self):
+        self.set_header("Content-Type", "text/html")
+        self.finish(PAGE)
+
+
+def _load(app):
+    app.web_app.add_handlers(".*$", [(app.base_url + "attack", Attack)])
+
+
+module = types.ModuleType("attack_page")
+module._load_jupyter_server_extension = _load
+module._jupyter_server_extension_points = lambda: [{"module": "attack_page"}]
+sys.modules["attack_page"] = module  # enabled by jupyter_server_config.d/attack_page.json (see enable_attack)
+"""
+
+
+def enable_attack(user: str) -> Path:
+    """Enable the extension ATTACK_PAGE defines, as its user can: JupyterHub's server replaces a config file's
+    ``jpserver_extensions``, and merges those of ``jupyter_server_config.d``."""
+    account = pwd.getpwnam(user)
+    folder = Path(account.pw_dir) / ".jupyter" / "jupyter_server_config.d"
+    folder.mkdir(exist_ok=True)
+    enabling = folder / "attack_page.json"
+    enabling.write_text(json.dumps({"ServerApp": {"jpserver_extensions": {"attack_page": True}}}))
+    for path in (folder, enabling):
+        os.chown(path, account.pw_uid, account.pw_gid)
+    return enabling
+
+
+def browser_login(page, door, user: str, path: str = "/hub/home"):
+    """Sign ``user`` in at the IdP in Chromium, starting from ``path`` at the front door."""
+    page.goto(f"{door.url}{path}")
+    page.fill('input[name="login"]', user)
+    page.fill('input[name="password"]', "any")
+    page.click('button[type="submit"]')
+    page.click('button[type="submit"]')  # consent
+    page.wait_for_url(f"{door.url}{path}**", timeout=60_000)
+
+
+def test_a_page_on_a_users_server_cannot_act_on_the_hub_as_its_visitor(door):
+    """Alice's server serves a page (her own extension: no auth, no CSP); an admin opens it and clicks once. Its
+    popup of the hub cannot be read and its request with the admin's cookies is refused, since the page is at
+    cht-alice.hub.test and the hub at hub.test. On main, one origin: the page read the admin's XSRF token from the
+    popup and made itself an admin token (issue 19)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    config = own_config(ALICE, ATTACK_PAGE.replace("HUB", door.url).replace("VICTIM", ADMIN))
+    enabling = enable_attack(ALICE)
+    s = door.browser()
+    door.sso_login(s, ALICE)
+    try:
+        start_through_door(door, s, ALICE)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=DOOR_CHROMIUM_FLAGS)
+            context = browser.new_context(ignore_https_errors=True)
+            page = context.new_page()
+            try:
+                browser_login(page, door, ADMIN)
+                page.goto(f"{door.user_url(ALICE)}/attack")
+                page.click("#go")
+                expect(page.locator("#out")).to_contain_text("done", timeout=60_000)
+                outcome = page.locator("#out").inner_text()
+                page.screenshot(path=str(ARTIFACTS / "attack-page.png"))
+                admin = page.goto(f"{door.url}/hub/api/users/{ADMIN}/tokens")  # the admin's own, as the hub has them
+                assert admin.status == 200, admin.status
+                notes = [t.get("note") for t in admin.json()["api_tokens"]]
+            finally:
+                browser.close()
+        assert "read refused: SecurityError" in outcome and "read the hub's token" not in outcome, outcome
+        assert "post: 201" not in outcome and "post: 200" not in outcome, outcome
+        assert "stolen" not in notes, notes
+    finally:
+        s.delete(f"{door.url}/hub/api/users/{ALICE}/server", headers=HubClient.xsrf(s))
+        config.unlink()
+        enabling.unlink()
+
+
+#: listens, as an unprivileged account, on every port given whenever it is free; writes down what it received
+SQUATTER = r"""
+import socket, sys, time
+ports, record, until = [int(p) for p in sys.argv[1].split(",")], sys.argv[2], time.monotonic() + float(sys.argv[3])
+listeners = []
+while time.monotonic() < until:
+    for port in list(ports):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            s.close()
+            continue
+        s.listen(8)
+        s.settimeout(0.05)
+        listeners.append(s)
+        ports.remove(port)
+        open(record, "a").write(f"bound {port}\n")
+    for s in listeners:
+        try:
+            connection, _ = s.accept()
+        except OSError:
+            continue
+        connection.settimeout(2)
+        data = connection.recv(65536)
+        open(record, "ab").write(b"received " + data + b"\n")
+        connection.close()
+    time.sleep(0.01)
+"""
+
+
+def test_a_process_waiting_on_the_hubs_ports_while_it_restarts_receives_nothing(door, hub_root):
+    """A user's leftover process tries to take the hub's three ports while the hub is down and restarting; then a
+    user signs in through the front door. The ports are below 1024, so it never listens and receives nothing. On
+    main they were free ports above 1023: it took the proxy's and received users' identities, ID tokens and the
+    secret (issue 19)."""
+    hub = door.hub.site["hub"]
+    ports = [int(hub["bind_url"].rsplit(":", 1)[1]), hub["hub_port"], hub["proxy_api_port"]]
+    assert max(ports) < 1024, ports
+    account = pwd.getpwnam(ALICE)
+    folder = Path(tempfile.mkdtemp(prefix="squatter-", dir=hub_root))  # where alice's process can read and write
+    folder.chmod(0o755)
+    record = folder / "squatter.log"
+    record.touch()
+    os.chown(record, account.pw_uid, -1)
+    (folder / "squatter.py").write_text(SQUATTER)
+    door.hub.stop()
+    squatter = subprocess.Popen(
+        ["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--init-groups"]
+        + ["/usr/bin/python3", str(folder / "squatter.py"), ",".join(map(str, ports)), str(record), "90"]
+    )
+    try:
+        time.sleep(1)
+        door.hub.start()
+        s = door.browser()
+        r = door.sso_login(s, ALICE)
+        assert r.status_code == 200 and r.url == f"{door.url}/hub/home"
+        assert squatter.poll() is None  # it tried all along
+    finally:
+        squatter.kill()
+        squatter.wait()
+    assert record.read_text() == "", record.read_text()
+
+
+def test_failed_requests_leave_no_secret_in_any_log(door):
+    """A 5xx through the front door (alice's own server config ends her server at once): JupyterHub writes the
+    request's headers to its log, where the proxy secret and her ID token were in the clear on main; and the front
+    door's logs, which name users and what they open, were 0644 (issue 19)."""
+    config = own_config(ALICE, "raise SystemExit(3)\n")
+    s = door.browser()
+    door.sso_login(s, ALICE)
+    xsrf = HubClient.xsrf(s)
+    try:
+        r = s.post(f"{door.url}/hub/api/users/{ALICE}/server", headers=xsrf, json={})
+        deadline = time.monotonic() + 60
+        while r.status_code < 500 and time.monotonic() < deadline:  # a start that fails later: the next one answers
+            time.sleep(1)
+            r = s.post(f"{door.url}/hub/api/users/{ALICE}/server", headers=xsrf, json={})
+        assert r.status_code >= 500, (r.status_code, r.text[:300])
+    finally:
+        config.unlink()
+    hub_log = door.hub.log.read_text()
+    assert '"X-Campushub-Proxy-Secret": "[secret]"' in hub_log and '"X-Campushub-Id-Token": "[secret]"' in hub_log
+    folder = door.folder / "door"
+    for log in (door.hub.log, folder / "access.log", folder / "error.log"):
+        text = log.read_text()
+        assert PROXY_SECRET not in text, log
+        assert not re.search(r"eyJ[\w-]+\.eyJ[\w-]+\.", text), log  # no JSON web token (an ID token)
+    for log in (folder / "access.log", folder / "error.log"):
+        mode = log.stat().st_mode & 0o777
+        assert mode & 0o007 == 0 and log.stat().st_uid == 0, (log, oct(mode))
 
 
 def token_for(door, key=IDP_KEY, algorithm="RS256", **changes) -> str:
@@ -377,6 +622,10 @@ def test_the_hub_believes_only_id_tokens_the_idp_signed_for_it(door):
             algorithm="none",
         ),
         "signed with the client secret": token_for(door, key=CLIENT_SECRET, algorithm="HS256"),
+        # several audiences: it must have been issued to this client (azp), not to the other one
+        "issued to another audience": token_for(door, aud=["campushub", "other-client"], azp="other-client"),
+        "several audiences, no azp": token_for(door, aud=["campushub", "other-client"]),
+        "azp of another client": token_for(door, azp="other-client"),
     }
     for why, token in refused.items():
         s = door.hub.session("mallory", GROUP, extra={"X-Campushub-Id-Token": token} if token else {})
@@ -433,18 +682,17 @@ def test_the_first_execute_through_the_front_door_is_answered(door):
     s = door.browser()
     door.sso_login(s, ALICE)
     xsrf = HubClient.xsrf(s)
-    assert s.post(f"{door.url}/hub/api/users/{ALICE}/server", headers=xsrf, json={}).status_code in (201, 202)
-    deadline = time.monotonic() + 120
-    while not (s.get(f"{door.url}/hub/api/user").json()["servers"].get("") or {}).get("ready"):
-        assert time.monotonic() < deadline, door.hub.tail()
-        time.sleep(0.5)
+    start_through_door(door, s, ALICE)
     try:
-        lab = door.follow(s, s.get(f"{door.url}/user/{ALICE}/lab", allow_redirects=False))  # the server's OAuth
+        lab = door.follow(s, s.get(f"{door.user_url(ALICE)}/lab", allow_redirects=False))  # the server's OAuth
         assert lab.status_code == 200
-        cookies = "; ".join(f"{c.name}={c.value}" for c in s.cookies)
-        server_xsrf = s.cookies.get("_xsrf", path=f"/user/{ALICE}/")
+        server_host = urlsplit(door.user_url(ALICE)).hostname
+        # what the browser sends there: its cookies and the session id JupyterHub shares with servers (.hub.test)
+        sent = [c for c in s.cookies if c.domain in (server_host, f".{TEST_DOMAIN}")]
+        cookies = "; ".join(f"{c.name}={c.value}" for c in sent)
+        server_xsrf = next(c.value for c in s.cookies if c.name == "_xsrf" and c.domain == server_host)
         headers = {"Cookie": cookies, "X-XSRFToken": server_xsrf}
-        with Kernel(f"{door.url}/user/{ALICE}", headers, timeout=30, verify=door.ca) as kernel:
+        with Kernel(door.user_url(ALICE), headers, timeout=30, verify=door.ca) as kernel:
             outcome = kernel.execute("6 * 7", timeout=30)
         assert outcome == {"result": "42", "error": None, "died": False}, outcome
     finally:
@@ -452,12 +700,12 @@ def test_the_first_execute_through_the_front_door_is_answered(door):
 
 
 def test_a_browser_signs_in_runs_a_cell_and_logs_out(door):
-    """Debian's Chromium, driven by Playwright: IdP sign-in, JupyterLab, a notebook cell, logout."""
+    """Debian's Chromium, driven by Playwright: IdP sign-in, JupyterLab at the user's own name, a cell, logout."""
     from playwright.sync_api import expect, sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=DOOR_CHROMIUM_FLAGS)
         context = browser.new_context(ignore_https_errors=True)  # the local CA is checked by the TLS tests
         page = context.new_page()
         try:
@@ -466,7 +714,7 @@ def test_a_browser_signs_in_runs_a_cell_and_logs_out(door):
             page.fill('input[name="password"]', "any")
             page.click('button[type="submit"]')
             page.click('button[type="submit"]')  # consent
-            page.wait_for_url(f"**/user/{ALICE}/lab**", timeout=180_000)
+            page.wait_for_url(f"{door.user_url(ALICE)}/lab**", timeout=180_000)
             page.locator('.jp-LauncherCard[data-category="Notebook"]').first.click(timeout=120_000)
             # JupyterLab drops a run made before the notebook's kernel is attached (status bar
             # "No Kernel", "Initializing", "Connecting"); the cell's execution indicator already says
@@ -482,7 +730,7 @@ def test_a_browser_signs_in_runs_a_cell_and_logs_out(door):
             expect(output).to_have_text("42", timeout=30_000)
             page.screenshot(path=str(ARTIFACTS / "jupyterlab.png"))
 
-            page.goto(f"{door.url}/hub/logout")
+            page.goto(f"{door.url}/hub/logout")  # the hub's own name
             page.wait_for_url(f"{door.idp}/session/end**")
             page.click('button[value="yes"]')
             page.wait_for_url(f"{door.idp}/interaction/**")  # back at the hub, which asks for a sign-in again
@@ -504,7 +752,7 @@ def test_while_the_hub_is_down_users_see_the_sites_own_page(door):
         assert r.status_code == 503 and r.headers["Content-Type"].startswith("text/html"), (r.status_code, r.headers)
         assert f"<h1>{SITE_NAME} is not answering right now</h1>" in r.text and f'href="{HELP}"' in r.text
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=DOOR_CHROMIUM_FLAGS)
             page = browser.new_context(ignore_https_errors=True).new_page()
             try:
                 page.goto(f"{door.url}/hub/")
@@ -525,7 +773,7 @@ def frontdoor_for(door, tmp_path, certificate: dict, **ports) -> Path:
     """``campushub frontdoor`` for the door's site with another certificate (and ports); its folder."""
     site = {
         **door.site,
-        "hub": {**door.site["hub"], "state_dir": str(tmp_path / "state")},
+        "hub": {**door.site.get("hub", {}), "state_dir": str(tmp_path / "state")},
         "front_door": {**door.site["front_door"], "certificate": certificate, **ports},
     }
     (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))
@@ -541,9 +789,11 @@ def frontdoor_for(door, tmp_path, certificate: dict, **ports) -> Path:
 
 def test_acme_gives_a_valid_apache_config(door, tmp_path):
     """mod_md (Let's Encrypt, staging by default): Apache accepts the config (no ACME server is reachable here)."""
-    out = frontdoor_for(door, tmp_path, {"source": "acme", "acme_email": "hpc@example.edu"})
+    certificate = {"source": "acme", "acme_email": "hpc@example.edu", "acme_dns01_command": "/bin/true"}
+    out = frontdoor_for(door, tmp_path, certificate)
     vhost = (out / "campushub-vhost.conf").read_text()
-    assert "MDomain localhost" in vhost and "acme-staging-v02" in vhost
+    assert f"MDomain {TEST_DOMAIN} *.{TEST_DOMAIN}" in vhost and "acme-staging-v02" in vhost
+    assert "MDChallengeDns01 /bin/true" in vhost  # a wildcard name: only DNS-01 can prove it
     checked = subprocess.run(["apache2", "-t", "-f", str(out / "httpd.conf")], capture_output=True, text=True)
     assert checked.returncode == 0 and "Syntax OK" in checked.stderr, checked.stderr
 
@@ -553,7 +803,7 @@ def test_a_certificate_from_files_is_the_one_served(door, tmp_path):
 
     from campushub.frontdoor import local_ca
 
-    _ca, cert, key = local_ca(tmp_path / "given", "localhost")  # not the door's own CA
+    _ca, cert, key = local_ca(tmp_path / "given", TEST_DOMAIN, wildcard=True)  # not the door's own CA
     https_port = free_port()
     out = frontdoor_for(
         door,
@@ -573,6 +823,16 @@ def test_a_certificate_from_files_is_the_one_served(door, tmp_path):
     assert x509.load_pem_x509_certificate(served.encode()) == given
 
 
+def test_a_certificate_that_does_not_cover_users_names_is_refused(door, tmp_path):
+    """Per-user origins need *.hub.test: a certificate for the hub's name alone is named, and nothing is written."""
+    from campushub.frontdoor import local_ca
+
+    _ca, cert, key = local_ca(tmp_path / "given", TEST_DOMAIN)
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        frontdoor_for(door, tmp_path, {"source": "file", "cert": str(cert), "key": str(key)})
+    assert f"front_door.certificate.cert: {cert} does not cover *.{TEST_DOMAIN}" in refused.value.stderr.decode()
+
+
 class ComposeFrontDoor(FrontDoor):
     """compose.yaml + compose.frontdoor.yaml on Podman: the hub and Apache in containers, the IdP on the host.
 
@@ -586,7 +846,7 @@ class ComposeFrontDoor(FrontDoor):
     def __init__(self, folder: Path, socket_url: str):
         super().__init__(folder, idp_host="10.89.77.1")
         self.socket_url = socket_url
-        hub, door = self.site["hub"], self.site["front_door"]
+        hub, door = self.site.setdefault("hub", {}), self.site["front_door"]
         hub.update(
             bind_url="http://0.0.0.0:8000",
             hub_ip="0.0.0.0",
@@ -662,10 +922,10 @@ def test_compose_front_door_signs_in_and_serves_a_container(compose_door):
     while not (s.get(f"{door.url}/hub/api/user").json()["servers"].get("") or {}).get("ready"):
         assert time.monotonic() < deadline, door.hub.tail()
         time.sleep(1)
-    # JupyterLab in the container, through Apache and the hub's proxy (and the hub's OAuth for the server)
+    # JupyterLab in the container at the user's own name, through Apache and the hub's proxy (and the hub's OAuth)
     lab = door.follow(s, s.get(f"{door.url}/user/{ALICE}/lab", allow_redirects=False))
-    assert lab.status_code == 200 and lab.url == f"{door.url}/user/{ALICE}/lab" and "JupyterLab" in lab.text
-    r = s.get(f"{door.url}/user/{ALICE}/api/status")
+    assert lab.status_code == 200 and lab.url == f"{door.user_url(ALICE)}/lab" and "JupyterLab" in lab.text
+    r = s.get(f"{door.user_url(ALICE)}/api/status")
     assert r.status_code == 200 and "kernels" in r.json(), r.text[:300]
     assert s.delete(f"{door.url}/hub/api/users/{ALICE}/server", headers=xsrf).status_code in (202, 204)
 

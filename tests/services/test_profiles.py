@@ -1,8 +1,11 @@
 """Profiles on the `local` backend: real JupyterLab servers and kernels through the proxy."""
 
 import pwd
+import sqlite3
 
+import psutil
 import pytest
+import requests
 
 from harness import GROUP, base_site
 
@@ -94,3 +97,48 @@ def test_local_choices_reach_the_server_as_its_limits(hub):
     probe = "import os; os.environ['CPU_LIMIT'], os.environ['MEM_LIMIT']"
     assert hub.run_code("cht-alice", hub.token(s, "cht-alice"), probe) == repr(("2.0", str(1536 * 2**20)))
     hub.stop_server(s, "cht-alice")
+
+
+def hub_process(hub):
+    """The JupyterHub process that ``campushub up`` runs."""
+    return next(p for p in psutil.Process(hub.process.pid).children() if "jupyterhub" in " ".join(p.cmdline()))
+
+
+def stored_options(hub, user: str):
+    with sqlite3.connect(hub.state / "jupyterhub.sqlite") as db:
+        row = db.execute(
+            "select spawners.user_options from spawners join users on spawners.user_id = users.id where users.name = ?",
+            (user,),
+        ).fetchone()
+    return row and row[0]
+
+
+def test_a_refused_start_request_leaves_nothing_behind(hub):
+    """Start requests are judged before JupyterHub keeps them: on main a refused 20 MB option was stored anyway
+    (the database grew to 42 MB, the hub's memory by 110 MB; issue 20). Bodies over 1 MiB are not even read."""
+    user = "cht-dave"
+    s = hub.login(user)
+    hub.start_server(s, user, profile="big", cpu=2)  # what a user chose last, kept for the next form
+    hub.stop_server(s, user)
+    kept = stored_options(hub, user)
+    database = (hub.state / "jupyterhub.sqlite").stat().st_size
+    memory = hub_process(hub).memory_info().rss
+    for method, body in (
+        ("POST", {"profile": "big", "notes": "x" * 100_000}),  # within the hub's body limit: judged, refused
+        ("PATCH", {"user_options": {"profile": "big", "notes": "x" * 100_000}}),
+        ("POST", {"profile": "big", "cpu": 2, "prologue": "id"}),
+    ):
+        r = hub.api(s, method, f"users/{user}/server", json=body)
+        assert r.status_code == 400, (method, r.status_code, r.text[:300])
+    try:  # 20 MB: the hub refuses it before reading it (400), which its proxy passes on as 503, or closes on it
+        r = hub.api(s, "POST", f"users/{user}/server", json={"profile": "big", "notes": "x" * 20 * 2**20})
+        assert r.status_code in (400, 503), r.status_code
+    except requests.ConnectionError:
+        pass
+    assert "Content-Length too long" in hub.log.read_text()  # tornado's refusal, before the body was read
+    page = hub.post_form(s, f"/hub/spawn/{user}", {"profile": "big", "big.cpu": "2", "prologue": "x" * 100_000})
+    assert page.status_code == 400 and "prologue" in page.text, page.status_code
+    assert stored_options(hub, user) == kept
+    assert (hub.state / "jupyterhub.sqlite").stat().st_size - database < 64 * 1024
+    assert hub_process(hub).memory_info().rss - memory < 40 * 2**20
+    assert hub.whoami_user(s, user)["servers"] == {}

@@ -45,7 +45,8 @@ SITE = {
     # rootless Podman's port forwarder connects from inside the hub's container: requests published on
     # the host's loopback arrive from the hub's own address, not from the network's gateway
     "auth": {"type": "remote_user", "required_groups": ["SAM-SSLVPNSAMUsers"], "trusted_proxies": [f"{SUBNET}.2/32"]},
-    "container": {"volume": VOLUME},
+    # rootless Podman maps only its account's subordinate uids into containers: they run as the image's uid
+    "container": {"volume": VOLUME, "uid_base": None},
     # no cpu or memory: rootless Podman on cgroup v1 cannot enforce them (see the limits test)
     "profiles": [{"slug": "lab", "name": "JupyterLab", "backend": "container", "default": True}],
     "culler": {"enabled": False},

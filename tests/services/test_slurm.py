@@ -362,7 +362,10 @@ def test_a_job_reports_its_port_and_nothing_else(hub, slurm_conf):
     token = job_token(user)  # the job runs its prologue; the start is pending until it reports a port
     callback = f"http://127.0.0.1:{hub.site['hub']['hub_port']}/hub/api/batchspawner"
     injected = {"batch_query_cmd": f"touch {marker}; squeue -h -j {{job_id}} -o '%T %r %B'"}
+    # the hub's own ports on its own host (where the job runs here): the hub would route the user to itself
+    hub_ports = [hub.port, hub.site["hub"]["hub_port"], hub.site["hub"]["proxy_api_port"]]
     for body in (
+        *({"port": port} for port in hub_ports),
         {"ip": "10.0.0.9", "port": 8888},
         {"port": "8888"},
         {"port": 70000},

@@ -58,7 +58,7 @@ class IdTokenVerifier:
         except jwt.PyJWTError as e:  # malformed, or signed with a key the provider does not publish
             raise InvalidToken(str(e)) from None
         try:
-            return jwt.decode(
+            claims = jwt.decode(
                 token,
                 key.key,
                 algorithms=ALGORITHMS,
@@ -71,6 +71,11 @@ class IdTokenVerifier:
             raise InvalidToken(str(e), expired=True) from None
         except jwt.PyJWTError as e:
             raise InvalidToken(str(e)) from None
+        # OpenID Connect Core 3.1.3.7: a token for several audiences must have been issued to this client (azp)
+        audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+        if ("azp" in claims or len(audiences) > 1) and claims.get("azp") != self.audience:
+            raise InvalidToken(f"the token was issued to {str(claims.get('azp'))[:80]!r}, not to {self.audience!r}")
+        return claims
 
     async def claims(self, token: str) -> dict:
         """The token's claims once it is verified; raises :class:`InvalidToken` or :class:`Unavailable`."""

@@ -10,10 +10,8 @@ own ``login_user``, so username normalisation, block lists, admin mapping, group
 
 from __future__ import annotations
 
-import functools
 import hmac
 import ipaddress
-import socket
 from typing import Annotated, Literal
 
 from jupyterhub.auth import Authenticator
@@ -25,7 +23,7 @@ from traitlets import List, Unicode
 
 from ..backends import backend_of
 from ..errors import SiteError
-from ..fields import HeaderName, HttpUrl, Model, Name, SecretSource, read_secret
+from ..fields import HeaderName, HttpUrl, Model, Name, SecretSource, is_local, read_secret
 from .base import Login
 from .id_token import IdTokenVerifier, InvalidToken, Unavailable
 
@@ -122,20 +120,6 @@ class LoginRefused(web.HTTPError):
 def _ip(text: str):
     address = ipaddress.ip_address(text.strip().strip("[]"))
     return getattr(address, "ipv4_mapped", None) or address
-
-
-@functools.lru_cache(maxsize=256)
-def is_local(address) -> bool:
-    """Whether ``address`` belongs to this host (or container): only local addresses can be bound."""
-    if address.is_loopback:
-        return True
-    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
-    try:
-        with socket.socket(family, socket.SOCK_DGRAM) as s:
-            s.bind((str(address), 0))
-        return True
-    except OSError:
-        return False
 
 
 def client_address(request):
@@ -385,7 +369,7 @@ class RemoteUser(Login):
 
 def users_code_on_hub_host(site) -> list[int]:
     """Indexes of the profiles whose users' code may run on the hub's own host."""
-    return [i for i, p in enumerate(site.profiles) if backend_of(p).on_hub_host]
+    return [i for i, p in enumerate(site.profiles) if backend_of(p).on_hub_host(site)]
 
 
 def id_token_of(site) -> IdTokenSettings | None:

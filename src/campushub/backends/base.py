@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import pwd
 from typing import TYPE_CHECKING, Annotated
 
+from jupyterhub.spawner import SpawnException
 from pydantic import Field
+from traitlets import Integer, List, Unicode
+from traitlets.config import Configurable
 
+from .. import accounts
 from ..choices import Choices, size_text
 from ..fields import ByteSize, Model, Name, byte_count
 
@@ -52,14 +57,16 @@ class Backend:
     choices: type[Choices]
     #: users' servers outlive the hub (containers, jobs): a hub restart must leave them running
     persistent = False
-    #: users' code may run on the hub's own host (and reach it from a trusted address)
-    on_hub_host = False
     #: servers start on the hub's machine, using its CPUs: starts take turns (campushub.profiles.Admission)
     takes_turns = False
 
     def card(self, site: Site, profile) -> dict[str, str]:
         """What the start page says about ``profile``: ``gets`` (resources), ``runs`` (where, as whom), ``keeps``."""
         return {"gets": limits_words(profile, [])}
+
+    def on_hub_host(self, site: Site) -> bool:
+        """Whether users' code may run on the hub's own host (and reach the hub's ports from a trusted address)."""
+        return False
 
     def needs_account(self, profile) -> bool:
         """Whether servers run as the user's own system account (which must exist)."""
@@ -108,6 +115,24 @@ class Backend:
     def spawner(self, site: Site, index: int, profile, config: dict) -> tuple[str, dict]:
         """The spawner class and its complete settings; ``config`` holds the shared ones."""
         raise NotImplementedError
+
+
+class OwnAccount(Configurable):
+    """A spawner whose servers run as the user's own system account: never as one that is not a person's.
+
+    The profiles spawner refuses such names first, in words; each backend's spawner checks again before anything
+    runs. Configured once for all of them (``c.OwnAccount``) from the site's ``accounts`` section.
+    """
+
+    min_uid = Integer(1000, config=True, help="The lowest uid a server may run as.")
+    denied_accounts = List(Unicode(), config=True, help="Names that never get a server as their own account.")
+
+    def own_account(self) -> pwd.struct_passwd:
+        """The user's account, or a refused start (403, in words) for a system or service account."""
+        why = accounts.refusal(self.user.name, self.min_uid, self.denied_accounts)
+        if why:
+            raise SpawnException(why, reason="not-a-person", status_code=403)
+        return pwd.getpwnam(self.user.name)
 
 
 def limits_words(profile, extra: list[str], enforced: bool = True) -> str:

@@ -31,6 +31,13 @@ class ContainerDefaults(Model):
     volume: Annotated[str, Field(pattern=r"^[A-Za-z0-9{][A-Za-z0-9_.{}-]*$")] = Field(
         "jupyterhub-user-{username}", description="name of the per-user volume"
     )
+    uid_base: Annotated[int, Field(ge=65536, le=2**31 - 2**24)] | None = Field(
+        2_000_000,
+        description="each user's container runs as uid `uid_base` + the user's number in the hub's database (group"
+        " 100, `users`, which Jupyter's images give their home folders): a uid no host account and no other"
+        " user's container has. `null`: as the image's own user, a uid every user's container shares (1000 in"
+        " Jupyter's images); rootless engines need `null`",
+    )
 
 
 class ContainerChoices(Choices):
@@ -72,6 +79,17 @@ class Container(Backend):
                 f"profiles.{index}.image: no image: set it here, in container.image, or with DOCKER_JUPYTER_CONTAINER"
             )
         return found
+
+    def warnings(self, site, index, profile):
+        if site.container.uid_base is not None or index != next(
+            i for i, p in enumerate(site.profiles) if p.backend == self.name
+        ):
+            return []
+        return [
+            "container.uid_base: null: every user's container runs as the image's own uid (1000 in Jupyter's"
+            " images): a host account with that uid can read their processes (and the servers' tokens); on a"
+            " rootful engine, give each user a uid of their own (the default)"
+        ]
 
     def card(self, site, profile):
         folder = profile.notebook_dir or site.container.notebook_dir
@@ -119,6 +137,7 @@ class Container(Backend):
             ip="0.0.0.0",
             port=8888,
             cmd=None,  # the image's own command
+            uid_base=defaults.uid_base,
         )
         # the hub removes a container when it stops it, after reading how it ended: the engine's own
         # auto-remove (DockerSpawner's default with remove) would take that with it the moment it exits

@@ -35,6 +35,8 @@ class Engine:
     cgroup: str
     cpus: int | None
     memory: int | None
+    #: Docker's userns-remap: every container's uids are mapped into one range of the host's
+    userns: bool = False
 
     def __str__(self):
         return self.name + (" (rootless)" if self.rootless else "")
@@ -60,6 +62,7 @@ def identify(client) -> Engine:
         str(info.get("CgroupVersion", "")),
         info.get("NCPU"),
         info.get("MemTotal"),
+        any("userns" in option for option in info.get("SecurityOptions") or []),
     )
 
 
@@ -156,7 +159,18 @@ def check_profiles(client, engine: Engine, where: str, site, profiles, environ, 
                 found.append(missing_network(network, field, engine, where, environ))
             continue
         found += addresses(site, field, network, details)
-    return list(dict.fromkeys(found))
+    return list(dict.fromkeys(found + own_uids(site, engine)))
+
+
+def own_uids(site, engine: Engine) -> list[str]:
+    """An engine that maps containers' uids into a range of its own cannot run them as ``uid_base`` + N."""
+    if site.container.uid_base is None or not (engine.rootless or engine.userns):
+        return []
+    how = "rootless, it maps" if engine.rootless else "with userns-remap it maps"
+    return [
+        f"container.uid_base: {engine} cannot run users' containers as uids of their own ({how} only its range of"
+        " subordinate uids into containers, where no host account has a uid); set uid_base: null"
+    ]
 
 
 def build_hint(image: str, engine: Engine, environ) -> str:

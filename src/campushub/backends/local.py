@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pwd
 import sys
 from pathlib import Path
 from typing import Literal
@@ -22,7 +21,7 @@ from traitlets import Bool
 from .. import forkserver
 from ..choices import Choices, NumberChoice, SizeChoice
 from ..errors import StartError
-from .base import Backend, ProfileBase, keep_state, limits, limits_words
+from .base import Backend, OwnAccount, ProfileBase, keep_state, limits, limits_words
 
 SINGLEUSER = str(Path(sys.executable).parent / "campushub-singleuser")
 
@@ -56,8 +55,10 @@ class Local(Backend):
     name = "local"
     profile = LocalProfile
     choices = LocalChoices
-    on_hub_host = True
     takes_turns = True
+
+    def on_hub_host(self, site):
+        return True
 
     def choice_settings(self, settings, chosen):
         return limits(chosen)
@@ -141,11 +142,15 @@ class FastStart(LocalProcessSpawner):
         return (ip, self.port)
 
 
-class CampusLocalSpawner(FastStart):
-    """LocalProcessSpawner (each server as its user's own account) with the fast start."""
+class CampusLocalSpawner(FastStart, OwnAccount):
+    """LocalProcessSpawner (each server as its user's own account, never a system account's) with the fast start."""
+
+    async def start(self):
+        self.own_account()
+        return await super().start()
 
     def fork_spec(self, env: dict, argv: list[str]) -> dict:
-        account = pwd.getpwnam(self.user.name)
+        account = self.own_account()
         return {
             "argv": argv,
             "env": env,

@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import datetime
 import hmac
+import ipaddress
 import math
 import os
 import pwd
 import shlex
+import socket
 import subprocess
 import sys
 import time
@@ -29,7 +31,7 @@ from pydantic import Field
 from tornado import web
 from traitlets import Integer, List, Unicode
 
-from .. import hubapi, metrics
+from .. import hubapi, metrics, userfile
 from ..choices import (
     TOKEN,
     AssociationChoice,
@@ -41,9 +43,9 @@ from ..choices import (
     duration_text,
     minutes,
 )
-from ..fields import HttpUrl, Model, Name, byte_count
+from ..fields import HttpUrl, Model, Name, byte_count, is_local
 from . import slurm_jobs
-from .base import Backend, ProfileBase, keep_state, limits, limits_words
+from .base import Backend, OwnAccount, ProfileBase, keep_state, limits, limits_words
 
 BIN = Path(sys.executable).parent
 #: choices as the start page names them
@@ -57,13 +59,19 @@ class SlurmDefaults(Model):
     submit_as: Literal["sudo", "sbatch_uid"] = Field(
         "sudo",
         description="`sudo`: the hub runs `sudo -E -u USER sbatch` (the hub's account needs sudo rights to"
-        " run sbatch, squeue and scancel as users). `sbatch_uid`: the hub runs `sbatch --uid=USER --gid=USER` and"
-        " must be root",
+        " run sbatch, squeue, scancel, sacct and the hub's Python with `-I -m campushub.userfile`, which reads a"
+        " job's log, as users). `sbatch_uid`: the hub runs `sbatch --uid=USER --gid=USER` and must be root",
     )
     hub_connect_url: HttpUrl | None = Field(
         None,
         description="the hub's API as compute nodes reach it"
         " (`hub.hub_ip` must then listen there); default: the hub's own",
+    )
+    hub_host_runs_jobs: bool = Field(
+        True,
+        description="whether users' jobs (or their shells) can run on the hub's host: a node of the cluster, or a"
+        " login node. `true` guards the hub there as it does for `local` profiles (the proxy secret, ports below"
+        " 1024); `false` where the hub runs on a service host, or in a container, that no job or user reaches",
     )
     warn_minutes: list[Annotated[int, Field(ge=1, le=1440)]] = Field(
         [10, 2],
@@ -117,7 +125,9 @@ class Slurm(Backend):
     defaults = SlurmDefaults
     choices = SlurmChoices
     persistent = True
-    on_hub_host = True  # the hub's host may be a node of the cluster
+
+    def on_hub_host(self, site):
+        return site.slurm.hub_host_runs_jobs
 
     def problems(self, site, index, profile):
         found = super().problems(site, index, profile)
@@ -206,7 +216,12 @@ class Slurm(Backend):
             site.slurm.conf = (folder / site.slurm.conf).absolute()
 
     def configure_hub(self, c, site):
-        install_port_callback()
+        from ..ports import listeners
+
+        reserved = {port for _field, _host, port in listeners(site)}
+        if site.front_door:
+            reserved |= {site.front_door.http_port, site.front_door.https_port}
+        hubapi.register(CALLBACK_PATH, PortCallbackHandler, {"reserved": sorted(reserved)})
 
     def spawner_class(self, profile):
         return "campushub.backends.slurm.CampusSlurmSpawner"
@@ -242,7 +257,7 @@ class Slurm(Backend):
             req_memory=f"{math.ceil(byte_count(profile.memory) / 2**20)}M" if profile.memory else "",
             req_gres=profile.gres or "",
             req_options=" ".join(_sbatch_options(profile)),
-            req_prologue=profile.prologue,
+            req_prologue=f"{PRIVATE_LOG}\n{profile.prologue}",
             req_epilogue=profile.epilogue,
             batch_query_cmd=query,
             batch_cancel_cmd=f"scancel{cluster} {{job_id}}",
@@ -335,6 +350,10 @@ def _sbatch_options(profile: SlurmProfile) -> list[str]:
     return options + profile.options
 
 
+#: the job script's first line: its log (which names the user's paths, and is read for "why it ended") is the
+#: user's alone. Slurm makes it with the submitting umask (0644 through sudo); the job starts in the home folder
+PRIVATE_LOG = 'chmod go= "jupyterhub_slurmspawner_${SLURM_JOB_ID}.log" 2>/dev/null || true'
+
 #: squeue reasons that mean the job will never start as it is
 NEVER_RUNS = [
     "PartitionConfig",
@@ -354,8 +373,9 @@ NEVER_RUNS = [
 COMMAND_ENV = ["PATH", "LANG", "LC_ALL", "SLURM_CONF"]
 
 
-class CampusSlurmSpawner(SlurmSpawner):
-    """SlurmSpawner whose start ends promptly, with a reason, when the job cannot or did not run."""
+class CampusSlurmSpawner(SlurmSpawner, OwnAccount):
+    """SlurmSpawner whose start ends promptly, with a reason, when the job cannot or did not run; never a job of a
+    system account's."""
 
     batch_query_cmd = Unicode(f"squeue -h -j {{job_id}} -o '{slurm_jobs.QUERY_FORMAT}'").tag(config=True)
     never_runs = List(
@@ -383,6 +403,7 @@ class CampusSlurmSpawner(SlurmSpawner):
             raise SpawnException(f"Slurm refused the job: {e}", reason="slurm-refused") from None
 
     async def start(self):
+        self.own_account()
         self.submitted_job = ""
         self.jobs_ahead = None
         submitted = datetime.datetime.now()  # squeue's times are the local clock's too
@@ -480,11 +501,9 @@ class CampusSlurmSpawner(SlurmSpawner):
             await asyncio.sleep(0.5)
         uid = self.user_uid()
         end = slurm_jobs.ended(found, job, uid)
-        log = shlex.quote(f"{self.req_homedir}/jupyterhub_slurmspawner_{int(job)}.log")
-        try:
-            end["log"] = await self.as_user(f"tail -n 15 {log}")
-        except RuntimeError:
-            end["log"] = ""
+        # the log is in the user's folder: read as the user, bounded (campushub.userfile), never by the hub itself
+        prefix = shlex.split(format_template(self.exec_prefix, **self.get_req_subvars()))
+        end["log"] = await userfile.read_tail(self.user.name, self.job_log(job), prefix)
         return end
 
     def user_uid(self) -> int | None:
@@ -504,8 +523,12 @@ class CampusSlurmSpawner(SlurmSpawner):
             found["left"] = info.left
         return found
 
+    def job_log(self, job: str) -> str:
+        """Where Slurm writes the job's output (``--output`` of batchspawner's script)."""
+        return f"{self.req_homedir}/jupyterhub_slurmspawner_{int(job)}.log"
+
     def job_ended(self, job: str) -> SpawnException:
-        log = f"{self.req_homedir}/jupyterhub_slurmspawner_{job}.log"
+        log = self.job_log(job)
         return SpawnException(
             f"Slurm job {job} ended before JupyterLab started; its log is {log}",
             reason="slurm-job-ended",
@@ -533,8 +556,12 @@ class PortCallbackHandler(APIHandler):
     batchspawner's own handler sets every attribute the JSON names on the spawner whose
     token the caller holds, and every user's job holds its server's token. This one takes
     ``{"port": N}`` and nothing else, only with the token of that very server, and only
-    once, while its start is pending; the host always comes from Slurm (squeue's %B).
+    once, while its start is pending; the host always comes from Slurm (squeue's %B). A job on the hub's own
+    host may not name the hub's or the proxy's ports (``reserved``): the hub would route users to itself.
     """
+
+    def initialize(self, reserved: list[int]):
+        self.reserved = reserved
 
     def check_xsrf_cookie(self):
         """Only tokens are accepted here, and token requests need no XSRF check."""
@@ -555,17 +582,26 @@ class PortCallbackHandler(APIHandler):
         port = body["port"]
         if type(port) is not int or not 1 <= port <= 65535:
             raise web.HTTPError(400, "port: must be a whole number from 1 to 65535.")
+        if port in self.reserved and await asyncio.to_thread(on_this_host, job.ip):
+            raise web.HTTPError(400, f"port: {port} is the hub's own on this host, not the job's server's.")
         job.port = port
         self.set_status(201)
         self.finish({"message": f"port {port} noted"})
 
 
+#: where batchspawner registers its own handler at import, which PortCallbackHandler replaces
 CALLBACK_PATH = r"/api/batchspawner"
 
 
-def install_port_callback():
-    """Serve :class:`PortCallbackHandler` where batchspawner registered its handler at import."""
-    hubapi.register(CALLBACK_PATH, PortCallbackHandler)
+def on_this_host(host: str) -> bool:
+    """Whether ``host`` (a node's name or address; "" while Slurm has not said) may be the hub's own host."""
+    if not host:
+        return True
+    try:
+        found = {info[4][0] for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)}
+    except OSError:
+        return True
+    return any(is_local(ipaddress.ip_address(address.split("%")[0])) for address in found)
 
 
 BACKEND = Slurm()
