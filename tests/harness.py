@@ -149,18 +149,25 @@ def needs_root(site: dict) -> bool:
 
 def free_port(privileged: bool = False) -> int:
     """A free loopback port; ``privileged``: one below 1024 (which only root may take), as guarded hubs use."""
-    if not privileged:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-    for port in random.sample(range(600, 1024), 424):
+    return free_ports(1, privileged)[0]
+
+
+def free_ports(count: int, privileged: bool = False) -> list[int]:
+    """``count`` different free loopback ports (below 1024 when ``privileged``)."""
+    candidates = random.sample(range(600, 1024), 424) if privileged else [0] * (count * 4)
+    found = []
+    for port in candidates:
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
-    raise AssertionError("no free port below 1024")
+            port = s.getsockname()[1]
+        if port not in found:
+            found.append(port)
+        if len(found) == count:
+            return found
+    raise AssertionError(f"not {count} free ports" + (" below 1024" if privileged else ""))
 
 
 def guarded(site: dict) -> bool:
@@ -381,14 +388,13 @@ class Hub(HubClient):
         as_root = needs_root(site) if as_root is None else as_root
         self.as_user = HUB_ACCOUNT if os.geteuid() == 0 and not as_root else None
         folder.mkdir(parents=True, exist_ok=True)
-        privileged = guarded(site)
-        self.port = free_port(privileged)
+        self.port, hub_port, api_port = free_ports(3, privileged=guarded(site))
         super().__init__(f"http://127.0.0.1:{self.port}", site)
         env = {SECRET_ENV: PROXY_SECRET, **(env or {})}
         hub = {
             "bind_url": f"http://127.0.0.1:{self.port}",
-            "hub_port": free_port(privileged),
-            "proxy_api_port": free_port(privileged),
+            "hub_port": hub_port,
+            "proxy_api_port": api_port,
             "state_dir": "state",
         }
         hub.update(site.get("hub", {}))
@@ -450,6 +456,7 @@ class Compose(HubClient):
     ):
         self.port = free_port()
         super().__init__(f"http://127.0.0.1:{self.port}", site)
+        self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "campushub.yaml").write_text(yaml.safe_dump(site))
         self.project = project

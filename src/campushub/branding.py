@@ -149,20 +149,65 @@ class AnnouncementHandler(APIHandler):
         self.finish(self.announcement.clear())
 
 
-def text_color(background: str) -> str:
-    """Black or white, whichever reads better on ``background`` (``#rrggbb``), by its relative luminance."""
-    channels = [int(background[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+#: WCAG 2's contrast for text (AA): every text campushub colours is at least this far from its background
+AA = 4.5
+WHITE, BLACK = "#ffffff", "#000000"
+#: Bootstrap's dark theme's page background (JupyterHub's theme toggle)
+DARK_PAGE = "#212529"
+
+
+def luminance(color: str) -> float:
+    """WCAG 2's relative luminance of ``#rrggbb``."""
+    channels = [int(color[i : i + 2], 16) / 255 for i in (1, 3, 5)]
     linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
-    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
-    return "#000000" if luminance > 0.179 else "#ffffff"
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(a: str, b: str) -> float:
+    """WCAG 2's contrast ratio of two colours, from 1 to 21."""
+    light, dark = sorted((luminance(a), luminance(b)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def text_color(background: str) -> str:
+    """Black or white, whichever reads better on ``background``: always at least 4.58:1."""
+    return BLACK if contrast(BLACK, background) >= contrast(WHITE, background) else WHITE
+
+
+def readable(color: str, background: str) -> str:
+    """``color``, darkened or lightened (towards black or white, away from ``background``) just enough to be read
+    on ``background`` as text (:data:`AA`): a gold brand colour becomes a dark gold for links on white."""
+    toward = BLACK if luminance(background) > 0.179 else WHITE
+    rgb = [int(color[i : i + 2], 16) for i in (1, 3, 5)]
+    end = [int(toward[i : i + 2], 16) for i in (1, 3, 5)]
+    for step in range(21):
+        mixed = "#" + "".join(f"{round(c + (e - c) * step / 20):02x}" for c, e in zip(rgb, end, strict=True))
+        if contrast(mixed, background) >= AA:
+            return mixed
+    return toward
+
+
+def colors(settings: BrandingSettings) -> dict[str, str]:
+    """Every text colour the pages draw from the site's two colours, each readable (4.5:1) on its background:
+    the top bar's text, buttons' text on the primary colour, and links and headings in the primary colour on the
+    light and the dark theme's pages."""
+    primary, header = settings.primary_color, settings.header_color
+    return {
+        "header_text": text_color(header) if header else "",
+        "header_dark": bool(header) and text_color(header) == WHITE,
+        "button_text": text_color(primary),
+        "link": readable(primary, WHITE),
+        "link_dark": readable(primary, DARK_PAGE),
+    }
 
 
 class PageVars:
     """The ``campushub`` template variable: JupyterHub calls it for every page it renders."""
 
-    def __init__(self, settings: BrandingSettings, announcement: Announcement):
-        self.fixed = settings.model_dump(exclude={"logo", "announcement"})
-        self.fixed["header_text"] = text_color(settings.header_color) if settings.header_color else ""
+    def __init__(self, settings: BrandingSettings, announcement: Announcement, password_file: str = ""):
+        self.fixed = settings.model_dump(exclude={"logo", "announcement"}) | colors(settings)
+        self.fixed["default_logo"] = settings.logo is None
+        self.fixed["password_file"] = password_file  # the embedded default: where its login's password is
         self.announcement = announcement
 
     def __call__(self, _user) -> dict:

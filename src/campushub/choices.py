@@ -35,6 +35,20 @@ def minutes(duration: str | int) -> int:
     return days * 1440 + hours * 60 + mins + math.ceil(secs / 60)
 
 
+def clock(total: int) -> str:
+    """Minutes as people write a time limit: ``1:30``, ``0:45``, ``26:00``."""
+    return f"{total // 60}:{total % 60:02d}"
+
+
+def duration_words(total: int) -> str:
+    """Minutes in words: ``45 minutes``, ``2 hours``, ``1 hour 30 minutes``."""
+    hours, mins = divmod(total, 60)
+    parts = [f"{hours} hour" + ("" if hours == 1 else "s")] if hours else []
+    if mins or not hours:
+        parts.append(f"{mins} minute" + ("" if mins == 1 else "s"))
+    return " ".join(parts)
+
+
 def duration_text(total: int) -> str:
     """Minutes as Slurm writes a time limit: ``HH:MM:00`` or ``D-HH:MM:00``."""
     days, rest = divmod(total, 1440)
@@ -89,6 +103,28 @@ class Ranged(Model):
 
     def bounds(self) -> str:
         return f"{self.show(self.read('min', self.min))} to {self.show(self.read('max', self.max))}"
+
+    def step_problems(self, where: str) -> list[str]:
+        """A step that does not divide the range from ``min`` to ``max``, or a default that is not on a step."""
+        low, high, default, step = (self.read(where, v) for v in (self.min, self.max, self.default, self.step))
+        shown = self.show(step)
+        if not _on_step(high - low, step):
+            return [
+                f"{where}.step: {shown} does not divide the range {self.bounds()}: the form could not offer"
+                f" {self.show(high)} (choose a step that does, or bounds a whole number of steps apart)"
+            ]
+        if not _on_step(default - low, step):
+            return [
+                f"{where}.default: {self.show(default)} is not {self.show(low)} plus a whole number of steps of"
+                f" {shown}: the form could not offer it"
+            ]
+        return []
+
+
+def _on_step(span: float, step: float) -> bool:
+    """Whether ``span`` is a whole number of ``step``s."""
+    count = span / step
+    return abs(count - round(count)) < 1e-9
 
 
 class NumberChoice(Ranged):
@@ -158,9 +194,11 @@ class DurationChoice(Ranged):
         try:
             if isinstance(value, bool) or not isinstance(value, int | str):
                 raise ValueError
+            if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+                return int(value)  # minutes, as the form and the API take them
             return minutes(value)
         except ValueError:
-            raise ChoiceRefused(f"{name}: must be a time such as 02:00:00, or a number of minutes") from None
+            raise ChoiceRefused(f"{name}: must be a time such as 1:30 (hours:minutes) or 90 (minutes)") from None
 
     def show(self, value) -> str:
         return duration_text(value)
@@ -211,6 +249,50 @@ class AssociationChoice(ListChoice):
         return "your Slurm associations" if self.options == "user" else super().bounds()
 
 
+#: what people call each choice (the form's labels; the home page's card)
+LABELS = {
+    "cpu": "CPUs",
+    "memory": "Memory",
+    "runtime": "Time limit",
+    "gpus": "GPUs",
+    "partition": "Partition",
+    "account": "Slurm account",
+    "qos": "Quality of service (QOS)",
+    "image": "Image",
+}
+
+
+#: each choice as a sentence names it
+INLINE = {"memory": "memory", "runtime": "time limit", "partition": "partition", "qos": "QOS", "image": "image"}
+
+
+def named(names) -> str:
+    """Choices as a sentence lists them: ``CPUs, time limit and partition``."""
+    said = [INLINE.get(n, LABELS.get(n, n)) for n in names]
+    return ", ".join(said[:-1]) + " and " + said[-1] if len(said) > 1 else "".join(said)
+
+
+def words(name: str, value) -> str:
+    """A chosen (typed) value in words: ``2 CPUs``, ``4 GiB of memory``, ``up to 1 hour 30 minutes``."""
+    if name == "cpu":
+        return f"{value:g} CPU" + ("" if value == 1 else "s")
+    if name == "memory":
+        return f"{size_words(value)} of memory"
+    if name == "runtime":
+        return f"up to {duration_words(value)}"
+    if name == "gpus":
+        return {0: "no GPU", 1: "1 GPU"}.get(value, f"{value} GPUs")
+    return f"{LABELS.get(name, name).lower()} {value}"
+
+
+def size_words(size: int) -> str:
+    """Bytes as people read them: ``4 GiB``, ``512 MiB``, ``1.5 GiB``."""
+    for unit, factor in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
+        if size >= factor:
+            return f"{size / factor:g} {unit}"
+    return f"{size} bytes"
+
+
 class Choices(Model):
     """A profile's choices: each backend's model lists the ones it offers."""
 
@@ -218,7 +300,9 @@ class Choices(Model):
         return {name: spec for name in type(self).model_fields if (spec := getattr(self, name)) is not None}
 
     def problems(self, where: str) -> list[str]:
-        """Defaults outside their bounds, reported as ``profiles.N.choices.NAME.default: reason``."""
+        """What the form could not offer, as ``profiles.N.choices.NAME.FIELD: reason``: a default outside the
+        bounds or off the form's steps, a step that does not divide the range (the form then cannot offer the
+        maximum, and a browser refuses any value off a step)."""
         found = []
         for name, spec in self.declared().items():
             if isinstance(spec, ListChoice):
@@ -229,4 +313,6 @@ class Choices(Model):
                 spec.parse(name, spec.max)
             except ChoiceRefused as e:
                 found.append(f"{where}.{name}.default: {str(e).split(': ', 1)[1]}")
+                continue
+            found += spec.step_problems(f"{where}.{name}")
         return found

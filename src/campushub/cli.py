@@ -32,9 +32,9 @@ def check_compose(files: list[Path], env_file: Path | None, engine: str | None) 
     from .compose_check import check as check_deployment
 
     problems, notes = check_deployment(Deployment.read(files, env_file), engine)
-    raise_problems(problems)
-    for note in notes:
+    for note in notes:  # first: which engine answered explains a missing image below
         print(f"warning: {note}", file=sys.stderr)
+    raise_problems(problems)
     print("ok")
     return 0
 

@@ -35,7 +35,14 @@ def check(deployment: Deployment, compose_engine: str | None = None) -> tuple[li
     except SiteError as e:
         return [f"{path}: {problem}" for problem in e.problems], warnings
     problems = class_problems(site) + secrets(deployment, site, environ) + hub_address(deployment, site)
-    return problems + engine(deployment, site, environ, compose_engine), warnings
+    found, reached = engine(deployment, site, environ, compose_engine)
+    if reached and not compose_engine:  # run by hand: say which engine answered, which compose may not run on
+        warnings.append(
+            f"the hub will use {reached}; if compose runs it on another engine (podman-compose: Podman), set"
+            f" CONTAINER_SOCKET in {deployment.env_file} to that engine's socket ({engines.SOCKETS}). scripts/compose"
+            " checks this itself"
+        )
+    return problems + found, warnings
 
 
 def site_file(deployment: Deployment):
@@ -105,12 +112,12 @@ def hub_address(deployment: Deployment, site) -> list[str]:
     return []
 
 
-def engine(deployment: Deployment, site, environ: dict, compose_engine: str | None) -> list[str]:
+def engine(deployment: Deployment, site, environ: dict, compose_engine: str | None) -> tuple[list[str], str]:
     """The engine behind CONTAINER_SOCKET: the one compose runs on; its images, the networks compose makes,
-    users' profiles."""
+    users' profiles. Also which engine answered, and where (or "")."""
     mount = deployment.mount(origins.MOUNTED_SOCKET)
     if mount is None:
-        return [f"services.hub.volumes: nothing is mounted at {origins.MOUNTED_SOCKET}, the hub's engine socket"]
+        return [f"services.hub.volumes: nothing is mounted at {origins.MOUNTED_SOCKET}, the hub's engine socket"], ""
     found = []
     if site.container.socket not in (None, f"unix://{origins.MOUNTED_SOCKET}"):
         found.append(
@@ -121,17 +128,17 @@ def engine(deployment: Deployment, site, environ: dict, compose_engine: str | No
     chosen = ", ".join(map(deployment.where, deployment.keys_in(raw))) or "the compose file"
     client, engine, where, problems = engines.connect(site, environ, (f"unix://{path}", chosen))
     if not client:
-        return found + problems
+        return found + problems, ""
     mismatch = other_engine(engine, compose_engine, path, chosen)
     if mismatch:
-        return found + [mismatch]
+        return found + [mismatch], ""
     networks = deployment.networks()
     profiles = [(i, p) for i, p in enumerate(site.profiles) if backend_of(p).name == "container"]
     found += engines.check_profiles(client, engine, where, site, profiles, environ, networks)
     found += service_images(deployment, client, engine, where)
     for name, wanted in networks.items():
         found += network(deployment, site, client, name, wanted)
-    return list(dict.fromkeys(found))
+    return list(dict.fromkeys(found)), f"{engine} at {where}"
 
 
 def other_engine(engine, compose_engine: str | None, path, chosen: str) -> str | None:

@@ -117,6 +117,7 @@ def profiles(c, site: Site):
     s.admitted_profiles = [p.slug for p in site.profiles if backend_of(p).takes_turns]
     s.profile_backends = {p.slug: p.backend for p in site.profiles}
     s.missing_account_url = getattr(site.auth, "missing_account_redirect", None) or ""
+    s.request_access_url = site.branding.request_access_url or ""
     s.create_accounts = site.accounts.create
     s.account_command = site.accounts.command
     c.OwnAccount.min_uid = site.accounts.min_uid or accounts.uid_min()
@@ -161,7 +162,8 @@ def pages(c, site: Site):
     settings = site.branding
     c.JupyterHub.template_paths = [branding.template_path()]
     announcement = branding.Announcement(site.hub.state_dir, settings.announcement)
-    c.JupyterHub.template_vars = {"campushub": branding.PageVars(settings, announcement)}
+    password = str(site.hub.state_dir / "shared_password") if site.auth.type == "shared_password" else ""
+    c.JupyterHub.template_vars = {"campushub": branding.PageVars(settings, announcement, password)}
     tornado = c.JupyterHub.tornado_settings if "tornado_settings" in c.JupyterHub else {}
     c.JupyterHub.tornado_settings = {**tornado, "campushub_announcement": announcement}
     if settings.logo:
@@ -177,7 +179,7 @@ def culler(c, site: Site):
     command = [
         sys.executable,
         "-m",
-        "jupyterhub_idle_culler",
+        "campushub.culler",  # jupyterhub_idle_culler, ending at once when the hub stops it
         f"--timeout={settings.timeout}",
         f"--cull-every={settings.every}",
         f"--max-age={settings.max_age}",

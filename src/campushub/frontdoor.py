@@ -370,8 +370,7 @@ def error_pages(site: Site, folder: Path):
         resources.files("campushub").joinpath("templates", "frontdoor", "503.html").read_text()
     )
     page = folder / "503.html"
-    header = site.branding.header_color
-    page.write_text(template.render(**site.branding.model_dump(), header_text=header and branding.text_color(header)))
+    page.write_text(template.render(**site.branding.model_dump(), **branding.colors(site.branding)))
     page.chmod(0o644)
 
 

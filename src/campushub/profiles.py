@@ -28,14 +28,18 @@ from .accounts import SYSTEM_NAME, has_account, refusal
 from .backends import BACKENDS
 from .backends.base import OwnAccount
 from .choices import (
+    LABELS,
     TOKEN,
     AssociationChoice,
     ChoiceRefused,
     DurationChoice,
     ListChoice,
     SizeChoice,
+    clock,
     duration_text,
     size_text,
+    size_words,
+    words,
 )
 from .fields import byte_count
 
@@ -43,17 +47,8 @@ TEMPLATES = jinja2.Environment(
     loader=jinja2.FunctionLoader(lambda name: resources.files("campushub").joinpath("templates", name).read_text()),
     autoescape=True,
 )
-#: how the form names each choice, and what it adds in words
-LABELS = {
-    "cpu": "CPUs",
-    "memory": "Memory (GiB)",
-    "runtime": "Time limit (hours)",
-    "gpus": "GPUs",
-    "partition": "Partition",
-    "account": "Slurm account",
-    "qos": "Quality of service (QOS)",
-    "image": "Image",
-}
+#: how the form names a choice, where its field takes a unit
+FORM_LABELS = {**LABELS, "memory": "Memory (GiB)"}
 
 
 class Admission:
@@ -101,16 +96,28 @@ ADMISSION = Admission(os.cpu_count() or 2)
 MAX_OPTIONS_BYTES = 16 * 1024
 
 
-class MissingAccount(web.HTTPError):
-    """403: the profile runs as the user's own system account, which does not exist (yet).
+class Refused(web.HTTPError):
+    """A start request refused, in words, with where to go next: the API answers with the words."""
 
-    The API answers with the words; the hub's pages also link to where accounts are requested.
-    """
+    def __init__(self, status: int, message: str, url: str = "", link: str = ""):
+        super().__init__(status, message)
+        self.words, self.url, self.link = message, url, link
+
+    def on_the_form(self) -> Refused:
+        """The same refusal for the start form, which shows its words and link above itself, not JupyterHub's
+        "Error: HTTP 403: Forbidden (...)"."""
+        shown = Refused(self.status_code, self.words, self.url, self.link)
+        shown.jupyterhub_message = None  # the form then shows the HTML message
+        more = f' <a href="{html.escape(self.url)}">{html.escape(self.link)}</a>' if self.url else ""
+        shown.jupyterhub_html_message = html.escape(self.words) + more
+        return shown
+
+
+class MissingAccount(Refused):
+    """403: the profile runs as the user's own system account, which does not exist (yet), or is not a person's."""
 
     def __init__(self, message: str, url: str = ""):
-        super().__init__(403, message)
-        link = f' <a href="{html.escape(url)}">Request an account.</a>' if url else ""
-        self.jupyterhub_html_message = html.escape(message) + link
+        super().__init__(403, message, url, "Request an account.")
 
 
 class ServerStopped(SpawnException):
@@ -168,6 +175,7 @@ class CampusProfilesSpawner(ProfilesSpawner, OwnAccount):
         Unicode(), config=True, help="Slugs of the profiles whose servers run as the user's own system account."
     )
     missing_account_url = Unicode("", config=True, help="Where users without a system account request one.")
+    request_access_url = Unicode("", config=True, help="Where users ask for access to a profile of some groups only.")
     create_accounts = Bool(False, config=True, help="Make a missing account (for valid system names) at start.")
     account_command = List(
         Unicode(),
@@ -220,7 +228,7 @@ class CampusProfilesSpawner(ProfilesSpawner, OwnAccount):
             if key != "profile" and key not in declared:
                 offers = ", ".join(declared) or "none"
                 key = str(key)[:40]
-                raise web.HTTPError(400, f"{key}: not a choice the profile {slug!r} offers (it offers {offers})")
+                raise Refused(400, f"{key}: not a choice the profile {slug!r} offers (it offers {offers})")
         chosen = {}
         for name, spec in declared.items():
             try:
@@ -234,7 +242,7 @@ class CampusProfilesSpawner(ProfilesSpawner, OwnAccount):
                 else:
                     chosen[name] = spec.parse(name, user_options.get(name, spec.default))
             except ChoiceRefused as e:
-                raise web.HTTPError(400, str(e)) from None
+                raise Refused(400, str(e)) from None
         return chosen
 
     def _as_api(self, slug: str, chosen: dict) -> dict:
@@ -286,14 +294,16 @@ class CampusProfilesSpawner(ProfilesSpawner, OwnAccount):
         available = [p for p in profiles if not p["unavailable"]]
         if available and not any(p["selected"] for p in profiles):
             available[0]["selected"] = True
+        # the banner only where a profile this user may use needs their account
+        needs_one = any(p[1] in self.account_profiles for p in offered)
         return TEMPLATES.get_template("spawn_form.html").render(
-            profiles=profiles, request_url=self.missing_account_url, no_account=not own
+            profiles=profiles, request_url=self.missing_account_url, no_account=needs_one and not own
         )
 
     async def _field(self, backend, slug: str, name: str, spec) -> dict:
         """One form field: its value (last time's, if still allowed), its bounds in the form's units, and help."""
         last = self.last_choices.get(slug, {}).get(name)
-        field = {"name": f"{slug}.{name}", "id": f"choice-{slug}-{name}", "label": LABELS.get(name, name)}
+        field = {"name": f"{slug}.{name}", "id": f"choice-{slug}-{name}", "label": FORM_LABELS.get(name, name)}
         if isinstance(spec, ListChoice):
             try:
                 options = await self._options(backend, slug, name, spec)
@@ -306,16 +316,20 @@ class CampusProfilesSpawner(ProfilesSpawner, OwnAccount):
             value = spec.parse(name, last) if last is not None else spec.parse(name, spec.default)
         except ChoiceRefused:
             value = spec.parse(name, spec.default)
+        if isinstance(spec, DurationChoice):  # hours:minutes, or minutes, as people write a time
+            low, high = spec.read(name, spec.min), spec.read(name, spec.max)
+            field.update(
+                text=clock(value),
+                help=f"from {clock(low)} to {clock(high)} (hours:minutes, such as 1:30, or minutes, such as 90)",
+            )
+            return field
         if isinstance(spec, SizeChoice):  # the form asks in GiB
             low, high, step = (byte_count(x) / 2**30 for x in (spec.min, spec.max, spec.step))
             value = value / 2**30
-        elif isinstance(spec, DurationChoice):  # the form asks in hours
-            low, high, step = (spec.parse(name, x) / 60 for x in (spec.min, spec.max, spec.step))
-            value = value / 60
+            words = f"from {size_words(byte_count(spec.min))} to {size_words(byte_count(spec.max))}"
         else:
             low, high, step = spec.min, spec.max, spec.step
-        unit = {SizeChoice: " GiB", DurationChoice: " hours"}.get(type(spec), "")
-        words = f"from {low:g} to {high:g}{unit}" + (f" ({spec.bounds()})" if unit else "")
+            words = f"from {low:g} to {high:g}"
         field.update(min=f"{low:g}", max=f"{high:g}", step=f"{step:g}", value=f"{value:g}", help=words)
         return field
 
@@ -344,7 +358,13 @@ class CampusProfilesSpawner(ProfilesSpawner, OwnAccount):
                 options[name] = _from_form(declared[name], value)
             elif key not in offered_fields:
                 options[key] = value
-        await self.judge(options)
+        try:
+            slug, _chosen = await self.judge(options)
+            if slug in self.account_profiles and not self.create_accounts:
+                if not await asyncio.to_thread(has_account, self.user.name):
+                    raise MissingAccount(self.no_account_text(), self.missing_account_url)
+        except Refused as refused:
+            raise refused.on_the_form() from None
         return options
 
     # ------------------------------------------------------------------ starting
@@ -360,16 +380,19 @@ class CampusProfilesSpawner(ProfilesSpawner, OwnAccount):
         come, so its API handlers (:mod:`campushub.start_api`) and the form ask here first.
         """
         if not isinstance(user_options, dict):
-            raise web.HTTPError(400, "Send the options as a JSON object.")
+            raise Refused(400, "Send the options as a JSON object.")
         if len(json.dumps(user_options)) > MAX_OPTIONS_BYTES:
-            raise web.HTTPError(
-                400, f"The options are larger than {MAX_OPTIONS_BYTES // 1024} KiB; send only the choices."
-            )
+            raise Refused(400, f"The options are larger than {MAX_OPTIONS_BYTES // 1024} KiB; send only the choices.")
         slug = user_options.get("profile") or self.default_profile
         if not isinstance(slug, str) or slug not in {p[1] for p in self.profiles}:
-            raise web.HTTPError(400, f"There is no profile {str(slug)[:40]!r}.")
+            raise Refused(400, f"There is no profile {str(slug)[:40]!r}.")
         if not self.allowed(slug):
-            raise web.HTTPError(403, f"You may not use the profile {slug!r}.")
+            raise Refused(
+                403,
+                f"You ({self.user.name}) may not use the profile {slug!r}: it is for some groups only.",
+                self.request_access_url,
+                "Ask for access.",
+            )
         if slug in self.account_profiles and (refused := self.account_refusal()):
             raise MissingAccount(refused)
         return slug, await self.parse_choices(slug, user_options)
@@ -482,15 +505,15 @@ class CampusProfilesSpawner(ProfilesSpawner, OwnAccount):
         info = child.session_info() if child is not None and hasattr(child, "session_info") else {}
         if not info.get("where") and child is not None:
             if getattr(child, "container_name", ""):
-                info["where"] = f"container {child.container_name}"
+                info["where"] = f"in a container of its own ({child.container_name})"
             elif getattr(child, "pid", 0):
-                info["where"] = f"process {child.pid} on the hub's machine"
+                info["where"] = "on the hub's machine"
         started = self.orm_spawner.started if self.orm_spawner is not None else None
-        chosen = {k: v for k, v in (self.user_options or {}).items() if k != "profile"}
+        gets = self.profile_cards.get(slug, {}).get("gets", "")
         return {
             "profile": display,
-            "gets": self.profile_cards.get(slug, {}).get("gets", ""),
-            "chosen": ", ".join(f"{LABELS.get(k, k)}: {v}" for k, v in chosen.items()),
+            # what was chosen, in words (the card's "as you choose below" means nothing here)
+            "gets": ", ".join(words(name, value) for name, value in self.chosen.items()) or gets,
             "since": started.strftime("%Y-%m-%d %H:%M UTC") if started else "",
             **info,
             "last_end": self.last_end,
@@ -601,13 +624,11 @@ class CampusProfilesSpawner(ProfilesSpawner, OwnAccount):
 
 
 def _from_form(spec, value: str):
-    """A form field's text in the API's units: GiB to ``NG``, hours to minutes; anything else as typed."""
+    """A form field's text in the API's units: GiB to ``NM``; anything else (times too) as typed."""
     try:
         number = float(value)
     except ValueError:
         return value
     if isinstance(spec, SizeChoice):
         return f"{round(number * 1024)}M"
-    if isinstance(spec, DurationChoice):
-        return round(number * 60)
     return value

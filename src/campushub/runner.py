@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -15,9 +16,11 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import psutil
 from traitlets.config import Config
 
 from . import database, ports, startup, state
+from .backends import used
 from .configurer import configure
 from .errors import StartError, raise_problems
 from .settings import load_site, preflight
@@ -127,7 +130,7 @@ def run_hub(path: Path, as_user: str | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        return _supervise(hub, site.hub.bind_url, stopping)
+        return _supervise(hub, site, stopping)
     finally:
         if hub.poll() is None:
             hub.kill()
@@ -135,8 +138,38 @@ def run_hub(path: Path, as_user: str | None = None) -> int:
         startup.clean_up(state_dir, since)
 
 
-def _supervise(hub: subprocess.Popen, bind_url: str, stopping: list) -> int:
+def kill(hub: subprocess.Popen, keeps_servers: bool):
+    """The hub did not stop in time: kill it, and end what it would have stopped itself (the culler; and users'
+    servers, unless the site's servers outlive the hub by design)."""
+    print("campushub: the hub did not stop in time; killing it and what it started", file=sys.stderr, flush=True)
+    try:
+        started = psutil.Process(hub.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        started = []
+    hub.kill()
+    hub.wait()
+    ending = [p for p in started if not keeps_servers or _is_culler(p)]
+    for process in ending:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.terminate()
+    for process in psutil.wait_procs(ending, timeout=5)[1]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+
+
+def _is_culler(process: psutil.Process) -> bool:
+    try:
+        return "campushub.culler" in process.cmdline()
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _supervise(hub: subprocess.Popen, site, stopping: list) -> int:
+    bind_url = site.hub.bind_url
     url = health_url(bind_url)
+    # the hub's own port first: asked before the hub listens and its route exists, its proxy logs a 404 and a
+    # refused connection in red at every start
+    own = health_url(f"http://{site.hub.hub_ip}:{site.hub.hub_port}")
     deadline = time.monotonic() + READY_TIMEOUT
     ready = False
     while hub.poll() is None:
@@ -144,11 +177,10 @@ def _supervise(hub: subprocess.Popen, bind_url: str, stopping: list) -> int:
             try:
                 hub.wait(STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
-                print("campushub: the hub did not stop in time; killing it", file=sys.stderr)
-                hub.kill()
+                kill(hub, keeps_servers=any(backend.persistent for backend in used(site)))
             return 0
         if not ready:
-            if _answers(url):
+            if _answers(own) and _answers(url):
                 ready = True
                 print(f"campushub: ready at {bind_url}", flush=True)
             elif time.monotonic() > deadline:

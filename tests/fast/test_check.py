@@ -359,3 +359,30 @@ def test_a_metrics_token_missing_here_is_a_warning(check, tmp_path):
     assert "metrics.token.env: CAMPUSHUB_TEST_UNSET_TOKEN is not set here" in result.stderr, result.stderr
     result = check(base_site(metrics={"enabled": True, "token": {"file": str(tmp_path / "none")}}))
     assert result.returncode == 0 and "metrics.token.file: " in result.stderr, result.stderr
+
+
+SLURM_CHOOSING = {"slug": "s", "name": "S", "backend": "slurm"}
+
+
+@pytest.mark.parametrize(
+    "profile, choice, spec, field, reason",
+    [
+        # issue 21: check said ok, and the spawn page was a 500 (the form read the step as a value in bounds)
+        (SLURM_CHOOSING, "runtime", {"min": "00:03:00", "max": "02:00:00", "default": "00:30:00", "step": "00:07:00"},
+         "step", "00:07:00 does not divide the range 00:03:00 to 02:00:00"),
+        (SLURM_CHOOSING, "runtime", {"min": "00:03:00", "max": "02:00:00", "default": "00:30:00", "step": "00:01:00"},
+         "default", None),
+        (LOCAL, "cpu", {"min": 1, "max": 4, "default": 3, "step": 2}, "step", "2 does not divide the range 1 to 4"),
+        (LOCAL, "cpu", {"min": 0.5, "max": 4.5, "default": 1.25, "step": 0.5}, "default", "1.25 is not 0.5 plus"),
+        (LOCAL, "memory", {"min": "1G", "max": "8G", "default": "2G", "step": "3G"}, "step", "3G does not divide"),
+        (LOCAL, "memory", {"min": "1G", "max": "9G", "default": "2G", "step": "2G"}, "default", "2G is not 1G plus"),
+    ],
+    ids=["runtime-step", "runtime-minute-steps-ok", "cpu-step", "cpu-default", "memory-step", "memory-default"],
+)  # fmt: skip
+def test_choices_the_form_could_not_offer_are_refused(check, profile, choice, spec, field, reason):
+    result = check(with_profiles({**profile, "choices": {choice: spec}}))
+    if reason is None:  # the control: a step of a minute divides any range of minutes
+        assert result.returncode == 0, result.stderr
+        return
+    assert result.returncode == 2, result.stdout
+    assert f"profiles.0.choices.{choice}.{field}: " in result.stderr and reason in result.stderr, result.stderr

@@ -53,8 +53,8 @@ REFUSED = [
     (MEMORY, "4 gigs", "size such as 4G"),
     (MEMORY, 4.5, "size such as 4G"),
     (RUNTIME, "2-00:00:00", "from 00:15:00 to 08:00:00"),
-    (RUNTIME, "forever", "time such as 02:00:00"),
-    (RUNTIME, "10", "time such as"),
+    (RUNTIME, "forever", "time such as 1:30 (hours:minutes) or 90 (minutes)"),
+    (RUNTIME, "10", "must be from 00:15:00 to 08:00:00, not 00:10:00"),  # minutes, as the form sends them
     (RUNTIME, 5, "from 00:15:00"),
     (RUNTIME, False, "time such as"),
     (PARTITION, "other", "must be one of campus, gpu"),

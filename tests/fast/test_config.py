@@ -384,7 +384,7 @@ CHOOSING = {
 CHOICE_CHANGES = {
     "cpu": {"min": 2, "max": 3, "default": 3, "step": 0.5},
     "memory": {"min": "2G", "max": "16G", "default": "4G", "step": "512M"},
-    "runtime": {"min": "00:30:00", "max": "12:00:00", "default": "02:00:00", "step": "00:30:00"},
+    "runtime": {"min": "00:30:00", "max": "12:00:00", "default": "02:00:00", "step": "00:05:00"},
     "gpus": {"min": 1, "max": 1, "default": 2},
     "image": {"options": ["localhost/lab:3"], "default": "localhost/lab:2"},
     "partition": {"options": ["campus"], "default": "gpu"},
@@ -540,7 +540,7 @@ CHANGES = {
     "container.network": (CONTAINER, {"container.network": "campushub"}),
     "container.notebook_dir": (CONTAINER, {"container.notebook_dir": "/data"}),
     "container.volume": (CONTAINER, {"container.volume": "home-{username}"}),
-    "container.uid_base": (CONTAINER, {"container.uid_base": None}),
+    "container.uid_base": (CONTAINER, {"container.uid_base": 3_000_000}),
     "branding.site_name": (LOCAL, {"branding.site_name": "Pitt CRC JupyterHub"}),
     "branding.logo": (LOCAL, {"branding.logo": "LOGO"}),
     "branding.primary_color": (LOCAL, {"branding.primary_color": "#003594"}),

@@ -6,6 +6,7 @@ tests/services/test_pages.py.
 
 from __future__ import annotations
 
+import itertools
 import stat
 
 import pytest
@@ -80,7 +81,7 @@ def test_a_local_card_says_its_limits_are_not_enforced(tmp_path):
     )
     assert card == {
         "description": "",
-        "gets": "1 CPU, 2G memory (a guide: not enforced on this machine)",
+        "gets": "1 CPU, 2 GiB of memory (a guide: not enforced on this machine)",
         "runs": "on the hub's machine, as your own account",
         "keeps": "your home folder on that machine",
         "stops": "after 1 hour without activity; 1 day after it started",
@@ -113,7 +114,7 @@ def test_a_slurm_card_says_its_time_limit_ends_it(tmp_path):
         {"slug": "s", "name": "S", "backend": "slurm", "partition": "campus", "runtime": "2:00:00", "cpu": 2},
         culler={"enabled": False},
     )
-    assert card["gets"] == "2 CPUs, partition campus, up to 02:00:00"
+    assert card["gets"] == "2 CPUs, partition campus, up to 2 hours"
     assert card["runs"].startswith("as a batch job on the cluster, as your own cluster account")
     assert card["stops"] == "when its time limit runs out"
 
@@ -148,3 +149,21 @@ def test_the_front_door_503_page_is_the_sites_escaped_and_readable_by_apache(tmp
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (out, out / "errors", out / "errors" / "503.html")}
     assert modes == {"door": 0o711, "errors": 0o755, "503.html": 0o644}
     assert stat.S_IMODE((out / "campushub-vhost.conf").stat().st_mode) == 0o600  # the secrets stay private
+
+
+def test_every_text_colour_drawn_from_the_brand_is_readable():
+    """Issue 21: with Pitt's blue bar and gold buttons, the logo's "jupyter", Logout and the theme toggle were dark
+    on dark blue, buttons white on gold, and the 503 page's heading gold on white. Every text colour is now derived
+    to meet WCAG AA (4.5:1) on its background, for any pair of colours."""
+    from campushub.branding import AA, DARK_PAGE, WHITE, BrandingSettings, colors, contrast
+
+    pitt = colors(BrandingSettings(header_color="#003594", primary_color="#ffb81c"))
+    assert pitt["header_text"] == "#ffffff" and pitt["header_dark"]
+    assert pitt["button_text"] == "#000000"
+    assert contrast(pitt["link"], WHITE) >= AA > contrast("#ffb81c", WHITE)  # a darker gold for text on white
+    for red, green, blue in itertools.product(range(0, 256, 51), repeat=3):
+        color = f"#{red:02x}{green:02x}{blue:02x}"
+        found = colors(BrandingSettings(header_color=color, primary_color=color))
+        assert contrast(found["header_text"], color) >= AA, color
+        assert contrast(found["button_text"], color) >= AA, color
+        assert contrast(found["link"], WHITE) >= AA and contrast(found["link_dark"], DARK_PAGE) >= AA, color

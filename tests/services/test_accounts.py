@@ -117,3 +117,20 @@ def test_names_that_are_system_accounts_never_get_a_server(hub_factory):
         assert subprocess.run(["id", "chdeny-svc"], capture_output=True).returncode != 0  # never made
     finally:
         subprocess.run(["userdel", "chsys-svc"], capture_output=True)
+
+
+def test_a_site_whose_profiles_need_no_account_never_says_one_is_missing(engine, hub_factory):
+    """Issue 21: on a container-only deployment the spawn page told every user "You have no account on this
+    cluster yet", though no profile needs one."""
+    port = free_port()
+    lab = {"slug": "lab", "name": "JupyterLab", "backend": "container", "image": LAB_IMAGE, "default": True}
+    site = base_site(
+        hub={"hub_ip": "0.0.0.0", "hub_port": port},
+        container={"socket": engine, "hub_connect_url": f"http://host.containers.internal:{port}"},
+        profiles=[lab, {**lab, "slug": "big", "name": "Bigger", "default": False, "memory": "1G"}],
+    )
+    hub = hub_factory(site)
+    user = without_account("cht-containers-only")
+    form = hub.get(hub.login(user), "/hub/spawn")
+    assert form.status_code == 200 and 'value="big"' in form.text
+    assert NO_ACCOUNT not in form.text and "campushub-no-account" not in form.text

@@ -244,7 +244,7 @@ def test_each_users_container_runs_as_a_uid_nobody_else_has(deployment):
 def test_a_volume_made_before_each_user_had_a_uid_is_given_to_its_user(deployment):
     """A volume of campushub 0.2 (no uid label; files of the image's uid 1000) is given to the user at their next
     start, by a one-shot container that may only change owners: they can write their old files."""
-    user = "kim"
+    user = "lou"
     name = volume_of(user)
     podman("volume", "create", name)
     podman(
@@ -255,7 +255,7 @@ def test_a_volume_made_before_each_user_had_a_uid_is_given_to_its_user(deploymen
     deployment.start_server(s, user)
     try:
         token = deployment.token(s, user)
-        assert deployment.run_code(user, token, "open('/home/jovyan/work/old.txt', 'a').write('new') and None") == ""
+        assert deployment.run_code(user, token, "open('/home/jovyan/work/old.txt', 'a').write('new')") == "3"
         assert deployment.run_code(user, token, "open('/home/jovyan/work/old.txt').read()") == "'old\\nnew'"
     finally:
         deployment.stop_server(s, user)
@@ -324,7 +324,10 @@ def test_compose_down_keeps_users_volumes(deployment):
     s = deployment.login("frank")
     deployment.start_server(s, "frank")
     deployment.run_code("frank", deployment.token(s, "frank"), "open('/home/jovyan/work/f.txt', 'w').write('f')")
-    deployment.compose("down")
+    down = deployment.compose("down")
+    # one line that says what stays, not the engine's errors about the build-only lab and the network in use
+    assert "_lab_1" not in down.stderr and "associated containers" not in down.stderr, down.stderr
+    assert "users' servers keep running" in down.stderr, down.stderr
     assert volume_of("frank") in podman("volume", "ls", "--format", "{{.Name}}").split()
     deployment.up()
     s = deployment.login("frank")
@@ -333,6 +336,28 @@ def test_compose_down_keeps_users_volumes(deployment):
     deployment.stop_server(s, "frank")
     deployment.start_server(s, "frank")  # a new container on the same volume
     assert deployment.run_code("frank", deployment.token(s, "frank"), "open('/home/jovyan/work/f.txt').read()") == "'f'"
+
+
+def test_a_changed_site_file_takes_effect_with_up_after_the_check(deployment):
+    """Issue 21: `scripts/compose up -d hub` said ok and changed nothing after an edit (the running hub kept the old
+    settings), and `restart hub` skipped the check. Now `up` checks the new file, then recreates the hub with it;
+    a file with a problem changes nothing."""
+    site_file = deployment.folder / "campushub.yaml"
+    original = site_file.read_text()
+    hub_id = podman("inspect", "--format", "{{.Id}}", deployment.hub_container)
+    try:
+        site_file.write_text(yaml.safe_dump({**SITE, "branding": {"site_name": "Renamed Hub"}}))
+        deployment.up()
+        assert podman("inspect", "--format", "{{.Id}}", deployment.hub_container) != hub_id  # recreated
+        assert "<title>Renamed Hub</title>" in deployment.get(deployment.login("gina"), "/hub/home").text
+        renamed_id = podman("inspect", "--format", "{{.Id}}", deployment.hub_container)
+        site_file.write_text(yaml.safe_dump({**SITE, "branding": {"site_nam": "typo"}}))
+        refused = deployment.run("up", "-d", "hub")
+        assert refused.returncode == 2 and "branding.site_nam: unknown key" in refused.stderr, refused.stderr
+        assert podman("inspect", "--format", "{{.Id}}", deployment.hub_container) == renamed_id  # untouched
+    finally:
+        site_file.write_text(original)
+        deployment.up()
 
 
 def check(tmp_path, site, env=None):
@@ -369,11 +394,11 @@ def test_check_compose_names_the_env_keys_and_the_engine_that_answered(engine, d
     site.write_text(yaml.safe_dump({**SITE, "hub": {**SITE["hub"], "hub_connect_ip": "10.89.77.3"}}))
     env_file = tmp_path / ".env"
 
-    def check_compose(**env):
+    def check_compose(by_hand=False, **env):
         env = {"CAMPUSHUB_SITE_FILE": str(site), "CAMPUSHUB_HUB_ADDRESS": "10.89.77.3", **env}
         env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
         command = [CAMPUSHUB, "check", "--compose", str(REPO / "compose.yaml"), "--env-file", str(env_file)]
-        return subprocess.run([*command, "--engine", "podman"], capture_output=True, text=True)
+        return subprocess.run(command + ([] if by_hand else ["--engine", "podman"]), capture_output=True, text=True)
 
     result = check_compose(CONTAINER_SOCKET="/run/podman/podman.sock", LAB_IMAGE="localhost/campushub-lab:latest")
     assert result.returncode == 2
@@ -391,6 +416,9 @@ def test_check_compose_names_the_env_keys_and_the_engine_that_answered(engine, d
     assert "but compose runs the hub on Podman" in result.stderr
     result = check_compose(CONTAINER_SOCKET="/run/podman/podman.sock", LAB_IMAGE=LAB_IMAGE)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+    # issue 21: run by hand (not knowing which engine compose runs on), it names the engine it reached
+    result = check_compose(by_hand=True, CONTAINER_SOCKET="/var/run/docker.sock", LAB_IMAGE=LAB_IMAGE)
+    assert "the hub will use Docker 20.10" in result.stderr and "set CONTAINER_SOCKET in" in result.stderr, result
 
 
 def wait_for_log(compose: Compose, text: str, timeout: float = 90) -> str:
@@ -470,7 +498,13 @@ def docker_engine(engine):
     socket = subprocess.run(
         [str(REPO / "scripts" / "engine"), "start", "docker"], capture_output=True, text=True, check=True
     ).stdout.strip()
-    if subprocess.run(["docker", "image", "inspect", LAB_IMAGE], capture_output=True).returncode:
+    ids = [
+        subprocess.run([engine, "image", "inspect", "--format", "{{.Id}}", LAB_IMAGE], capture_output=True, text=True)
+        .stdout.strip()
+        .removeprefix("sha256:")
+        for engine in ("podman", "docker")
+    ]
+    if ids[0] != ids[1]:  # Docker lacks it, or has the one of an earlier build
         archive = subprocess.Popen(["podman", "save", "--format", "docker-archive", LAB_IMAGE], stdout=subprocess.PIPE)
         subprocess.run(["docker", "load"], stdin=archive.stdout, check=True, capture_output=True)
         assert archive.wait() == 0

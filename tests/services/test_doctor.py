@@ -162,14 +162,15 @@ def test_a_process_left_behind_by_a_user(hub_factory):
 
 
 def make_certificate(folder: Path, days: float):
-    """A self-signed certificate for localhost that expires ``days`` from now (in the past when negative)."""
+    """A self-signed certificate for the front door's default name and its users' names (``hub.localhost``,
+    ``*.hub.localhost``) that expires ``days`` from now (in the past when negative)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hub.localhost")])
     now = datetime.datetime.now(datetime.UTC)
     expiry = now + datetime.timedelta(days=days)
     cert = (
@@ -180,7 +181,10 @@ def make_certificate(folder: Path, days: float):
         .serial_number(x509.random_serial_number())
         .not_valid_before(min(now, expiry) - datetime.timedelta(days=90))
         .not_valid_after(expiry)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("hub.localhost"), x509.DNSName("*.hub.localhost")]),
+            critical=False,
+        )
         .sign(key, hashes.SHA256())
     )
     (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))

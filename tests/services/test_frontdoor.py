@@ -923,7 +923,7 @@ def test_compose_front_door_signs_in_and_serves_a_container(compose_door):
         assert time.monotonic() < deadline, door.hub.tail()
         time.sleep(1)
     # JupyterLab in the container at the user's own name, through Apache and the hub's proxy (and the hub's OAuth)
-    lab = door.follow(s, s.get(f"{door.url}/user/{ALICE}/lab", allow_redirects=False))
+    lab = door.follow(s, s.get(f"{door.user_url(ALICE)}/lab", allow_redirects=False))
     assert lab.status_code == 200 and lab.url == f"{door.user_url(ALICE)}/lab" and "JupyterLab" in lab.text
     r = s.get(f"{door.user_url(ALICE)}/api/status")
     assert r.status_code == 200 and "kernels" in r.json(), r.text[:300]

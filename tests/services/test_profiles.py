@@ -1,5 +1,6 @@
 """Profiles on the `local` backend: real JupyterLab servers and kernels through the proxy."""
 
+import html
 import pwd
 import sqlite3
 
@@ -13,6 +14,7 @@ LOCAL = {"backend": "local", "system_users": True}
 
 SITE = base_site(
     spawner={"environment": {"SITE_VAR": "site", "SHARED": "from-spawner"}},
+    branding={"request_access_url": "https://crc.example.edu/access"},
     profiles=[
         {"slug": "local", "name": "Small", **LOCAL, "default": True, "environment": {"PROFILE_VAR": "local"}},
         {
@@ -80,6 +82,26 @@ def test_the_form_offers_only_allowed_profiles_and_refuses_the_others(hub):
     assert hub.whoami_user(s, "cht-carol")["servers"] == {}
 
 
+def test_a_refused_start_says_why_on_the_form_itself(hub):
+    """Issue 21: `/hub/spawn?profile=gpu` gave a 403 page saying "Failed to start your server on the last attempt.
+    Please contact admin", and a crafted form POST printed "Error: HTTP 403: ..." above an empty form. Now both
+    answer on the form, in words, with the user's name and where to go next."""
+    s = hub.login("cht-carol")
+    for page in (
+        hub.get(s, "/hub/spawn?profile=gpu"),
+        hub.post_form(s, "/hub/spawn/cht-carol", {"profile": "gpu"}),
+    ):
+        assert page.status_code == 403
+        words = html.escape("You (cht-carol) may not use the profile 'gpu': it is for some groups only.")
+        link = '<a href="https://crc.example.edu/access">Ask for access.</a>'
+        assert f'<p class="spawn-error-msg alert alert-danger">{words} {link}</p>' in page.text, page.text[-3000:]
+        assert "Error: HTTP" not in page.text and "Failed to start your server" not in page.text
+        assert 'name="profile" value="local"' in page.text  # the form, to choose another
+    page = hub.post_form(s, "/hub/spawn/cht-carol", {"profile": "big", "big.memory": "64"})
+    assert page.status_code == 400 and "memory: must be from " in page.text and "Error: HTTP" not in page.text
+    assert hub.whoami_user(s, "cht-carol")["servers"] == {}
+
+
 def test_a_group_member_starts_a_restricted_profile(hub):
     s = hub.login("cht-dave", f"{GROUP};gpu-users")
     assert 'value="gpu"' in hub.get(s, "/hub/spawn").text
@@ -137,7 +159,7 @@ def test_a_refused_start_request_leaves_nothing_behind(hub):
         pass
     assert "Content-Length too long" in hub.log.read_text()  # tornado's refusal, before the body was read
     page = hub.post_form(s, f"/hub/spawn/{user}", {"profile": "big", "big.cpu": "2", "prologue": "x" * 100_000})
-    assert page.status_code == 400 and "prologue" in page.text, page.status_code
+    assert page.status_code == 400 and "The options are larger than 16 KiB" in page.text, page.status_code
     assert stored_options(hub, user) == kept
     assert (hub.state / "jupyterhub.sqlite").stat().st_size - database < 64 * 1024
     assert hub_process(hub).memory_info().rss - memory < 40 * 2**20

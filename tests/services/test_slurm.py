@@ -517,11 +517,13 @@ def test_the_form_offers_bounded_choices_and_remembers_them(hub, slurm_conf):
             assert page.locator('input[name="profile"][value="huge"]').count() == 1  # open to everyone
             page.check('input[name="profile"][value="teach"]')
             runtime, cpu = page.locator('input[name="teach.runtime"]'), page.locator('input[name="teach.cpu"]')
-            assert (runtime.get_attribute("min"), runtime.get_attribute("max")) == ("0.25", "1")  # hours
+            # a time as people write one (issue 21: the form asked for hours, so 3 minutes were "0.05")
+            assert runtime.input_value() == "0:30"
+            expect(page.locator("#choice-teach-runtime ~ small")).to_contain_text("from 0:15 to 1:00 (hours:minutes")
             assert (cpu.get_attribute("min"), cpu.get_attribute("max")) == ("1", "2")
             assert page.locator('select[name="teach.account"] option').all_inner_texts() == ["crc-teach"]
             assert page.locator('input[name="batch.runtime"]').count() == 0  # profiles without choices have none
-            runtime.fill("0.75")
+            runtime.fill("0:45")
             cpu.fill("2")
             page.screenshot(path=str(ARTIFACTS / "spawn-form-choices.png"), full_page=True)
             page.click('#spawn_form input[type="submit"], #spawn_form button[type="submit"]')
@@ -531,7 +533,7 @@ def test_the_form_offers_bounded_choices_and_remembers_them(hub, slurm_conf):
             hub.stop_server(hub.login(user), user)
             page.goto(f"{hub.url}/hub/spawn")  # the next visit starts from the last choices
             expect(page.locator('input[name="profile"][value="teach"]')).to_be_checked()
-            expect(page.locator('input[name="teach.runtime"]')).to_have_value("0.75")
+            expect(page.locator('input[name="teach.runtime"]')).to_have_value("0:45")
             expect(page.locator('input[name="teach.cpu"]')).to_have_value("2")
         finally:
             page.screenshot(path=str(ARTIFACTS / "spawn-form-last-page.png"), full_page=True)

@@ -10,6 +10,8 @@ import time
 from importlib.resources import files
 from pathlib import Path
 
+import psutil
+import pytest
 import yaml
 
 from harness import CAMPUSHUB, EMBEDDED, REPO, HubClient, base_site, free_port, require_root
@@ -60,6 +62,8 @@ def processes_in(folder) -> dict[str, str]:
 
 def test_sigterm_stops_hub_proxy_and_servers(hub_factory):
     hub = hub_factory(EMBEDDED)
+    # issue 21: every start printed the proxy's red 404 for /hub/health and a refused connection to the hub
+    assert "error: 404 GET /hub/health" not in hub.log.read_text() and "ECONNREFUSED" not in hub.log.read_text()
     s, _ = hub.password_login("alice", (hub.state / "shared_password").read_text().strip())
     hub.start_server(s, "alice")
     # on the embedded default, files live in a per-user folder in the state directory, not in /tmp
@@ -67,7 +71,8 @@ def test_sigterm_stops_hub_proxy_and_servers(hub_factory):
     assert cwd == repr(str(hub.state / "home" / "alice"))
     running = " ".join(processes_in(hub.folder).values())
     # the proxy, the fork server (fast start is the default) and the server it forked
-    assert "configurable-http-proxy" in running and running.count("campushub.forkserver") >= 2, running
+    assert "configurable-http-proxy" in running and "campushub.forkserver" in running, running
+    assert "campushub-singleuser alice" in running, running
     hub.process.send_signal(signal.SIGTERM)
     assert hub.process.wait(60) == 0
     log = hub.log.read_text()
@@ -130,3 +135,78 @@ def test_readme_up_command_brings_up_a_hub(hub_root):
     finally:
         up.send_signal(signal.SIGTERM)
         assert up.wait(60) == 0
+
+
+#: what "a few seconds" is for a stop with running servers on this 2-core machine (it took 30 s, then a kill)
+STOP_SECONDS = 10
+
+
+def process_tree(pid: int) -> dict[int, str]:
+    """{pid: command line} of ``pid`` and every process it started, directly or not."""
+    top = psutil.Process(pid)
+    return {p.pid: " ".join(p.cmdline()) for p in [top, *top.children(recursive=True)]}
+
+
+def alive(pids) -> list[int]:
+    found = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                found.append(pid)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_stop_with_servers_and_the_culler_running_ends_every_process_in_seconds(hub_factory, accounts, how):
+    """Issue 21: Ctrl-C took about 30 s while the culler was busy ("Cleaning up 1 services..."), then `up` killed
+    the hub, which left the culler, and users' servers, running. Now the culler, the proxy, the fork server and
+    every user's server (and kernel) of a `local` site end within seconds, every time. (Containers and Slurm jobs
+    outlive the hub by design: tests/services/test_containers.py and test_slurm.py restart hubs around them.)"""
+    users = accounts("chstop-a", "chstop-b")
+    hub = hub_factory(base_site(culler={"enabled": True, "timeout": 3600, "every": 2}))
+    for user in users:
+        s = hub.login(user)
+        hub.start_server(s, user)
+        assert hub.run_code(user, hub.token(s, user), "1+1") == "2"
+    time.sleep(2.5)  # the culler's round is under way, as it was when the stop hung
+    tree = process_tree(hub.process.pid)
+    commands = " ".join(tree.values())
+    assert "campushub.culler" in commands and "configurable-http-proxy" in commands, commands
+    assert sum(f"campushub-singleuser {u}" in c for c in tree.values() for u in users) == 2, commands
+    started = time.monotonic()
+    hub.process.send_signal(how)
+    assert hub.process.wait(60) == 0
+    took = time.monotonic() - started
+    assert took < STOP_SECONDS, (took, hub.tail())
+    assert "did not stop in time" not in hub.log.read_text()
+    left = alive(tree)
+    assert left == [], {pid: tree[pid] for pid in left}
+
+
+STUBBORN = """
+c.JupyterHub.services.append({"name": "stubborn", "command": ["/usr/bin/python3", "-c",
+    "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+    " time.sleep(600)"]})
+"""
+
+
+def test_a_hub_that_does_not_stop_in_time_is_killed_with_what_it_started(hub_factory, accounts, hub_root):
+    """The last resort: a service of the site's own that ignores every stop holds the hub's cleanup; after 30 s
+    `up` kills the hub, and ends the processes it started (the service, the culler, users' servers), which on
+    main stayed running (issue 21)."""
+    extra = Path(tempfile.mkdtemp(prefix="stubborn-", dir=hub_root))
+    extra.chmod(0o755)
+    (extra / "stubborn.py").write_text(STUBBORN)
+    (user,) = accounts("chstop-c")
+    hub = hub_factory(base_site(hub={"extra_config_dir": str(extra)}, culler={"enabled": True}))
+    s = hub.login(user)
+    hub.start_server(s, user)
+    tree = process_tree(hub.process.pid)
+    assert any("signal.SIG_IGN" in command for command in tree.values())
+    hub.process.send_signal(signal.SIGINT)
+    assert hub.process.wait(90) == 0
+    assert "the hub did not stop in time; killing it and what it started" in hub.log.read_text()
+    left = alive(tree)
+    assert left == [], {pid: tree[pid] for pid in left}

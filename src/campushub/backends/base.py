@@ -11,7 +11,7 @@ from traitlets import Integer, List, Unicode
 from traitlets.config import Configurable
 
 from .. import accounts
-from ..choices import Choices, size_text
+from ..choices import Choices, named, size_words
 from ..fields import ByteSize, Model, Name, byte_count
 
 if TYPE_CHECKING:
@@ -141,14 +141,14 @@ def limits_words(profile, extra: list[str], enforced: bool = True) -> str:
     for name in ("cpu", "memory"):
         value = getattr(profile, name)
         if profile.choices is not None and getattr(profile.choices, name, None) is not None:
-            chosen.append("CPUs" if name == "cpu" else name)
+            chosen.append(name)
         elif name == "cpu" and value is not None:
             fixed.append(f"{value:g} CPU" + ("" if value == 1 else "s"))
         elif value is not None:
-            fixed.append(f"{size_text(byte_count(value))} memory")
+            fixed.append(f"{size_words(byte_count(value))} of memory")
     parts = fixed + extra
     if chosen:
-        parts.append(f"{' and '.join(chosen)} as you choose below")
+        parts.append(f"{named(chosen)} as you choose below")
     if not parts:
         return "no fixed limits: it shares the machine with others"
     return ", ".join(parts) + ("" if enforced or not fixed else " (a guide: not enforced on this machine)")

@@ -38,6 +38,8 @@ from .engine import USER_ADDRESSES, pools, user_pool
 
 #: the volume label that names the uid a user's volume belongs to
 UID_LABEL = "campushub.uid"
+#: the label of the containers campushub makes, and what each is for (``user-server``, ``volume-owner``)
+PURPOSE_LABEL = "campushub.purpose"
 #: the group users' containers run in: Jupyter's images give their home folders to it (users)
 GROUP = 100
 #: the most of a container's log the hub reads for its home page
@@ -67,8 +69,10 @@ class CampusDockerSpawner(DockerSpawner):
 
     async def create_object(self):
         configured = self.extra_create_kwargs
+        labels = {**configured.get("labels", {}), PURPOSE_LABEL: "user-server", "campushub.user": self.user.name}
+        self.extra_create_kwargs = {**configured, "labels": labels}
         if self.own_uid is not None:
-            self.extra_create_kwargs = {**configured, "user": f"{self.own_uid}:{GROUP}"}
+            self.extra_create_kwargs["user"] = f"{self.own_uid}:{GROUP}"
         try:
             return await self._create_with_address()
         finally:
@@ -147,7 +151,7 @@ class CampusDockerSpawner(DockerSpawner):
             command=["-R", "--no-dereference", f"{uid}:{GROUP}", "/volume"],
             user="0:0",
             host_config=host,
-            labels={"campushub.purpose": "volume-owner"},
+            labels={PURPOSE_LABEL: "volume-owner"},
         )
         try:
             await self.docker("start", made["Id"])

@@ -41,15 +41,15 @@ from ..choices import (
     ListChoice,
     SizeChoice,
     duration_text,
+    duration_words,
     minutes,
 )
+from ..choices import named as named_choices
 from ..fields import HttpUrl, Model, Name, byte_count, is_local
 from . import slurm_jobs
 from .base import Backend, OwnAccount, ProfileBase, keep_state, limits, limits_words
 
 BIN = Path(sys.executable).parent
-#: choices as the start page names them
-LABEL = {"runtime": "time limit", "gpus": "GPUs", "qos": "QOS"}
 
 
 class SlurmDefaults(Model):
@@ -195,12 +195,12 @@ class Slurm(Backend):
         choices = profile.choices
         extra = [f"partition {profile.partition}"] if profile.partition else []
         if profile.runtime:
-            extra.append(f"up to {duration_text(minutes(profile.runtime))}")
+            extra.append(f"up to {duration_words(minutes(profile.runtime))}")
         if profile.gres:
             extra.append(f"--gres {profile.gres}")
-        named = [n for n in ("runtime", "gpus", "partition", "account", "qos") if choices and getattr(choices, n)]
-        if named:
-            extra.append(f"{', '.join(LABEL.get(n, n) for n in named)} as you choose below")
+        chosen = [n for n in ("runtime", "gpus", "partition", "account", "qos") if choices and getattr(choices, n)]
+        if chosen:
+            extra.append(f"{named_choices(chosen)} as you choose below")
         return {
             "gets": limits_words(profile, extra),
             "runs": "as a batch job on the cluster, as your own cluster account; it waits in the queue while"
