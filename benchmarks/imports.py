@@ -7,7 +7,7 @@ extensions), --repeat times, and prints the median wall time and CPU time. Varia
 - ``baseline``: as installed;
 - ``no rfc3987-syntax``: the import that jsonschema's format checks make, left out;
 - ``no node``: JupyterLab's yarn configuration (``node yarn.js config`` at import), skipped;
-- ``campushub-singleuser``: both, as ``campushub.singleuser.diet()`` does.
+- ``campushub-singleuser``: both, as ``campushub.server.singleuser.diet()`` does.
 
     .venv/bin/python benchmarks/imports.py --repeat 5
 """

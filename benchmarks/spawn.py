@@ -41,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
-from harness import GROUP, SECRET_ENV, Hub, Kernel, ensure_account, free_port  # noqa: E402 (the tests' harness)
+from harness import GROUP, SECRET_ENV, Hub, Kernel, ensure_account, free_port
 
 STEPS = ("login", "spawn", "kernel", "total")
 ADMIN = "bench-admin"
@@ -105,7 +105,7 @@ def one_user(hub: Hub, name: str, profile: str) -> dict:
             "total": (t1 - t0) + (t4 - t2),
             "token": token,
         }
-    except Exception as e:  # every failure is counted, with its reason
+    except Exception as e:  # noqa: BLE001 (every failure is counted, with its reason)
         reason = f"{type(e).__name__}: {e}".splitlines()[0][:300]
         return {"user": name, "failed": step, "reason": reason}
 

@@ -103,8 +103,23 @@ class Postgres:
         name = f"hub_{os.getpid()}_{self.count}"
         port = self.url.rsplit(":", 1)[1].split("/")[0]
         subprocess.run(
-            ["runuser", "-u", "postgres", "--", "psql", "-h", str(self.folder / "data"), "-p", port, "-U", "postgres"]
-            + ["-d", "postgres", "-qc", f"CREATE DATABASE {name} OWNER campushub"],
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                "psql",
+                "-h",
+                str(self.folder / "data"),
+                "-p",
+                port,
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-qc",
+                f"CREATE DATABASE {name} OWNER campushub",
+            ],
             check=True,
         )
         return self.url.rsplit("/", 1)[0] + "/" + name

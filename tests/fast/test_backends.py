@@ -4,7 +4,7 @@ import asyncio
 
 from dockerspawner import DockerSpawner
 
-from campushub.backends.slurm import CampusSlurmSpawner
+from campushub.backends.slurm.spawner import CampusSlurmSpawner
 
 VOLUME = "jupyterhub-user-{username}"
 

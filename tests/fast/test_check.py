@@ -255,7 +255,7 @@ def test_not_yaml_and_missing_file(check, tmp_path):
 
 
 def test_seed_environment_variables_override_the_file(tmp_path):
-    from campushub.settings import load_site
+    from campushub.sitefile.read import load_site
 
     site = base_site(
         hub={"hub_ip": "127.0.0.1"},

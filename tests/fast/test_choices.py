@@ -2,7 +2,7 @@
 
 import pytest
 
-from campushub.choices import (
+from campushub.sitefile.choices import (
     AssociationChoice,
     ChoiceRefused,
     CountChoice,

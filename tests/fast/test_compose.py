@@ -9,9 +9,9 @@ import time
 import pytest
 import yaml
 
-from campushub import origins
 from campushub.cli import main
-from campushub.compose import Deployment, read_env_file
+from campushub.ops.compose import Deployment, read_env_file
+from campushub.sitefile import origins
 from harness import CAMPUSHUB, REPO
 
 EXAMPLE = yaml.safe_load((REPO / "examples" / "compose.yaml").read_text())
@@ -119,14 +119,16 @@ def test_check_compose_names_the_socket_setting_and_a_directory_in_its_place(com
 def test_check_compose_wants_the_proxy_secret_in_env_and_the_hubs_own_address(compose_check, tmp_path):
     site = {**EXAMPLE, "auth": {**EXAMPLE["auth"], "proxy_secret": {"env": "CAMPUSHUB_PROXY_SECRET"}}}
     code, lines = compose_check(site)  # compose.yaml alone does not pass the secret
-    assert "auth.proxy_secret.env: CAMPUSHUB_PROXY_SECRET is not in the hub's environment" in lines[0], lines
+    assert code == 2 and "auth.proxy_secret.env: CAMPUSHUB_PROXY_SECRET is not in the hub's environment" in lines[0]
     code, lines = compose_check(site, files=DOOR_FILES, CAMPUSHUB_PROXY_SECRET="")
+    assert code == 2
     assert lines[0].startswith("auth.proxy_secret.env: CAMPUSHUB_PROXY_SECRET is empty: set CAMPUSHUB_PROXY_SECRET in")
     code, lines = compose_check(site, files=DOOR_FILES, CAMPUSHUB_PROXY_SECRET="short")
-    assert "shorter than 16 characters" in lines[0], lines
+    assert code == 2 and "shorter than 16 characters" in lines[0], lines
     code, lines = compose_check(
         site, files=DOOR_FILES, CAMPUSHUB_PROXY_SECRET="x" * 32, CAMPUSHUB_HUB_ADDRESS="10.89.77.5"
     )
+    assert code == 2
     assert lines[0].startswith("hub.hub_connect_ip: 10.89.77.2, but compose gives the hub 10.89.77.5"), lines
     assert "CAMPUSHUB_HUB_ADDRESS in" in lines[0]
 

@@ -16,12 +16,13 @@ import yaml
 from pydantic import BaseModel
 from traitlets.config import Config
 
-from campushub import configurer, frontdoor
 from campushub.auth import LOGINS
 from campushub.backends import BACKENDS
 from campushub.backends.base import ProfileBase
-from campushub.settings import ENV_OVERRIDES, load_site
-from campushub.site import Site
+from campushub.hub import configurer
+from campushub.ops import frontdoor, state
+from campushub.sitefile.model import Site
+from campushub.sitefile.read import ENV_OVERRIDES, load_site
 from harness import EMBEDDED, GROUP, PROXY_SECRET, SECRET_ENV, base_site
 
 CLIENT_ENV = "CAMPUSHUB_TEST_CLIENT_SECRET"
@@ -114,9 +115,34 @@ def test_remote_user_section_and_id_token_from_the_front_door(tmp_path):
 
 
 def test_shared_password_section(tmp_path):
-    c = config_of(EMBEDDED, tmp_path)
+    c = config_of(EMBEDDED, tmp_path, hub_process=True)
     assert c.JupyterHub.authenticator_class == "shared-password"
-    assert c.SharedPasswordAuthenticator.user_password == (tmp_path / "state" / "shared_password").read_text().strip()
+    password = tmp_path / "state" / "shared_password"
+    assert c.SharedPasswordAuthenticator.user_password == password.read_text().strip()
+    assert password.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_check_of_the_config_makes_and_registers_nothing(tmp_path):
+    """``campushub up`` configures once to find problems before it starts the hub: that pass writes no state and
+    no secret, and changes nothing in the process; the hub's own process (``install``) does."""
+    from jupyterhub import apihandlers
+
+    from campushub.hub import metrics
+
+    handlers, profiles = list(apihandlers.default_handlers), dict(metrics.PROFILES)
+    site = base_site(
+        profiles=[{"slug": "s", "name": "S", "backend": "slurm"}],
+        metrics={"enabled": True, "token": {"env": "OTHER_SECRET"}},
+    )
+    c = config_of(site, tmp_path)
+    assert not (tmp_path / "state").exists()
+    assert c.ConfigurableHTTPProxy.auth_token == state.NOT_MADE_YET
+    assert apihandlers.default_handlers == handlers and profiles == metrics.PROFILES
+    c = config_of(site, tmp_path, hub_process=True)
+    token = (tmp_path / "state" / configurer.PROXY_TOKEN).read_text().strip()
+    assert c.ConfigurableHTTPProxy.auth_token == token and len(token) == 64
+    assert (tmp_path / "state" / "jupyterhub.sqlite").stat().st_mode & 0o777 == 0o600
+    assert metrics.PROFILES == {"s": "slurm"}
 
 
 def test_profiles_section_merges_shared_settings_and_passes_timeouts(tmp_path):
@@ -131,7 +157,7 @@ def test_profiles_section_merges_shared_settings_and_passes_timeouts(tmp_path):
     assert c.JupyterHub.spawner_class == "campushub-profiles"
     assert (s.start_timeout, s.http_timeout) == (301, 302)
     ((name, slug, spawner, settings),) = s.profiles
-    assert (name, slug, spawner) == ("Me", "me", "campushub.backends.local.CampusLocalSpawner")
+    assert (name, slug, spawner) == ("Me", "me", "campushub.backends.local.spawner.CampusLocalSpawner")
     assert settings["fast_start"] is True and settings["cmd"][0].endswith("/campushub-singleuser")
     assert settings["environment"] == {"JUPYTERHUB_ACTIVITY_INTERVAL": "300", "A": "site", "B": "profile"}
     assert c.JupyterHub.cleanup_servers is True
@@ -140,13 +166,15 @@ def test_profiles_section_merges_shared_settings_and_passes_timeouts(tmp_path):
 def test_slurm_profiles_keep_servers_and_replace_the_port_callback(tmp_path):
     from jupyterhub import apihandlers
 
-    from campushub.backends.slurm import CALLBACK_PATH, PortCallbackHandler
+    from campushub.backends.slurm.spawner import CALLBACK_PATH, PortCallbackHandler
 
     c = config_of(
-        base_site(profiles=[{"slug": "s", "name": "S", "backend": "slurm", "cpu": 1.5, "memory": "1G"}]), tmp_path
+        base_site(profiles=[{"slug": "s", "name": "S", "backend": "slurm", "cpu": 1.5, "memory": "1G"}]),
+        tmp_path,
+        hub_process=True,
     )
     ((_name, _slug, spawner, settings),) = c.CampusProfilesSpawner.profiles
-    assert spawner == "campushub.backends.slurm.CampusSlurmSpawner"
+    assert spawner == "campushub.backends.slurm.spawner.CampusSlurmSpawner"
     assert (settings["req_nprocs"], settings["req_memory"]) == ("2", "1024M")
     assert (settings["cpu_limit"], settings["mem_limit"]) == (2, "1G")  # what the resource meter shows
     assert c.JupyterHub.cleanup_servers is False
@@ -170,16 +198,16 @@ def test_culler_role_has_exactly_the_seed_scopes(tmp_path):
 
 def test_culling_users_adds_only_the_scope_it_needs(tmp_path):
     c = config_of(base_site(culler={"users": True, "every": 60}), tmp_path)
-    assert c.JupyterHub.load_roles[0]["scopes"] == configurer.CULLER_SCOPES + ["admin:users"]
+    assert c.JupyterHub.load_roles[0]["scopes"] == [*configurer.CULLER_SCOPES, "admin:users"]
     assert "--cull-users" in c.JupyterHub.services[0]["command"]
     assert c.JupyterHub.last_activity_interval == 60
 
 
 def test_metrics_service_has_only_read_metrics_and_the_declared_token(tmp_path):
-    from campushub import metrics
+    from campushub.hub import metrics
 
     site = base_site(culler={"timeout": 3600}, metrics={"enabled": True, "token": {"env": "OTHER_SECRET"}})
-    c = config_of(site, tmp_path)
+    c = config_of(site, tmp_path, hub_process=True)
     assert c.JupyterHub.authenticate_prometheus is True
     # the culler's service and role stay; the metrics service has its token and one scope
     assert [s["name"] for s in c.JupyterHub.services] == [configurer.CULLER_SERVICE, metrics.SERVICE]
@@ -199,7 +227,7 @@ def test_metrics_service_has_only_read_metrics_and_the_declared_token(tmp_path):
 
 
 def test_metrics_disabled_adds_no_service_and_a_short_token_stops_the_start(tmp_path, monkeypatch):
-    from campushub.errors import SiteError
+    from campushub.sitefile.errors import SiteError
 
     c = config_of(base_site(metrics={"token": {"env": "OTHER_SECRET"}}), tmp_path)
     assert "services" not in c.JupyterHub and "authenticate_prometheus" not in c.JupyterHub
@@ -259,22 +287,17 @@ def test_a_class_that_cannot_load_is_named_by_check(tmp_path, monkeypatch):
     ), problems
 
 
-def test_the_old_authenticator_name_still_imports_with_a_warning():
-    from campushub.auth.remote_user import CampusRemoteUserAuthenticator
-
-    with pytest.warns(DeprecationWarning, match="CampusRemoteUserAuthenticator"):
-        from campushub.remote_user import RemoteUserAuthenticator
-    assert RemoteUserAuthenticator is CampusRemoteUserAuthenticator
-
-
 def write(site: dict, tmp_path: Path) -> Path:
     path = tmp_path / "site.yaml"
     path.write_text(yaml.safe_dump(site))
     return path
 
 
-def config_of(site: dict, tmp_path: Path) -> Config:
+def config_of(site: dict, tmp_path: Path, hub_process: bool = False) -> Config:
+    """The config ``site`` makes; with ``hub_process``, after what only the hub's own process does first."""
     loaded = load_site(write(site, tmp_path))
+    if hub_process:
+        configurer.install(loaded)
     c = Config()
     configurer.configure(c, loaded)
     return c
@@ -607,12 +630,12 @@ def test_every_field_changes_what_campushub_writes(path, observe, tmp_path):
 
 def _files(tmp_path: Path) -> dict[str, str]:
     """Files the table names: a secret file (0600), certificates, an extra config folder."""
-    from campushub.frontdoor import local_ca
+    from campushub.ops.frontdoor import local_ca
 
     secret = tmp_path / "secret"
     secret.write_text("file-secret-0123456789\n")
     secret.chmod(0o600)
-    ca_pem, cert, key = local_ca(tmp_path / "ca-one", "hub.localhost", wildcard=True)
+    _ca_pem, cert, key = local_ca(tmp_path / "ca-one", "hub.localhost", wildcard=True)
     _, other_cert, other_key = local_ca(tmp_path / "ca-two", "hub.localhost", wildcard=True)
     extra = tmp_path / "extra"
     extra.mkdir(exist_ok=True)

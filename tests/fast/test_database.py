@@ -4,8 +4,8 @@ import subprocess
 
 import yaml
 
-from campushub import database
-from campushub.settings import load_site
+from campushub.ops import database
+from campushub.sitefile.read import load_site
 from harness import CAMPUSHUB, EMBEDDED, free_port
 
 PG = "postgresql://hub@db.example.edu:5432/hub"
@@ -21,6 +21,7 @@ def test_the_embedded_default_is_sqlite_in_the_state_directory(tmp_path):
     site = load_site(site_file(tmp_path, {}))
     (tmp_path / "state").mkdir()
     assert database.url_text(site) == f"sqlite:///{tmp_path / 'state' / 'jupyterhub.sqlite'}"
+    database.prepare(site)
     assert (tmp_path / "state" / "jupyterhub.sqlite").stat().st_mode & 0o777 == 0o600
     assert database.kind(site) == "sqlite"
 

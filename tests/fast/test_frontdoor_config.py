@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from campushub import frontdoor
-from campushub.settings import load_site
+from campushub.ops import frontdoor
+from campushub.sitefile.read import load_site
 from harness import PROXY_SECRET, SECRET_ENV, base_site
 
 GOLDEN = Path(__file__).parent / "golden"

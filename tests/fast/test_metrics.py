@@ -5,13 +5,14 @@ import asyncio
 import datetime
 import json
 import re
+from typing import ClassVar
 
 import jupyterhub.metrics  # noqa: F401 (registers JupyterHub's series, as in the hub)
 import pytest
 from prometheus_client import REGISTRY
 
-from campushub import metrics
-from campushub.backends.slurm_jobs import JobInfo
+from campushub.backends.slurm.jobs import JobInfo
+from campushub.hub import metrics
 from harness import REPO
 
 DASHBOARD = REPO / "dashboards" / "campushub.json"
@@ -58,7 +59,7 @@ class Spawner:
     """What :func:`metrics.timed_start` reads of a profiles spawner."""
 
     child_profile = "gpu"
-    profile_backends = {"gpu": "slurm"}
+    profile_backends: ClassVar = {"gpu": "slurm"}
     listened = False
 
 

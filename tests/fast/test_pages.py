@@ -13,9 +13,10 @@ import pytest
 import yaml
 from traitlets.config import Config
 
-from campushub import branding, configurer, frontdoor
-from campushub.errors import SiteError
-from campushub.settings import load_site
+from campushub.hub import branding, configurer
+from campushub.ops import frontdoor
+from campushub.sitefile.errors import SiteError
+from campushub.sitefile.read import load_site
 from harness import PROXY_SECRET, SECRET_ENV, base_site
 
 
@@ -155,7 +156,7 @@ def test_every_text_colour_drawn_from_the_brand_is_readable():
     """Issue 21: with Pitt's blue bar and gold buttons, the logo's "jupyter", Logout and the theme toggle were dark
     on dark blue, buttons white on gold, and the 503 page's heading gold on white. Every text colour is now derived
     to meet WCAG AA (4.5:1) on its background, for any pair of colours."""
-    from campushub.branding import AA, DARK_PAGE, WHITE, BrandingSettings, colors, contrast
+    from campushub.hub.branding import AA, DARK_PAGE, WHITE, BrandingSettings, colors, contrast
 
     pitt = colors(BrandingSettings(header_color="#003594", primary_color="#ffb81c"))
     assert pitt["header_text"] == "#ffffff" and pitt["header_dark"]

@@ -1,10 +1,10 @@
-"""squeue's and sacct's words for people (campushub.backends.slurm_jobs), on the lines Slurm 22.05 prints."""
+"""squeue's and sacct's words for people (campushub.backends.slurm.jobs), on the lines Slurm 22.05 prints."""
 
 import datetime
 
 import pytest
 
-from campushub.backends.slurm_jobs import JobInfo, ahead_of, ended, minutes_left
+from campushub.backends.slurm.jobs import JobInfo, ahead_of, ended, minutes_left
 
 NOW = datetime.datetime(2026, 11, 26, 20, 0)
 
@@ -84,7 +84,7 @@ def test_how_a_job_ended_in_words_with_advice(sacct, uid, words, advice):
 def test_outside_a_slurm_job_jupyterlab_is_told_nothing():
     import asyncio
 
-    from campushub import lab_session
+    from campushub.server import lab_session
 
     assert asyncio.run(lab_session.session({})) == {}
     assert asyncio.run(lab_session.session({"SLURM_JOB_ID": "1; rm -rf ~"})) == {}  # never reaches squeue

@@ -100,7 +100,7 @@ def test_names_that_are_system_accounts_never_get_a_server(hub_factory):
     """SSO names that are accounts of the system or of its services (root, daemon, postgres, munge, the hub's own
     campushub, an account below the uid floor, one on the site's deny list): a 403 in words on the form and the API,
     no server, and no account made for them. On main, `Cn: postgres` got a kernel running as uid 101 (issue 20)."""
-    from campushub.accounts import SERVICE_ACCOUNTS
+    from campushub.backends.accounts import SERVICE_ACCOUNTS
 
     subprocess.run(["useradd", "--system", "--no-create-home", "chsys-svc"], capture_output=True)
     assert pwd.getpwnam("chsys-svc").pw_uid < 1000

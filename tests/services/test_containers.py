@@ -464,7 +464,7 @@ def test_the_hub_container_says_what_is_wrong_and_restarts_slowly(engine, docker
         started = compose.podman_compose("up", "-d", "hub")
         assert started.returncode == 0, started.stderr
         log = wait_for_log(compose, expected[0])
-        for text in expected[1:] + ["campushub: waiting 30 s before exiting"]:
+        for text in [*expected[1:], "campushub: waiting 30 s before exiting"]:
             assert text in log, log
         time.sleep(15)
         restarts = int(compose.podman("inspect", "--format", "{{.RestartCount}}", compose.hub_container))

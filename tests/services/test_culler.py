@@ -5,7 +5,7 @@ import time
 
 import requests
 
-from campushub.configurer import CULLER_ROLE, CULLER_SERVICE
+from campushub.hub.configurer import CULLER_ROLE, CULLER_SERVICE
 from harness import GROUP, base_site
 
 TIMEOUT, EVERY, MARGIN = 10, 5, 15

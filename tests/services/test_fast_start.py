@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sysconfig
+from pathlib import Path
 
 import pytest
 
@@ -38,7 +39,7 @@ def status(pid: int) -> dict:
 def server_pid(hub, user: str, token: str) -> int:
     """The server's pid: its kernel's parent, or (forked) the parent of its kernel's parent."""
     parent = int(hub.run_code(user, token, "import os; os.getppid()"))
-    if "campushub-singleuser" in open(f"/proc/{parent}/cmdline").read():
+    if "campushub-singleuser" in Path(f"/proc/{parent}/cmdline").read_text():
         return parent  # started the normal way: kernels are its own children
     return int(status(parent)["PPid"])
 
@@ -52,9 +53,9 @@ def started(hub, user: str, profile: str = "local") -> tuple[object, str, int]:
 
 def memory_of(pid: int) -> bytes:
     """Everything a process holds: its readable memory, and its environment block."""
-    found = [open(f"/proc/{pid}/environ", "rb").read()]
+    found = [Path(f"/proc/{pid}/environ").read_bytes()]
     with open(f"/proc/{pid}/mem", "rb") as mem:
-        for line in open(f"/proc/{pid}/maps"):
+        for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
             span, perms = line.split()[:2]
             if "r" not in perms or line.rstrip().endswith(("[vvar]", "[vsyscall]")):
                 continue
@@ -77,7 +78,7 @@ def test_a_forked_server_is_exactly_its_user(hub):
     assert fields["Uid"].split() == [str(account.pw_uid)] * 4 and fields["Gid"].split() == [str(account.pw_gid)] * 4
     assert set(fields["Groups"].split()) == {str(g) for g in os.getgrouplist(user, account.pw_gid)}
     parent = int(fields["PPid"])
-    assert "campushub.forkserver" in open(f"/proc/{parent}/cmdline").read()  # it was forked
+    assert "campushub.server.forkserver" in Path(f"/proc/{parent}/cmdline").read_text()  # it was forked
     # the parent never saw the user's token: not in its memory, not in its environment
     assert token.encode() not in memory_of(parent)
     server_token = hub.run_code(user, token, "import os; os.environ['JUPYTERHUB_API_TOKEN']").strip("'")
@@ -94,7 +95,7 @@ def test_forked_processes_say_who_they_are(hub):
     """A forked server, its kernel parent and its kernel show their own command lines (in ps and /proc), and the port
     a server holds is named with its account and command: on main they showed the fork server's, and `campushub up`
     blamed campushub for a user's port (issue 19)."""
-    from campushub.ports import holder_of
+    from campushub.ops.processes import holder_of
 
     user = USERS[1]
     s, token, pid = started(hub, user)
@@ -114,7 +115,7 @@ def test_forked_processes_say_who_they_are(hub):
 def test_one_users_server_cannot_reach_anothers_or_the_fork_server(hub):
     a, b = USERS
     sa, token_a, _ = started(hub, a)
-    sb, token_b, pid_b = started(hub, b)
+    sb, _token_b, pid_b = started(hub, b)
     sockets = glob.glob("/tmp/campushub-*/forkserver.sock")
     code = f"""
 import ctypes, os, socket
@@ -161,7 +162,7 @@ def test_every_fork_has_its_own_random_state(hub):
 def test_the_normal_way_still_serves_and_says_why_it_is_used(hub):
     user = USERS[0]
     s, token, pid = started(hub, user, profile="slow")  # fast_start: false
-    assert "campushub-singleuser" in open(f"/proc/{pid}/cmdline").read()
+    assert "campushub-singleuser" in Path(f"/proc/{pid}/cmdline").read_text()
     assert hub.run_code(user, token, "1+1") == "2"
     hub.stop_server(s, user)
     # the fork server's socket gone: the start takes the normal way, and the log says why
@@ -170,7 +171,7 @@ def test_the_normal_way_still_serves_and_says_why_it_is_used(hub):
             os.rename(path, path + ".away")
     try:
         s, token, pid = started(hub, user)
-        assert "campushub-singleuser" in open(f"/proc/{pid}/cmdline").read()
+        assert "campushub-singleuser" in Path(f"/proc/{pid}/cmdline").read_text()
         assert f"Starting {user} the normal way: the fork server" in hub.log.read_text()
         hub.stop_server(s, user)
     finally:
@@ -180,19 +181,19 @@ def test_the_normal_way_still_serves_and_says_why_it_is_used(hub):
 
 def test_a_dead_fork_server_is_replaced_and_so_is_one_with_old_packages(hub):
     user = USERS[1]
-    s, token, pid = started(hub, user)
+    s, _token, pid = started(hub, user)
     parent = int(status(pid)["PPid"])
     hub.stop_server(s, user)
     os.kill(parent, signal.SIGKILL)
-    s, token, pid = started(hub, user)  # a new parent, not the normal way
+    s, _token, pid = started(hub, user)  # a new parent, not the normal way
     second = int(status(pid)["PPid"])
-    assert second != parent and "campushub.forkserver" in open(f"/proc/{second}/cmdline").read()
+    assert second != parent and "campushub.server.forkserver" in Path(f"/proc/{second}/cmdline").read_text()
     hub.stop_server(s, user)
     # a package installed into the environment the servers run from
     marker = os.path.join(sysconfig.get_paths()["purelib"], "campushub_test_marker-0.0.dist-info")
     os.makedirs(marker)
     try:
-        s, token, pid = started(hub, user)
+        s, _token, pid = started(hub, user)
         third = int(status(pid)["PPid"])
         assert third != second, "the parent was not replaced after the packages changed"
         assert "changed: replacing its fork server" in hub.log.read_text()

@@ -536,8 +536,17 @@ def test_a_process_waiting_on_the_hubs_ports_while_it_restarts_receives_nothing(
     (folder / "squatter.py").write_text(SQUATTER)
     door.hub.stop()
     squatter = subprocess.Popen(
-        ["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--init-groups"]
-        + ["/usr/bin/python3", str(folder / "squatter.py"), ",".join(map(str, ports)), str(record), "90"]
+        [
+            "setpriv",
+            f"--reuid={account.pw_uid}",
+            f"--regid={account.pw_gid}",
+            "--init-groups",
+            "/usr/bin/python3",
+            str(folder / "squatter.py"),
+            ",".join(map(str, ports)),
+            str(record),
+            "90",
+        ]
     )
     try:
         time.sleep(1)
@@ -661,9 +670,11 @@ def test_old_tls_is_refused(door, version):
         context.wrap_socket(raw, server_hostname="localhost")
     assert refused.value.reason == "TLSV1_ALERT_PROTOCOL_VERSION", refused.value
     modern = ssl.create_default_context(cafile=door.ca)
-    with socket.create_connection(("127.0.0.1", door.https_port)) as raw:
-        with modern.wrap_socket(raw, server_hostname="localhost") as tls:
-            assert tls.version() in ("TLSv1.2", "TLSv1.3")
+    with (
+        socket.create_connection(("127.0.0.1", door.https_port)) as raw,
+        modern.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        assert tls.version() in ("TLSv1.2", "TLSv1.3")
 
 
 def test_logout_goes_through_the_sso_and_asks_again(door):
@@ -801,7 +812,7 @@ def test_acme_gives_a_valid_apache_config(door, tmp_path):
 def test_a_certificate_from_files_is_the_one_served(door, tmp_path):
     from cryptography import x509
 
-    from campushub.frontdoor import local_ca
+    from campushub.ops.frontdoor import local_ca
 
     _ca, cert, key = local_ca(tmp_path / "given", TEST_DOMAIN, wildcard=True)  # not the door's own CA
     https_port = free_port()
@@ -825,7 +836,7 @@ def test_a_certificate_from_files_is_the_one_served(door, tmp_path):
 
 def test_a_certificate_that_does_not_cover_users_names_is_refused(door, tmp_path):
     """Per-user origins need *.hub.test: a certificate for the hub's name alone is named, and nothing is written."""
-    from campushub.frontdoor import local_ca
+    from campushub.ops.frontdoor import local_ca
 
     _ca, cert, key = local_ca(tmp_path / "given", TEST_DOMAIN)
     with pytest.raises(subprocess.CalledProcessError) as refused:

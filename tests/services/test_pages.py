@@ -202,7 +202,7 @@ COLOURS = """() => {
 
 
 def contrast_of(text, background) -> float:
-    from campushub.branding import contrast
+    from campushub.hub.branding import contrast
 
     return contrast(*("#" + "".join(f"{c:02x}" for c in color) for color in (text, background)))
 

@@ -3,6 +3,7 @@ the container engine restarted, slurmctld restarted while a job waits. After eac
 stopped, nothing is left running for nobody (`campushub doctor` finds nothing), users can start again, and the file
 each user wrote before the fault is still there."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -55,10 +56,8 @@ def request_starts(hub, sessions, **options) -> list[threading.Thread]:
     """Ask for every user's server at once (each request waits up to JupyterHub's slow_spawn_timeout)."""
 
     def ask(user, session):
-        try:
+        with contextlib.suppress(requests.RequestException):  # the hub was killed under the request
             hub.api(session, "POST", f"users/{user}/server", json=options, timeout=60)
-        except requests.RequestException:
-            pass  # the hub was killed under the request
 
     threads = [threading.Thread(target=ask, args=item, daemon=True) for item in sessions.items()]
     for thread in threads:

@@ -205,8 +205,16 @@ def test_check_compose_as_root_names_the_rootless_socket(deployment):
     """Root running the pre-flight against the account's socket: the hub would talk to another engine than
     root's podman-compose runs it on, and the message says so."""
     result = subprocess.run(
-        [CAMPUSHUB, "check", "--compose", str(REPO / "compose.yaml"), "--env-file", str(deployment.env_file)]
-        + ["--engine", "podman"],
+        [
+            CAMPUSHUB,
+            "check",
+            "--compose",
+            str(REPO / "compose.yaml"),
+            "--env-file",
+            str(deployment.env_file),
+            "--engine",
+            "podman",
+        ],
         capture_output=True,
         text=True,
     )

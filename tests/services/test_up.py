@@ -54,7 +54,7 @@ def processes_in(folder) -> dict[str, str]:
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             if os.readlink(f"/proc/{pid}/cwd").startswith(str(folder)):
-                found[pid] = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+                found[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
     return found
@@ -71,7 +71,7 @@ def test_sigterm_stops_hub_proxy_and_servers(hub_factory):
     assert cwd == repr(str(hub.state / "home" / "alice"))
     running = " ".join(processes_in(hub.folder).values())
     # the proxy, the fork server (fast start is the default) and the server it forked
-    assert "configurable-http-proxy" in running and "campushub.forkserver" in running, running
+    assert "configurable-http-proxy" in running and "campushub.server.forkserver" in running, running
     assert "campushub-singleuser alice" in running, running
     hub.process.send_signal(signal.SIGTERM)
     assert hub.process.wait(60) == 0
@@ -173,7 +173,7 @@ def test_a_stop_with_servers_and_the_culler_running_ends_every_process_in_second
     time.sleep(2.5)  # the culler's round is under way, as it was when the stop hung
     tree = process_tree(hub.process.pid)
     commands = " ".join(tree.values())
-    assert "campushub.culler" in commands and "configurable-http-proxy" in commands, commands
+    assert "campushub.hub.culler" in commands and "configurable-http-proxy" in commands, commands
     assert sum(f"campushub-singleuser {u}" in c for c in tree.values() for u in users) == 2, commands
     started = time.monotonic()
     hub.process.send_signal(how)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from campushub import database
+from campushub.ops import database
 from harness import CAMPUSHUB, EMBEDDED, free_port
 
 PREVIOUS = "jupyterhub==5.5.4"
@@ -54,7 +54,7 @@ c.JupyterHub.load_roles = [{{"name": "setup", "scopes": ["admin:users", "admin:g
                              "services": ["setup"]}}]
 """
     )
-    log = open(state / "jupyterhub5.log", "w")
+    log = open(state / "jupyterhub5.log", "w")  # noqa: SIM115 (closed in the finally below, with the hub)
     hub = subprocess.Popen([str(jupyterhub), "-f", "jupyterhub_config.py"], cwd=state, stdout=log, stderr=log)
     api = f"http://127.0.0.1:{port}/hub/api"
     headers = {"Authorization": f"token {SERVICE_TOKEN}"}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Union
+from typing import TYPE_CHECKING, Annotated, Any, Union
 
 from pydantic import Field
 
@@ -12,7 +12,10 @@ from .base import Login
 #: every login, by the name the site file gives in ``auth.type``
 LOGINS: dict[str, Login] = {a.name: a for a in (shared_password.LOGIN, remote_user.LOGIN)}
 
-Auth = Annotated[Union[tuple(a.settings for a in LOGINS.values())], Field(discriminator="type")]  # noqa: UP007
+if TYPE_CHECKING:
+    Auth = Any  # one of the logins' settings models: the union below is built at run time
+else:
+    Auth = Annotated[Union[tuple(a.settings for a in LOGINS.values())], Field(discriminator="type")]
 
 
 def login_of(site) -> Login:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..fields import Model
+from ..sitefile.fields import Model
 
 if TYPE_CHECKING:
-    from ..site import Site
+    from ..sitefile.model import Site
 
 
 class Login:
@@ -28,6 +28,10 @@ class Login:
     def warnings(self, site: Site, environ) -> list[str]:
         """What will work, but not as an admin might assume."""
         return []
+
+    def prepare(self, site: Site):
+        """In the hub's own process, before its config is read: the secrets this login keeps in the state
+        directory. :meth:`configure` only reads them (:func:`campushub.ops.state.stored`)."""
 
     def configure(self, c, site: Site):
         """JupyterHub config for this login."""

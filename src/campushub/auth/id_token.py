@@ -37,20 +37,20 @@ class IdTokenVerifier:
     def __init__(self, metadata_url: str, audience: str):
         self.metadata_url = metadata_url
         self.audience = audience
-        self._issuer = None
-        self._keys = None
+        self._issuer: str | None = None
+        self._keys: jwt.PyJWKClient | None = None
 
-    def _load(self):
+    def _load(self) -> jwt.PyJWKClient:
         with urllib.request.urlopen(self.metadata_url, timeout=10) as response:
             metadata = json.load(response)
         self._issuer = metadata["issuer"]
         self._keys = jwt.PyJWKClient(metadata["jwks_uri"], cache_keys=True, lifespan=3600, timeout=10)
+        return self._keys
 
     def _verify(self, token: str) -> dict:
         try:
-            if self._keys is None:
-                self._load()
-            key = self._keys.get_signing_key_from_jwt(token)
+            keys = self._keys or self._load()
+            key = keys.get_signing_key_from_jwt(token)
         except jwt.PyJWKClientConnectionError as e:
             raise Unavailable(str(e)) from None
         except (OSError, ValueError, KeyError) as e:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from jupyterhub.auth import Authenticator
 from jupyterhub.handlers import BaseHandler
@@ -22,8 +22,9 @@ from tornado import web
 from traitlets import List, Unicode
 
 from ..backends import backend_of
-from ..errors import SiteError
-from ..fields import HeaderName, HttpUrl, Model, Name, SecretSource, is_local, read_secret
+from ..sitefile.errors import SiteError
+from ..sitefile.fields import HeaderName, HttpUrl, Model, Name, SecretSource, is_local, read_secret
+from ..sitefile.sections import ProviderSettings
 from .base import Login
 from .id_token import IdTokenVerifier, InvalidToken, Unavailable
 
@@ -37,18 +38,14 @@ class ProxySecret(SecretSource):
     header: HeaderName = Field("X-Campushub-Proxy-Secret", description="the header it comes in")
 
 
-class IdTokenSettings(Model):
+class IdTokenSettings(ProviderSettings):
     """An OpenID Connect ID token the front door sends on the hub's paths, verified by the hub.
 
     The hub checks its signature against the provider's published keys, its issuer, audience
     and expiry, and takes the user's name and groups from its claims instead of from headers.
     """
 
-    metadata_url: HttpUrl = Field(description="the provider's `.well-known/openid-configuration`")
-    client_id: Name = Field(description="the client the token must be issued to (its audience)")
     header: HeaderName = Field("X-Campushub-Id-Token", description="the header the front door sends it in")
-    user_claim: Name = Field("preferred_username", description="the claim with the user name")
-    groups_claim: Name = Field("groups", description="the claim with the user's groups")
 
 
 class RemoteUserAuth(Model):
@@ -85,7 +82,7 @@ class RemoteUserAuth(Model):
         " request, still carrying the SSO's headers, logs in again)",
     )
     trusted_proxies: Annotated[list[IPvAnyNetwork], Field(validate_default=True)] = Field(
-        ["127.0.0.1/32", "::1/128"],
+        ["127.0.0.1/32", "::1/128"],  # type: ignore[list-item]  # validated into networks (validate_default)
         description="CIDR networks the SSO proxy connects from; identity from anywhere else is refused (403)",
     )
     proxy_secret: ProxySecret | None = Field(
@@ -175,21 +172,27 @@ class LogoutHandler(HubLogoutHandler):
 class CampusRemoteUserAuthenticator(Authenticator):
     """Authenticate from the SSO proxy's user and group headers."""
 
-    user_header = Unicode("Cn", config=True, help="Header holding the user name.")
-    groups_header = Unicode("isMemberOf", config=True, help="Header holding the user's groups.")
-    groups_separator = Unicode(";", config=True, help="Separator between groups in the groups header.")
+    user_header = Unicode(RemoteUserAuth.default_of("user_header"), config=True, help="Header holding the user name.")
+    groups_header = Unicode(
+        RemoteUserAuth.default_of("groups_header"), config=True, help="Header holding the user's groups."
+    )
+    groups_separator = Unicode(
+        RemoteUserAuth.default_of("groups_separator"),
+        config=True,
+        help="Separator between groups.",
+    )
     required_groups = List(Unicode(), config=True, help="A user must be in at least one of these; empty: no gate.")
     admin_groups = List(Unicode(), config=True, help="Members of any of these groups are hub admins.")
     missing_user_redirect = Unicode("", config=True, help="Where to send a request with no user header.")
     missing_group_redirect = Unicode("", config=True, help="Where to send a user outside the required groups.")
     trusted_proxies = List(
         Unicode(),
-        ["127.0.0.1/32", "::1/128"],
+        RemoteUserAuth.default_of("trusted_proxies"),
         config=True,
         help="Networks (CIDR) the SSO proxy connects from; headers from elsewhere are refused.",
     )
     proxy_secret_header = Unicode(
-        "X-Campushub-Proxy-Secret", config=True, help="Header in which the SSO proxy sends the shared secret."
+        ProxySecret.default_of("header"), config=True, help="Header in which the SSO proxy sends the shared secret."
     )
     proxy_secret = Unicode("", config=True, help="Shared secret the SSO proxy must send; empty: not required.")
     sso_logout_url = Unicode("", config=True, help="The SSO's logout, where /hub/logout sends the browser next.")
@@ -201,8 +204,12 @@ class CampusRemoteUserAuthenticator(Authenticator):
     )
     id_token_metadata_url = Unicode("", config=True, help="The provider's .well-known/openid-configuration.")
     id_token_audience = Unicode("", config=True, help="The client id the ID token must be issued to.")
-    id_token_user_claim = Unicode("preferred_username", config=True, help="The ID token's claim with the user name.")
-    id_token_groups_claim = Unicode("groups", config=True, help="The ID token's claim with the user's groups.")
+    id_token_user_claim = Unicode(
+        ProviderSettings.default_of("user_claim"), config=True, help="The ID token's claim with the user name."
+    )
+    id_token_groups_claim = Unicode(
+        ProviderSettings.default_of("groups_claim"), config=True, help="The ID token's claim with the user's groups."
+    )
 
     _verifier = None
 
@@ -237,7 +244,7 @@ class CampusRemoteUserAuthenticator(Authenticator):
             raise LoginRefused(
                 "no_group", f"{name} is not in a group that may use this hub.", self.missing_group_redirect
             )
-        model = {"name": name, "groups": groups}
+        model: dict[str, Any] = {"name": name, "groups": groups}
         if self.admin_groups:
             model["admin"] = bool(set(groups) & set(self.admin_groups)) or (
                 self.normalize_username(name) in self.admin_users

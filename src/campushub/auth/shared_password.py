@@ -10,9 +10,9 @@ import secrets
 import sys
 from typing import Literal
 
-from .. import state
 from ..backends import backend_of
-from ..fields import Model, is_loopback
+from ..ops import state
+from ..sitefile.fields import Model, is_loopback
 from .base import Login
 
 
@@ -51,26 +51,25 @@ class SharedPassword(Login):
             " so let only users' containers reach it (a firewall), or the shared password is open to the network"
         ]
 
-    def configure(self, c, site):
-        c.JupyterHub.authenticator_class = self.authenticator_class
+    def prepare(self, site):
         state_dir = site.hub.state_dir
         # the passwords are never printed: the hub's output ends up in journald and compose logs
-        password, created = state.secret(state_dir / "shared_password", make=lambda: secrets.token_urlsafe(12))
-        c.SharedPasswordAuthenticator.user_password = password
-        if created:
+        if state.secret(state_dir / "shared_password", make=lambda: secrets.token_urlsafe(12))[1]:
             announce(
                 f"made a shared password for this hub: read it with `cat {state_dir / 'shared_password'}`."
                 " Everyone who has it can sign in as any user and reach their files: this login is for one"
                 " person or a group that trusts each other (docs/authentication.md)"
             )
+        admin = state_dir / "admin_password"
+        if site.hub.admin_users and state.secret(admin, make=lambda: secrets.token_urlsafe(32))[1]:
+            announce(f"admins ({', '.join(site.hub.admin_users)}) sign in with the password in {admin}")
+
+    def configure(self, c, site):
+        c.JupyterHub.authenticator_class = self.authenticator_class
+        state_dir = site.hub.state_dir
+        c.SharedPasswordAuthenticator.user_password = state.stored(state_dir / "shared_password")
         if site.hub.admin_users:
-            admin, created = state.secret(state_dir / "admin_password", make=lambda: secrets.token_urlsafe(32))
-            c.SharedPasswordAuthenticator.admin_password = admin
-            if created:
-                announce(
-                    f"admins ({', '.join(site.hub.admin_users)}) sign in with the password in"
-                    f" {state_dir / 'admin_password'}"
-                )
+            c.SharedPasswordAuthenticator.admin_password = state.stored(state_dir / "admin_password")
 
 
 def announce(message: str):

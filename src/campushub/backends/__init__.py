@@ -7,7 +7,7 @@ union, the dispatch, and rules such as "servers outlive the hub" are built from 
 
 from __future__ import annotations
 
-from typing import Annotated, Union
+from typing import TYPE_CHECKING, Annotated, Any, Union
 
 from pydantic import Field
 
@@ -17,7 +17,16 @@ from .base import Backend
 #: every backend, by the name profiles give in ``backend:``
 BACKENDS: dict[str, Backend] = {b.name: b for b in (local.BACKEND, container.BACKEND, slurm.BACKEND)}
 
-Profile = Annotated[Union[tuple(b.profile for b in BACKENDS.values())], Field(discriminator="backend")]  # noqa: UP007
+
+def profile_union(backends: dict[str, Backend]) -> Any:
+    """The ``profiles`` items' type: one of the ``backends``' profile models, by ``backend:``."""
+    return Annotated[Union[tuple(b.profile for b in backends.values())], Field(discriminator="backend")]
+
+
+if TYPE_CHECKING:
+    Profile = Any  # one of the slices' profile models: the union is built at run time
+else:
+    Profile = profile_union(BACKENDS)
 
 
 def backend_of(profile) -> Backend:

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import pwd
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
-from jupyterhub.spawner import SpawnException
 from pydantic import Field
-from traitlets import Integer, List, Unicode
-from traitlets.config import Configurable
 
-from .. import accounts
-from ..choices import Choices, named, size_words
-from ..fields import ByteSize, Model, Name, byte_count
+from ..sitefile.choices import Choices, named, size_words
+from ..sitefile.fields import ByteSize, Model, Name, byte_count
 
 if TYPE_CHECKING:
-    from ..site import Site
+    from ..sitefile.model import Site
 
 
 class ProfileBase(Model):
@@ -43,6 +39,20 @@ class ProfileBase(Model):
     )
 
 
+@dataclass
+class Known:
+    """What the hub's database says, for ``doctor``: its users, and each server it runs (or starts), by (user,
+    server name), with its saved state and when it started (a ``time.time()``)."""
+
+    users: set[str]
+    servers: dict[tuple[str, str], dict]
+    started: dict[tuple[str, str], float]
+
+    def owner(self, user: str) -> bool:
+        """Whether ``user`` has a server the hub runs."""
+        return any(owner == user for owner, _name in self.servers)
+
+
 class Backend:
     """A backend slice: subclass it in ``backends/NAME.py`` and list the instance in ``backends/__init__.py``.
 
@@ -57,12 +67,16 @@ class Backend:
     choices: type[Choices]
     #: users' servers outlive the hub (containers, jobs): a hub restart must leave them running
     persistent = False
-    #: servers start on the hub's machine, using its CPUs: starts take turns (campushub.profiles.Admission)
+    #: servers start on the hub's machine, using its CPUs: starts take turns (campushub.hub.turns.Admission)
     takes_turns = False
 
     def card(self, site: Site, profile) -> dict[str, str]:
         """What the start page says about ``profile``: ``gets`` (resources), ``runs`` (where, as whom), ``keeps``."""
         return {"gets": limits_words(profile, [])}
+
+    def stops(self, profile) -> list[str]:
+        """When servers stop by themselves, besides the culler (a job's time limit), for the start page."""
+        return []
 
     def on_hub_host(self, site: Site) -> bool:
         """Whether users' code may run on the hub's own host (and reach the hub's ports from a trusted address)."""
@@ -105,8 +119,13 @@ class Backend:
         """Problems only the services can show (an engine's images); asked by ``check`` and ``up``."""
         return []
 
-    def configure_hub(self, c, site: Site):
-        """Hub-wide config this backend needs when any profile uses it."""
+    def doctor(self, site: Site, known: Known | None) -> list[str]:
+        """What ``doctor`` finds wrong with this backend's service, and what it left that no server of the hub owns
+        (``known``: what the hub's database says; None when it cannot be read)."""
+        return []
+
+    def install(self, site: Site):
+        """In the hub's own process, when any profile uses this backend: its API handlers, its warm-ups."""
 
     def spawner_class(self, profile) -> str:
         """The dotted name of the spawner class that runs ``profile``."""
@@ -115,24 +134,6 @@ class Backend:
     def spawner(self, site: Site, index: int, profile, config: dict) -> tuple[str, dict]:
         """The spawner class and its complete settings; ``config`` holds the shared ones."""
         raise NotImplementedError
-
-
-class OwnAccount(Configurable):
-    """A spawner whose servers run as the user's own system account: never as one that is not a person's.
-
-    The profiles spawner refuses such names first, in words; each backend's spawner checks again before anything
-    runs. Configured once for all of them (``c.OwnAccount``) from the site's ``accounts`` section.
-    """
-
-    min_uid = Integer(1000, config=True, help="The lowest uid a server may run as.")
-    denied_accounts = List(Unicode(), config=True, help="Names that never get a server as their own account.")
-
-    def own_account(self) -> pwd.struct_passwd:
-        """The user's account, or a refused start (403, in words) for a system or service account."""
-        why = accounts.refusal(self.user.name, self.min_uid, self.denied_accounts)
-        if why:
-            raise SpawnException(why, reason="not-a-person", status_code=403)
-        return pwd.getpwnam(self.user.name)
 
 
 def limits_words(profile, extra: list[str], enforced: bool = True) -> str:

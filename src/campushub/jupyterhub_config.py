@@ -1,5 +1,0 @@
-# JupyterHub's config file. Everything comes from the site file ($CAMPUSHUB_CONFIG or
-# ./campushub.yaml); campushub.configurer is the only place that turns it into config.
-from campushub.configurer import configure_from_env
-
-configure_from_env(get_config())  # noqa: F821 (provided by JupyterHub)

@@ -1,0 +1,296 @@
+"""A parent that has imported JupyterLab once, and forks each user's server from it in a tenth of a second.
+
+A JupyterLab server spends seconds of CPU importing before it serves anything; on two cores a
+class signing in together waits minutes for that. The parent (``python -m campushub.server.forkserver
+SOCKET``) imports the single-user server, JupyterLab and the kernel machinery, starts nothing
+(no event loop, no threads), and forks a child for each server the hub asks for.
+
+How a server is started, and why the parent never holds a user's secrets::
+
+    hub ── connect (only the parent's own account may: SO_PEERCRED) ─────────> parent
+    parent: fork(); the child keeps the connection, the parent closes its copy
+    child ── {"pid": N} ──────────────────────────────────────────────────────> hub
+    hub ── {"argv", "env" (the user's token), "cwd", "uid", "gid", "groups"} ──> child only
+    child: becomes the user (setgroups, setgid, setuid), takes HOME, cwd, umask and env,
+           resets signals, reseeds random state, recomputes the user's paths, and runs the
+           server (campushub.server.singleuser); before that it forks its own kernel parent
+
+The parent is started with a minimal environment: a forked child's memory (and its
+``/proc/PID/environ``) starts as a copy of the parent's, so nothing secret may be in it. It
+reaps its children, and exits when the hub's end of its lifeline (stdin) closes; servers it
+forked keep running, and the hub finds them by pid as it would any local server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import hashlib
+import json
+import os
+import random
+import select
+import signal
+import site
+import socket
+import ssl
+import struct
+import sys
+from pathlib import Path
+
+#: what the parent imports once, for every child (the kernel's too: kernels are forked from the server)
+PRELOAD = [
+    "jupyterhub.singleuser",
+    "jupyterhub.singleuser.extension",
+    "jupyterlab.labapp",
+    "jupyter_server.serverapp",
+    "jupyter_server_terminals",
+    "jupyter_lsp",
+    "notebook_shim",
+    "jupyter_resource_usage.server_extension",
+    "ipykernel.kernelapp",
+    "ipykernel.ipkernel",
+    "ipykernel.debugger",  # debugpy, which every kernel imports
+    "IPython",
+    "psutil",
+]
+#: where a forked server finds its kernel parent (a file descriptor)
+KERNEL_PARENT = "CAMPUSHUB_KERNEL_PARENT"
+#: the only variables the parent starts with (it must hold no secret; see above)
+PARENT_ENV = ["PATH", "LANG", "LC_ALL", "LD_LIBRARY_PATH", "PYTHONPATH", "VIRTUAL_ENV"]
+
+
+def fingerprint(python: str) -> str:
+    """What is installed in ``python``'s environment: a new parent is needed when it changes."""
+    lib = Path(python).parent.parent / "lib"
+    entries = sorted(str(p.relative_to(lib)) for p in lib.glob("python3*/site-packages/*.dist-info"))
+    return hashlib.sha256("\n".join(entries).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- the parent
+
+
+def serve(path: str):
+    """Listen on the Unix socket ``path`` (0600, in a 0700 folder) and fork a child per connection."""
+    _preload()
+    hello = {"fingerprint": fingerprint(sys.executable), "pid": os.getpid()}
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    if os.path.exists(path):
+        os.unlink(path)
+    old = os.umask(0o177)
+    listener.bind(path)
+    os.umask(old)
+    listener.listen(64)
+    signal.signal(signal.SIGCHLD, _reap)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the hub's Ctrl-C is for the hub
+    while True:
+        try:
+            readable, _, _ = select.select([listener, sys.stdin], [], [])
+        except InterruptedError:
+            continue
+        if sys.stdin in readable and not os.read(sys.stdin.fileno(), 1):
+            return  # the hub has gone: its children stay, and the next hub finds them
+        if listener in readable:
+            connection, _ = listener.accept()
+            _, uid, _ = struct.unpack("3i", connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+            if uid not in (os.getuid(), 0):
+                connection.close()
+                continue
+            try:
+                op = _receive(connection).get("op")
+            except (OSError, ValueError):
+                op = None
+            if op == "hello":
+                _send(connection, hello)
+            elif op == "fork" and os.fork() == 0:
+                listener.close()
+                _child(connection)  # never returns
+            connection.close()
+
+
+def _preload():
+    """Import what every server imports, once, here: forked children share it."""
+    from . import singleuser
+
+    singleuser.diet()
+    for name in PRELOAD:
+        try:
+            __import__(name)
+        except ImportError as e:
+            print(f"forkserver: cannot preload {name}: {e}", file=sys.stderr)
+    # the garbage collector would touch every object of the preloaded modules in each child, and
+    # copy the pages they are on: move them out of its sight, so that children share them
+    gc.collect()
+    gc.freeze()
+
+
+def _reap(_signum, _frame):
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:
+        pass
+
+
+def _child(connection: socket.socket):
+    """In the forked child: get the spec from the hub, become the user, run the server."""
+    code = 1
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.setsid()
+        _send(connection, {"pid": os.getpid()})
+        spec = _receive(connection)
+        user = spec["env"].get("JUPYTERHUB_USER", "")
+        title(os.path.basename(spec["argv"][0]), user)
+        _become(spec)
+        kernels = start_kernel_parent()
+        _send(connection, {"ok": True})
+        connection.close()
+        os.environ[KERNEL_PARENT] = str(kernels)
+        sys.argv = spec["argv"]
+        from . import singleuser
+
+        code = singleuser.main() or 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException as e:  # noqa: BLE001 (everything must end here: never return into the parent's loop)
+        with contextlib.suppress(OSError):
+            _send(connection, {"error": f"{type(e).__name__}: {e}"})
+        print(f"forkserver: the server could not start: {type(e).__name__}: {e}", file=sys.stderr)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def title(*words: str):
+    """What ``ps`` and ``/proc/PID/cmdline`` show for this process: a forked child would otherwise show the fork
+    server's command line, and ``campushub up`` would blame campushub for a port a user's process holds."""
+    from setproctitle import setproctitle
+
+    setproctitle(" ".join(w for w in words if w))
+
+
+def _become(spec: dict):
+    """Take the user's identity, folder, umask and environment, and fresh random state."""
+    if spec.get("uid") == 0:
+        raise PermissionError("a server never runs as root")
+    if spec.get("uid") is not None:
+        os.setgroups(spec["groups"])
+        os.setgid(spec["gid"])
+        os.setuid(spec["uid"])
+        _dumpable()
+    os.umask(spec["umask"])
+    os.makedirs(spec["cwd"], 0o755, exist_ok=True)
+    os.chdir(spec["cwd"])
+    os.environ.clear()
+    os.environ.update(spec["env"])
+    random.seed()
+    ssl.RAND_add(os.urandom(64), 64.0)
+    _user_site()
+
+
+def _dumpable():
+    """After setuid a process is not dumpable (owned by root in /proc); a server started with exec
+    would be: make it so, so that the user may inspect their own processes as usual."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE
+
+
+def _user_site():
+    """The user's own site-packages (~/.local/...), as a Python started as the user would have it."""
+    parent_site = site.USER_SITE
+    site.USER_BASE = site.USER_SITE = None
+    if parent_site in sys.path:
+        sys.path.remove(parent_site)
+    user_site = site.getusersitepackages()
+    if site.ENABLE_USER_SITE and os.path.isdir(user_site):
+        site.addsitedir(user_site)
+
+
+# ---------------------------------------------------------------- kernels, forked from the server's child
+
+
+def start_kernel_parent() -> int:
+    """Fork, from the child before its server starts, a parent for the user's Python kernels.
+
+    Returns the file descriptor of the server's end of their socket pair; the kernel
+    provisioner (campushub.server.kernels) asks for kernels over it.
+    """
+    server_end, kernel_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    gc.freeze()
+    if os.fork() == 0:
+        title("campushub-kernels", os.environ.get("JUPYTERHUB_USER", ""))
+        server_end.close()
+        signal.signal(signal.SIGCHLD, _reap)
+        code = 0
+        try:
+            while True:
+                try:
+                    request = _receive(kernel_end)
+                except OSError:
+                    break  # the server has ended
+                pid = os.fork()
+                if pid == 0:
+                    kernel_end.close()
+                    _kernel(request)
+                _send(kernel_end, {"pid": pid})
+        finally:
+            os._exit(code)
+    kernel_end.close()
+    server_end.set_inheritable(False)
+    return server_end.detach()
+
+
+def _kernel(request: dict):
+    """In a forked kernel: its own session, folder, environment and random state, then ipykernel."""
+    code = 1
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.setsid()
+        argv = request["argv"]
+        title(argv[0], "-m", "ipykernel_launcher", *argv[1:])  # as a kernel started the normal way shows
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        random.seed()
+        ssl.RAND_add(os.urandom(64), 64.0)
+        # the kernel ends when its parent does (which ends with the server), as a kernel started
+        # by the server ends with the server
+        sys.argv = [*request["argv"], f"--IPKernelApp.parent_handle={os.getppid()}"]
+        from ipykernel import kernelapp
+
+        kernelapp.launch_new_instance()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException as e:  # noqa: BLE001 (as in _child: the kernel's child never returns)
+        print(f"forkserver: the kernel could not start: {type(e).__name__}: {e}", file=sys.stderr)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+# ---------------------------------------------------------------- the wire: one JSON object per line
+
+
+def _send(connection: socket.socket, message: dict):
+    connection.sendall(json.dumps(message).encode() + b"\n")
+
+
+def _receive(connection: socket.socket) -> dict:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = connection.recv(65536)
+        if not chunk:
+            raise ConnectionError("the other end closed the connection")
+        data += chunk
+    return json.loads(data)
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])
