@@ -1,6 +1,6 @@
 // campushub in JupyterLab: how long a Slurm session has left, in the status bar; warnings at the
 // minutes the site chose; every open document saved shortly before the job's time limit.
-// The server extension (campushub.lab_session) says when the job ends; it says nothing for servers
+// The server extension (campushub.server.lab_session) says when the job ends; it says nothing for servers
 // that have no end (other backends), and then this shows nothing.
 import { Notification } from '@jupyterlab/apputils';
 import { URLExt } from '@jupyterlab/coreutils';

@@ -315,9 +315,11 @@ def trusted_in(site, field: str, network: str, addresses, gateway) -> list[str]:
 
 
 def doctor(site, known) -> list[str]:
-    """For ``doctor``: an engine that does not answer; else the containers of the hub's users' servers (by their
-    labels) that no server in the hub's database owns, left by a hub that died, or started by hand."""
+    """For ``doctor``: an engine that does not answer; else the containers of the hub's users' servers that no server
+    in the hub's database owns, left by a hub that died, or started by hand: by campushub's labels, and, for
+    containers without them (an older campushub's, one started by hand), by DockerSpawner's own names."""
     import docker
+    from dockerspawner import DockerSpawner
 
     socket = site.container.socket or os.environ.get("DOCKER_HOST") or f"unix://{origins.MOUNTED_SOCKET}"
     try:
@@ -328,10 +330,15 @@ def doctor(site, known) -> list[str]:
     if known is None:
         return []
     engine = "podman" if "podman" in str(client.version().get("Components", [])).lower() else "docker"
+    by_name = {f"{DockerSpawner.prefix.default_value}-{DockerSpawner._escape(user)}": user for user in known.users}
     findings = []
-    servers = client.containers.list(all=True, filters={"label": f"{PURPOSE_LABEL}=user-server"})
-    for container in sorted(servers, key=lambda c: c.name):
-        user, name = container.labels.get(USER_LABEL, ""), container.labels.get(SERVER_LABEL, "")
+    for container in sorted(client.containers.list(all=True), key=lambda c: c.name):
+        if container.labels.get(PURPOSE_LABEL) == "user-server":
+            user, name = container.labels.get(USER_LABEL, ""), container.labels.get(SERVER_LABEL, "")
+        elif container.name in by_name and PURPOSE_LABEL not in container.labels:
+            user, name = by_name[container.name], ""
+        else:
+            continue
         if user not in known.users or (user, name) in known.servers:
             continue
         findings.append(
