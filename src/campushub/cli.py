@@ -84,7 +84,13 @@ def frontdoor(path: Path, args) -> int:
 
     out, root = args.out, args.root
     site = load_site(path)
-    certificate = door.door_of(site).certificate
+    front = door.door_of(site)
+    if args.saml_metadata:
+        if not front.saml:
+            raise SiteError(["front_door.saml: not in the site file; --saml-metadata is the SAML front door's"])
+        print(door.saml.metadata(front, front.saml, out, door.TEMPLATES), end="")
+        return 0
+    certificate = front.certificate
     conf = door.write(site, out, root)
     print(f"campushub: wrote {conf} and {out / 'campushub-vhost.conf'}")
     if root:
@@ -93,7 +99,7 @@ def frontdoor(path: Path, args) -> int:
             " scripts/compose -f compose.yaml -f compose.frontdoor.yaml up -d hub frontdoor"
         )
     else:
-        print(f"campushub: run it with: apache2 -f {conf.absolute()} -DFOREGROUND")
+        print(f"campushub: run it with: {(out / 'run').absolute()} (as root; Apache stays in the foreground)")
     if certificate.source == "local_ca":
         print(f"campushub: browsers must trust {out / 'ca' / 'ca.pem'}")
     return 0
@@ -174,7 +180,11 @@ COMMANDS = {
     "doctor": ("find what is wrong with the running deployment, and say what to do", doctor, ("frontdoor",)),
     "init": ("write a starter site file (the embedded default) if there is none", init, ()),
     "up": ("run the hub in the foreground until Ctrl-C", up, ("as_user", "retry_delay")),
-    "frontdoor": ("write the Apache configuration of the HTTPS and SSO front door", frontdoor, ("out", "root")),
+    "frontdoor": (
+        "write the Apache configuration of the HTTPS and SSO front door",
+        frontdoor,
+        ("out", "root", "saml_metadata"),
+    ),
     "status": ("say whether the hub answers /hub/health", status, ("compose", "env_file", "wait")),
 }
 
@@ -226,6 +236,14 @@ OPTIONS: dict[str, tuple[list[str], dict[str, Any]]] = {
     "root": (
         ["--root"],
         {"metavar": "PATH", "help": "where Apache sees that folder, if elsewhere (in a container: its mount point)"},
+    ),
+    "saml_metadata": (
+        ["--saml-metadata"],
+        {
+            "action": "store_true",
+            "help": "print the SAML front door's metadata (for its registration at the campus identity provider)"
+            " instead; its key pair is made in --out once and kept",
+        },
     ),
     "dir": (["dir"], {"metavar": "DIR", "type": Path, "help": "the backup's folder"}),
     "force": (["--force"], {"action": "store_true", "help": "replace existing state (which is backed up first)"}),

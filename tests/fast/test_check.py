@@ -41,6 +41,7 @@ def with_profiles(*profiles, **sections):
     return base_site(profiles=list(profiles), **sections)
 
 
+SAML = {"idp_entity_id": "https://idp.example.edu/idp/shibboleth", "idp_metadata_file": "/etc/hostname"}
 LOCAL = {"slug": "local", "name": "Local", "backend": "local", "system_users": True}
 
 
@@ -115,6 +116,38 @@ def test_valid_site_prints_ok(check):
             "front_door.certificate",
             "acme_email",
             id="acme-without-email",
+        ),
+        pytest.param(base_site(front_door={}), "front_door", "oidc (OpenID Connect) or saml", id="door-without-sso"),
+        pytest.param(
+            base_site(
+                front_door={
+                    "oidc": {"metadata_url": "https://i.edu/x", "client_id": "c", "client_secret": {"env": "S"}},
+                    "saml": SAML,
+                }
+            ),
+            "front_door",
+            "one of them",
+            id="door-with-two-sign-ins",
+        ),
+        pytest.param(
+            base_site(
+                front_door={"saml": {**SAML, "idp_metadata_file": None, "idp_metadata_url": "https://md.x.org/e"}}
+            ),
+            "front_door.saml",
+            "idp_metadata_certificate",
+            id="saml-metadata-url-unsigned",
+        ),
+        pytest.param(
+            base_site(front_door={"saml": {**SAML, "idp_entity_id": 'https://idp.edu/"><x'}}),
+            "front_door.saml.idp_entity_id",
+            "pattern",
+            id="saml-entity-id-with-markup",
+        ),
+        pytest.param(
+            base_site(auth={**base_site()["auth"], "groups_separator": ","}, front_door={"saml": SAML}),
+            "auth.groups_separator",
+            "joins a user's groups with ';'",
+            id="saml-groups-separator",
         ),
         # choices: bounds that cannot hold, and a choice beside the profile's own value
         pytest.param(

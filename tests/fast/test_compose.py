@@ -159,11 +159,12 @@ def test_frontdoor_hints_how_to_run_it(tmp_path, capsys, monkeypatch):
     (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))
     out = tmp_path / "door"
     assert main(["frontdoor", "--config", str(tmp_path / "site.yaml"), "--out", str(out)]) == 0
-    assert f"run it with: apache2 -f {out.absolute() / 'httpd.conf'}" in capsys.readouterr().out
-    # with --root the configuration holds the container's paths: no apache2 hint for this host
+    assert f"run it with: {out.absolute() / 'run'} (as root" in capsys.readouterr().out
+    assert f"exec apache2 -f {out.absolute() / 'httpd.conf'} -DFOREGROUND" in (out / "run").read_text()
+    # with --root the configuration holds the container's paths: no hint to run it on this host
     assert main(["frontdoor", "--config", str(tmp_path / "site.yaml"), "--out", str(out), "--root", "/etc/x"]) == 0
     printed = capsys.readouterr().out
-    assert "apache2 -f" not in printed and "scripts/compose -f compose.yaml -f compose.frontdoor.yaml" in printed
+    assert "run it with" not in printed and "scripts/compose -f compose.yaml -f compose.frontdoor.yaml" in printed
 
 
 def test_check_says_which_front_door_secrets_are_missing(tmp_path, monkeypatch):

@@ -356,6 +356,14 @@ def put(site: dict, path: str, value):
 
 
 DOOR = base_site(front_door={"oidc": OIDC, "certificate": {"source": "file"}})
+SAML = {"idp_entity_id": "https://idp.example.edu/idp/shibboleth", "idp_metadata_file": "IDP_METADATA"}
+SAML_DOOR = base_site(front_door={"saml": SAML, "certificate": {"source": "file"}})
+SAML_BY_URL = {
+    "front_door.saml.idp_metadata_file": None,
+    "front_door.saml.idp_metadata_url": "https://md.example.org/entities/idp",
+    "front_door.saml.idp_metadata_certificate": "SIGNER",
+    "CHANGE": None,
+}
 NUMBER = {"min": 1, "max": 4, "default": 2, "step": 1}
 SIZE = {"min": "1G", "max": "8G", "default": "2G", "step": "1G"}
 CHOOSING = {
@@ -521,6 +529,20 @@ CHANGES = {
     "front_door.oidc.groups_claim": (DOOR, {"front_door.oidc.groups_claim": "roles"}),
     "front_door.oidc.redirect_path": (DOOR, {"front_door.oidc.redirect_path": "/callback"}),
     "front_door.oidc.logout_to": (DOOR, {"front_door.oidc.logout_to": "https://x.edu/bye"}),
+    "front_door.saml.idp_entity_id": (SAML_DOOR, {"front_door.saml.idp_entity_id": "https://other.edu/idp"}),
+    "front_door.saml.idp_metadata_file": (SAML_DOOR, {"front_door.saml.idp_metadata_file": "OTHER_METADATA"}),
+    "front_door.saml.idp_metadata_url": (
+        SAML_DOOR,
+        {**SAML_BY_URL, "front_door.saml.idp_metadata_url": "https://md.example.org/entities/other"},
+    ),
+    "front_door.saml.idp_metadata_certificate": (
+        SAML_DOOR,
+        {**SAML_BY_URL, "front_door.saml.idp_metadata_certificate": "OTHER_CERT"},
+    ),
+    "front_door.saml.entity_id": (SAML_DOOR, {"front_door.saml.entity_id": "https://hub.example.edu/sp"}),
+    "front_door.saml.user_attribute": (SAML_DOOR, {"front_door.saml.user_attribute": "eppn"}),
+    "front_door.saml.groups_attribute": (SAML_DOOR, {"front_door.saml.groups_attribute": "entitlement"}),
+    "front_door.saml.single_logout": (SAML_DOOR, {"front_door.saml.single_logout": True}),
     "profiles.slug": (LOCAL, {"profiles.0.slug": "other"}),
     "profiles.name": (LOCAL, {"profiles.0.name": "Other"}),
     "profiles.description": (LOCAL, {"profiles.0.description": "For teaching"}),
@@ -616,7 +638,7 @@ def test_every_field_of_the_site_file_is_listed_here():
 @pytest.mark.parametrize("path", sorted(CHANGES))
 def test_every_field_changes_what_campushub_writes(path, observe, tmp_path):
     files = _files(tmp_path)
-    base, change = copy.deepcopy(CHANGES[path][0]), dict(CHANGES[path][1])
+    base, change = _resolve(copy.deepcopy(CHANGES[path][0]), files), dict(CHANGES[path][1])
     if "CHANGE" in change:  # the keys before it belong to the starting point, the rest is the change
         keys = list(change)
         for key in keys[: keys.index("CHANGE")]:
@@ -630,7 +652,7 @@ def test_every_field_changes_what_campushub_writes(path, observe, tmp_path):
 
 def _files(tmp_path: Path) -> dict[str, str]:
     """Files the table names: a secret file (0600), certificates, an extra config folder."""
-    from campushub.ops.frontdoor import local_ca
+    from campushub.ops.frontdoor.tls import local_ca
 
     secret = tmp_path / "secret"
     secret.write_text("file-secret-0123456789\n")
@@ -642,8 +664,15 @@ def _files(tmp_path: Path) -> dict[str, str]:
     (extra / "site.py").write_text("c.JupyterHub.shutdown_on_logout = True\n")
     logo = tmp_path / "logo.png"
     logo.write_bytes(b"\x89PNG\r\n")
-    DOOR["front_door"]["certificate"].update(cert=str(cert), key=str(key))
+    for door in (DOOR, SAML_DOOR):
+        door["front_door"]["certificate"].update(cert=str(cert), key=str(key))
+    metadata, other_metadata = tmp_path / "idp.xml", tmp_path / "other-idp.xml"
+    metadata.write_text('<EntityDescriptor entityID="https://idp.example.edu/idp/shibboleth"/>\n')
+    other_metadata.write_text('<EntityDescriptor entityID="https://other.edu/idp"/>\n')
     return {
+        "IDP_METADATA": str(metadata),
+        "OTHER_METADATA": str(other_metadata),
+        "SIGNER": str(cert),
         "SECRET_FILE": str(secret),
         "OTHER_CERT": str(other_cert),
         "OTHER_KEY": str(other_key),

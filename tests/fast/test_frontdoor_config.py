@@ -50,7 +50,21 @@ CASES = {
     "compose": {"front_door": {"address": "0.0.0.0", "upstream": "http://10.89.78.2:8000", "oidc": OIDC}},
     # one origin for the hub and every server: what a site without wildcard DNS gets (check warns)
     "one-origin": {"front_door": {"server_name": "jupyter.example.edu", "user_origins": False, "oidc": OIDC}},
+    # the campus's SAML identity provider, its metadata from a federation's signed URL
+    "saml": {
+        "front_door": {
+            "server_name": "hub.example.edu",
+            "saml": {
+                "idp_entity_id": "https://login.example.edu/idp/shibboleth",
+                "idp_metadata_url": "https://md.example.org/entities/https%3A%2F%2Flogin.example.edu%2Fidp%2Fshibboleth",
+                "idp_metadata_certificate": "SIGNER",
+                "user_attribute": "eppn",
+            },
+        }
+    },
 }
+#: what each case writes besides Apache's two files (the SAML SP's)
+FILES = {"saml": ["shibboleth/shibboleth2.xml", "shibboleth/attribute-map.xml", "run"]}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -58,15 +72,20 @@ def test_generated_apache_config_matches_the_golden_files(case, tmp_path, monkey
     monkeypatch.setenv(SECRET_ENV, PROXY_SECRET)
     monkeypatch.setenv("CAMPUSHUB_TEST_CLIENT_SECRET", "client-secret-0123456789")
     site = base_site(**CASES[case])
+    signer = tmp_path / "signer.pem"
+    signer.write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
+    if "saml" in site["front_door"]:
+        site["front_door"]["saml"]["idp_metadata_certificate"] = str(signer)
     (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))
     out = tmp_path / "door"
     out.mkdir()
     (out / "oidc_passphrase").write_text("golden-passphrase\n")  # made once and kept; fixed here
     frontdoor.write(load_site(tmp_path / "site.yaml"), out, "/etc/campushub/frontdoor")
-    for name in ("httpd.conf", "campushub-vhost.conf"):
-        golden = GOLDEN / f"{case}-{name}"
+    for name in ("httpd.conf", "campushub-vhost.conf", *FILES.get(case, [])):
+        golden = GOLDEN / f"{case}-{name.replace('/', '-')}"
         written = (out / name).read_text()
         if os.environ.get("UPDATE_GOLDEN"):
             golden.write_text(written)
         assert written == golden.read_text(), f"{name} differs from {golden} (UPDATE_GOLDEN=1 rewrites it)"
+    for name in ("httpd.conf", "campushub-vhost.conf"):
         assert (out / name).stat().st_mode & 0o077 == 0  # both hold secrets

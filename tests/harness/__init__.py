@@ -15,6 +15,7 @@ from .accounts import (
 )
 from .browser import ARTIFACTS, CHROMIUM_FLAGS, DOOR_CHROMIUM_FLAGS
 from .compose import Compose
+from .doors import HEADER_LOG, DoorClient, own_config, raw_get, start_through_door, wait_listening
 from .engines import LAB_IMAGE, podman, remove_volumes
 from .env import CAMPUSHUB, IN_CI, REPO
 from .hubs import Hub, HubClient, last_end
@@ -28,6 +29,7 @@ from .network import (
     proxies_on,
     resolve_test_domain,
 )
+from .saml_idp import SamlIdp
 from .sites import EMBEDDED, EXTERNAL, GROUP, PROXY_SECRET, SECRET_ENV, base_site, guarded, needs_root
 from .slurm import slurm
 from .stubs import StubUser
@@ -40,6 +42,7 @@ __all__ = [
     "EMBEDDED",
     "EXTERNAL",
     "GROUP",
+    "HEADER_LOG",
     "HUB_ACCOUNT",
     "IN_CI",
     "LAB_IMAGE",
@@ -49,9 +52,11 @@ __all__ = [
     "SECRET_ENV",
     "TEST_DOMAIN",
     "Compose",
+    "DoorClient",
     "Hub",
     "HubClient",
     "Kernel",
+    "SamlIdp",
     "SourceAddress",
     "StubUser",
     "account_environment",
@@ -65,11 +70,15 @@ __all__ = [
     "kill_processes_of",
     "last_end",
     "needs_root",
+    "own_config",
     "podman",
     "proxies_on",
+    "raw_get",
     "remove_volumes",
     "require_root",
     "resolve_test_domain",
     "run_in_kernel",
     "slurm",
+    "start_through_door",
+    "wait_listening",
 ]

@@ -1,6 +1,5 @@
 """The campus front door: real Apache (mod_ssl, mod_auth_openidc), a real OpenID Connect provider, a real hub."""
 
-import http.client
 import json
 import os
 import pwd
@@ -19,7 +18,6 @@ import pytest
 import requests
 import yaml
 from cryptography.hazmat.primitives.asymmetric import rsa
-from jupyterhub.utils import subdomain_hook_idna
 from jwt.algorithms import RSAAlgorithm
 
 from harness import (
@@ -28,18 +26,24 @@ from harness import (
     DOOR_CHROMIUM_FLAGS,
     EXTERNAL,
     GROUP,
+    HEADER_LOG,
     LAB_IMAGE,
     PROXY_SECRET,
     REPO,
     SECRET_ENV,
     TEST_DOMAIN,
     Compose,
+    DoorClient,
     HubClient,
     Kernel,
     free_port,
+    own_config,
+    raw_get,
     remove_volumes,
     require_root,
     resolve_test_domain,
+    start_through_door,
+    wait_listening,
 )
 
 CLIENT_SECRET = "oidc-client-secret-0123456789"
@@ -61,17 +65,7 @@ del IDP_JWKS["keys"][0]["key_ops"]  # PyJWT says "sign" only; the IdP also verif
 IDENTITY = ("Cn", "isMemberOf", "X-Campushub-Proxy-Secret", "X-Campushub-Id-Token")
 
 
-def wait_listening(port: int, host: str = "127.0.0.1", timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while True:
-        with socket.socket() as s:
-            if s.connect_ex((host, port)) == 0:
-                return
-        assert time.monotonic() < deadline, f"nothing listens on {host}:{port}"
-        time.sleep(0.2)
-
-
-class FrontDoor:
+class FrontDoor(DoorClient):
     """IdP, hub and Apache on free loopback ports; ``url`` is the HTTPS front door."""
 
     def __init__(self, folder: Path, hubs=None, idp_host: str = "127.0.0.1"):
@@ -81,7 +75,7 @@ class FrontDoor:
         self.https_port, self.http_port, self.idp_port = free_port(), free_port(), free_port()
         self.url = f"https://{TEST_DOMAIN}:{self.https_port}"
         self.idp_host = idp_host
-        self.idp = f"http://{idp_host}:{self.idp_port}"
+        self.idp = self.idp_url = f"http://{idp_host}:{self.idp_port}"
         self.env = {SECRET_ENV: PROXY_SECRET, "CH_CLIENT_SECRET": CLIENT_SECRET}
         self.site = {
             "auth": {
@@ -109,10 +103,6 @@ class FrontDoor:
             "culler": {"enabled": False},
             "branding": {"site_name": SITE_NAME, "help_url": HELP},
         }
-
-    @property
-    def ca(self) -> str:
-        return str(self.folder / "door" / "ca" / "ca.pem")
 
     def start(self):
         self.hub = self.hubs.start(self.site, "frontdoor-hub", env=self.env)
@@ -154,30 +144,6 @@ class FrontDoor:
         subprocess.run(["apache2", "-f", self.conf, "-k", "stop"], capture_output=True)
         self.idp_process.terminate()
         self.hub.stop()
-
-    def user_url(self, user: str) -> str:
-        """``user``'s server: at an origin of its own under the front door's name (JupyterHub's subdomain hook)."""
-        return f"https://{subdomain_hook_idna(user, TEST_DOMAIN, 'user')}:{self.https_port}/user/{user}"
-
-    def browser(self) -> requests.Session:
-        s = requests.Session()
-        s.verify = self.ca
-        s.trust_env = False  # the machine's REQUESTS_CA_BUNDLE would replace our CA
-        return s
-
-    def ours(self, url: str) -> bool:
-        """Whether ``url`` is the front door's (the hub's, or a user's server's) or the IdP's."""
-        host = urlsplit(url).hostname or ""
-        return url.startswith(self.idp) or host == TEST_DOMAIN or host.endswith("." + TEST_DOMAIN)
-
-    def follow(self, s: requests.Session, r: requests.Response) -> requests.Response:
-        """Follow redirects between the front door, users' servers and the IdP; stop at any other site."""
-        while r.status_code in (301, 302, 303):
-            url = urljoin(r.url, r.headers["Location"])
-            if not self.ours(url):
-                return r
-            r = s.get(url, allow_redirects=False)
-        return r
 
     def sso_login(self, s: requests.Session, user: str, path: str = "/hub/home") -> requests.Response:
         """Open ``path`` at the front door, sign in at the IdP (its login and consent forms), return the end."""
@@ -283,53 +249,6 @@ def test_forged_headers_straight_to_the_hub_never_log_in(door):
     r = s.get(f"{door.hub.url}/hub/home", headers=forged)
     assert r.status_code == 403
     assert not [c for c in s.cookies if c.name.startswith("jupyterhub-")]
-
-
-#: a user's own server config that writes down every request's headers and cookies (any user can do this)
-HEADER_LOG = """
-import json, os
-def log_headers(handler):
-    with open(os.path.expanduser("~/seen-headers.jsonl"), "a") as f:
-        f.write(json.dumps({"path": handler.request.path, "headers": dict(handler.request.headers)}) + "\\n")
-c.ServerApp.tornado_settings = {"log_function": log_headers}
-"""
-
-
-def raw_get(door, path: str, headers: dict, host: str = TEST_DOMAIN) -> int:
-    """GET ``path`` exactly as written (no client-side clean-up of ``..``) through the front door, at ``host``."""
-    context = ssl.create_default_context(cafile=door.ca)
-    connection = http.client.HTTPSConnection(host, door.https_port, context=context, timeout=30)
-    connection.putrequest("GET", path, skip_accept_encoding=True, skip_host=True)
-    connection.putheader("Host", f"{host}:{door.https_port}")
-    for name, value in headers.items():
-        connection.putheader(name, value)
-    connection.endheaders()
-    status = connection.getresponse().status
-    connection.close()
-    return status
-
-
-def own_config(user: str, text: str) -> Path:
-    """Write ``user``'s own JupyterLab server config (as the user could); its path."""
-    account = pwd.getpwnam(user)
-    config = Path(account.pw_dir) / ".jupyter" / "jupyter_server_config.py"
-    config.parent.mkdir(exist_ok=True)
-    config.write_text(text)
-    for path in (config.parent, config):
-        os.chown(path, account.pw_uid, account.pw_gid)
-    return config
-
-
-def start_through_door(door, s: requests.Session, user: str):
-    """Start ``user``'s server through the front door with the signed-in session ``s``; wait until it is ready."""
-    assert s.post(f"{door.url}/hub/api/users/{user}/server", headers=HubClient.xsrf(s), json={}).status_code in (
-        201,
-        202,
-    )
-    deadline = time.monotonic() + 120
-    while not (s.get(f"{door.url}/hub/api/user").json()["servers"].get("") or {}).get("ready"):
-        assert time.monotonic() < deadline, door.hub.tail()
-        time.sleep(0.5)
 
 
 def test_users_servers_never_receive_identity_the_secret_or_the_sso_session(door):
@@ -578,7 +497,10 @@ def test_failed_requests_leave_no_secret_in_any_log(door):
         assert r.status_code >= 500, (r.status_code, r.text[:300])
     finally:
         config.unlink()
-    hub_log = door.hub.log.read_text()
+    # JupyterHub writes the request's log line (and its headers) once the answer has gone out
+    deadline = time.monotonic() + 10
+    while '"X-Campushub-Id-Token"' not in (hub_log := door.hub.log.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert '"X-Campushub-Proxy-Secret": "[secret]"' in hub_log and '"X-Campushub-Id-Token": "[secret]"' in hub_log
     folder = door.folder / "door"
     for log in (door.hub.log, folder / "access.log", folder / "error.log"):
@@ -812,7 +734,7 @@ def test_acme_gives_a_valid_apache_config(door, tmp_path):
 def test_a_certificate_from_files_is_the_one_served(door, tmp_path):
     from cryptography import x509
 
-    from campushub.ops.frontdoor import local_ca
+    from campushub.ops.frontdoor.tls import local_ca
 
     _ca, cert, key = local_ca(tmp_path / "given", TEST_DOMAIN, wildcard=True)  # not the door's own CA
     https_port = free_port()
@@ -836,7 +758,7 @@ def test_a_certificate_from_files_is_the_one_served(door, tmp_path):
 
 def test_a_certificate_that_does_not_cover_users_names_is_refused(door, tmp_path):
     """Per-user origins need *.hub.test: a certificate for the hub's name alone is named, and nothing is written."""
-    from campushub.ops.frontdoor import local_ca
+    from campushub.ops.frontdoor.tls import local_ca
 
     _ca, cert, key = local_ca(tmp_path / "given", TEST_DOMAIN)
     with pytest.raises(subprocess.CalledProcessError) as refused:

@@ -354,7 +354,7 @@ class RemoteUser(Login):
             setattr(a, key, getattr(settings, key))
         a.missing_user_redirect = settings.missing_user_redirect or ""
         a.missing_group_redirect = settings.missing_group_redirect or ""
-        a.sso_logout_url = settings.logout_url or ""
+        a.sso_logout_url = settings.logout_url or (site.front_door and site.front_door.logout_url()) or ""
         a.trusted_proxies = [str(net) for net in settings.trusted_proxies]
         if settings.proxy_secret:
             a.proxy_secret_header = settings.proxy_secret.header
@@ -380,8 +380,9 @@ def users_code_on_hub_host(site) -> list[int]:
 
 
 def id_token_of(site) -> IdTokenSettings | None:
-    """The ID token the hub verifies: ``auth.id_token``, else the one the generated front door sends."""
-    if site.auth.id_token or not site.front_door:
+    """The ID token the hub verifies: ``auth.id_token``, else the one the generated OpenID Connect front door
+    sends (a SAML front door sends none: the proxy secret guards its hop)."""
+    if site.auth.id_token or not (site.front_door and site.front_door.oidc):
         return site.auth.id_token
     oidc = site.front_door.oidc
     return IdTokenSettings(

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from ..auth import login_of
 from ..auth.remote_user import RemoteUserAuth, id_token_of
 from ..backends import accounts, backend_of, spawner_for, used
-from ..ops import database, frontdoor, state
+from ..ops import database, state
 from ..sitefile.errors import Problems, StartError
 from ..sitefile.fields import read_secret
 from ..sitefile.model import Site
@@ -76,7 +76,7 @@ def front_door(c, site: Site):
     door = site.front_door
     if not door:
         return
-    origin = frontdoor.public_origin(door)
+    origin = door.origin
     if not site.hub.public_url:
         c.JupyterHub.public_url = origin + urlsplit(site.hub.bind_url).path  # https: every hub cookie is Secure
     if door.user_origins:

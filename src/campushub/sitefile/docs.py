@@ -20,7 +20,7 @@ from ..backends import BACKENDS
 from ..backends.base import ProfileBase
 from .choices import AssociationChoice, CountChoice, DurationChoice, ListChoice, NumberChoice, SizeChoice
 from .model import Site
-from .sections import Certificate, FrontDoorSettings, OidcSettings
+from .sections import Certificate, FrontDoorSettings, OidcSettings, SamlSettings
 
 TAGS = {"type", "backend"}
 MARKER = re.compile(r"(<!-- fields: (?P<name>[\w.]+) -->\n)(.*?)(<!-- /fields -->)", re.S)
@@ -36,9 +36,10 @@ def models() -> dict[str, tuple[type[BaseModel], set[str]]]:
     door = FrontDoorSettings
     tables.update(
         {
-            "front_door": (door, {"certificate", "oidc"}),
+            "front_door": (door, {"certificate", "oidc", "saml"}),
             "front_door.certificate": (Certificate, set()),
             "front_door.oidc": (OidcSettings, set()),
+            "front_door.saml": (SamlSettings, set()),
             "profiles": (ProfileBase, set()),
         }
     )

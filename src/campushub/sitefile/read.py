@@ -73,7 +73,7 @@ def _resolve_paths(site: Site, folder: Path):
         backend.resolve_paths(site, folder)
     sources = [
         getattr(site.auth, "proxy_secret", None),
-        site.front_door and site.front_door.oidc.client_secret,
+        site.front_door and site.front_door.oidc and site.front_door.oidc.client_secret,
         site.hub.db_password,
         site.metrics.token,
     ]
@@ -165,7 +165,7 @@ def warnings_for(site: Site, environ=os.environ) -> list[str]:
 
 def _client_secret(site: Site, environ) -> list[str]:
     """The front door's OpenID Connect client secret, which `campushub frontdoor` reads, missing here."""
-    source = site.front_door and site.front_door.oidc.client_secret
+    source = site.front_door and site.front_door.oidc and site.front_door.oidc.client_secret
     if source and source.env and not environ.get(source.env):
         return [f"front_door.oidc.client_secret.env: {source.env} is not set here; `campushub frontdoor` needs it"]
     if source and source.file and not source.file.is_file():

@@ -6,12 +6,17 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from .fields import HostName, HttpUrl, Model, Name, Port, SecretSource
 
+#: where the front door serves its own pages (never proxied to the hub): the hub is down, signed out
+ERROR_PATH = "/campushub-error/"
+SIGNED_OUT = "signed-out.html"
+#: the SAML SP's own paths, which Apache answers (mod_shib)
+SAML_HANDLER = "/Shibboleth.sso"
 #: the longest announcement (characters)
 ANNOUNCEMENT_MAX = 500
 
@@ -71,6 +76,70 @@ class OidcSettings(ProviderSettings):
     )
 
 
+#: the eduPerson (and X.500) attributes the SAML front door can take a user's name and groups from: the id the SP
+#: knows each by, and its SAML name (an OID, as InCommon's identity providers release them)
+SAML_ATTRIBUTES = {
+    "uid": "urn:oid:0.9.2342.19200300.100.1.1",
+    "eppn": "urn:oid:1.3.6.1.4.1.5923.1.1.1.6",
+    "cn": "urn:oid:2.5.4.3",
+    "mail": "urn:oid:0.9.2342.19200300.100.1.3",
+    "isMemberOf": "urn:oid:1.3.6.1.4.1.5923.1.5.1.1",
+    "entitlement": "urn:oid:1.3.6.1.4.1.5923.1.1.1.7",
+    "affiliation": "urn:oid:1.3.6.1.4.1.5923.1.1.1.9",
+}
+
+
+#: a SAML entityID: a URL or a URN, nothing XML or a shell reads specially
+EntityId = Annotated[str, Field(pattern=r"^(https?://|urn:)[^\s\"'<>&]+$", max_length=1024)]
+
+
+class SamlSettings(Model):
+    """mod_shib (Shibboleth SP 3): the campus's SAML identity provider, as InCommon-style federations run them."""
+
+    idp_entity_id: EntityId = Field(description="the identity provider's entityID: where users sign in")
+    idp_metadata_url: HttpUrl | None = Field(
+        None,
+        description="where the SP fetches the identity provider's (or the federation's) metadata, again as it"
+        " expires; needs `idp_metadata_certificate`",
+    )
+    idp_metadata_certificate: Path | None = Field(
+        None,
+        description="the certificate that signs the metadata at `idp_metadata_url` (a federation publishes it):"
+        " metadata fetched from the network without a valid signature is refused",
+    )
+    idp_metadata_file: Path | None = Field(
+        None, description="the identity provider's metadata as a file, instead of `idp_metadata_url`"
+    )
+    entity_id: EntityId | None = Field(
+        None,
+        description="this front door's entityID, as registered at the identity provider; default"
+        " `https://SERVER_NAME/shibboleth`",
+    )
+    user_attribute: Literal["uid", "eppn", "cn", "mail"] = Field(
+        "uid",
+        description="the attribute that becomes `auth.user_header`: `uid` when names are system accounts"
+        " (`system_users`, Slurm); `eppn` (eduPersonPrincipalName, `name@campus.edu`) for container-only sites",
+    )
+    groups_attribute: Literal["isMemberOf", "entitlement", "affiliation"] = Field(
+        "isMemberOf",
+        description="the attribute that becomes `auth.groups_header`, its values joined with `;` (set"
+        " `auth.groups_separator: ';'`)",
+    )
+    single_logout: bool = Field(
+        False,
+        description="the identity provider supports SAML single logout: `/hub/logout` then ends its session too;"
+        " without it, the front door's logout page says to close the browser",
+    )
+
+    @model_validator(mode="after")
+    def _one_metadata_source(self):
+        if bool(self.idp_metadata_url) == bool(self.idp_metadata_file):
+            raise ValueError("give the identity provider's metadata as idp_metadata_url or idp_metadata_file")
+        if self.idp_metadata_url and not self.idp_metadata_certificate:
+            raise ValueError("idp_metadata_url needs idp_metadata_certificate, to check the metadata's signature")
+        return self
+
+
 class FrontDoorSettings(Model):
     """Apache httpd in front of the hub: TLS, and the campus SSO setting the identity."""
 
@@ -88,7 +157,8 @@ class FrontDoorSettings(Model):
         " door reaches it; default `hub.bind_url` (on loopback)",
     )
     certificate: Certificate = Field(Certificate(), description="the TLS certificate")
-    oidc: OidcSettings = Field(description="the campus OpenID Connect provider")
+    oidc: OidcSettings | None = Field(None, description="the campus OpenID Connect provider (or `saml`)")
+    saml: SamlSettings | None = Field(None, description="the campus SAML identity provider (or `oidc`)")
     user_origins: bool = Field(
         True,
         description="each user's server at a name of its own (`alice.server_name`; JupyterHub's `subdomain_host`),"
@@ -96,6 +166,28 @@ class FrontDoorSettings(Model):
         " opens it. Needs wildcard DNS and a wildcard certificate. `false`: servers share the hub's origin (see"
         " docs/authentication.md for what that allows)",
     )
+
+    @model_validator(mode="after")
+    def _one_sign_in(self):
+        if (self.oidc is None) == (self.saml is None):
+            raise ValueError("give the campus sign-in as oidc (OpenID Connect) or saml (Shibboleth), one of them")
+        return self
+
+    @property
+    def origin(self) -> str:
+        """``https://server_name[:port]``: the hub's origin, as users' browsers see it."""
+        return f"https://{self.server_name}" + ("" if self.https_port == 443 else f":{self.https_port}")
+
+    def logout_url(self) -> str | None:
+        """Where ``/hub/logout`` sends the browser to end the SAML session: through the identity provider's single
+        logout, or (without it) the SP's own, to a page that says to close the browser. None for OpenID Connect,
+        whose logout the site gives (``auth.logout_url``)."""
+        if not self.saml:
+            return None
+        if self.saml.single_logout:
+            return f"{self.origin}{SAML_HANDLER}/Logout?return={quote(self.origin + '/hub/home', safe='')}"
+        back = quote(f"{self.origin}{ERROR_PATH}{SIGNED_OUT}", safe="")
+        return f"{self.origin}{SAML_HANDLER}/Logout/Local?return={back}"
 
 
 def _link(value: str) -> str:

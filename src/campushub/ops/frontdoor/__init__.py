@@ -8,27 +8,26 @@ proxies (websockets too) to the hub.
 
 from __future__ import annotations
 
-import datetime
 import grp
 import ipaddress
 import os
-import shutil
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import jinja2
 
-from ..auth.remote_user import RemoteUserAuth, id_token_of
-from ..hub import branding
-from ..sitefile.errors import SiteError
-from ..sitefile.fields import read_secret
-from ..sitefile.sections import FrontDoorSettings
-from . import state
+from ...auth.remote_user import RemoteUserAuth
+from ...hub import branding
+from ...sitefile.errors import SiteError
+from ...sitefile.fields import read_secret
+from ...sitefile.sections import ERROR_PATH, SIGNED_OUT, FrontDoorSettings
+from .. import state
+from . import oidc, saml, tls
 
 if TYPE_CHECKING:
-    from ..sitefile.model import Site
+    from ...sitefile.model import Site
 
 
 def door_of(site: Site) -> FrontDoorSettings:
@@ -48,6 +47,11 @@ def problems(site: Site) -> list[str]:
         return [
             "front_door: set auth.proxy_secret: the front door sends it, so the hub can tell"
             " the front door from anything else that reaches its proxy"
+        ]
+    if site.front_door.saml and site.auth.groups_separator != ";":
+        return [
+            f"auth.groups_separator: {site.auth.groups_separator!r}, but the SAML front door joins a user's groups"
+            " with ';' (as Shibboleth does): set it to ';'"
         ]
     return _origin_problems(site)
 
@@ -73,9 +77,9 @@ def _origin_problems(site: Site) -> list[str]:
             f" or use source: file with a wildcard certificate{off}"
         )
     public = site.hub.public_url and urlsplit(site.hub.public_url)
-    if public and (public.scheme, public.netloc) != ("https", urlsplit(public_origin(door)).netloc):
+    if public and (public.scheme, public.netloc) != ("https", urlsplit(door.origin).netloc):
         found.append(
-            f"hub.public_url: the front door serves the hub at {public_origin(door)}/ (front_door.server_name and"
+            f"hub.public_url: the front door serves the hub at {door.origin}/ (front_door.server_name and"
             " https_port); leave public_url unset, or make it that"
         )
     return found
@@ -114,126 +118,9 @@ MODULES = [
     "proxy",
     "proxy_http",
     "proxy_wstunnel",
-    "auth_openidc",
     "md",
 ]
 MODULE_DIR = "/usr/lib/apache2/modules"
-#: where the front door serves its own pages (never proxied to the hub)
-ERROR_PATH = "/campushub-error/"
-LOCAL_CA_DAYS = 825
-
-
-def local_ca(folder: Path, server_name: str, wildcard: bool = False) -> tuple[Path, Path, Path]:
-    """A CA and a server certificate for ``server_name`` (with ``wildcard``, ``*.server_name`` too; and loopback),
-    made once in ``folder``: again when the names it covers change."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    ca_pem, cert_pem, key_pem = folder / "ca.pem", folder / "server.pem", folder / "server.key"
-    wanted = [server_name, f"*.{server_name}"] if wildcard else [server_name]
-    if cert_pem.exists() and key_pem.exists() and not uncovered(cert_pem, wanted):
-        return ca_pem, cert_pem, key_pem
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.UTC)
-
-    def build(subject, issuer, public_key, signer, *extensions):
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(issuer)
-            .public_key(public_key)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=LOCAL_CA_DAYS))
-        )
-        for extension, critical in extensions:
-            builder = builder.add_extension(extension, critical=critical)
-        return builder.sign(signer, hashes.SHA256())
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"campushub local CA ({server_name})")])
-    ca = build(ca_name, ca_name, ca_key.public_key(), ca_key, (x509.BasicConstraints(ca=True, path_length=0), True))
-    key = ec.generate_private_key(ec.SECP256R1())
-    names: list[x509.GeneralName] = [x509.DNSName(n) for n in wanted]
-    try:
-        names.append(x509.IPAddress(ipaddress.ip_address(server_name)))
-    except ValueError:
-        names += [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    cert = build(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, server_name)]),
-        ca_name,
-        key.public_key(),
-        ca_key,
-        (x509.SubjectAlternativeName(names), False),
-        (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False),
-    )
-    ca_pem.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    state.write_private(
-        key_pem,
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
-    )
-    return ca_pem, cert_pem, key_pem
-
-
-def _tls(site: Site, folder: Path, root: str) -> list[str]:
-    """Apache's certificate lines; certificate files are copied into ``folder``/tls."""
-    door = door_of(site)
-    cert = door.certificate
-    if cert.source == "acme":  # mod_md obtains and renews the certificate itself
-        lines = [
-            f"MDomain {' '.join(names(door))}",
-            "MDCertificateAgreement accepted",
-            f"MDContactEmail {cert.acme_email}",
-            f"MDStoreDir {root}/md",
-        ]
-        if door.user_origins:  # a wildcard name: only the DNS-01 challenge can prove it
-            lines += ["MDCAChallenges dns-01", f"MDChallengeDns01 {cert.acme_dns01_command}"]
-        if cert.acme_staging:
-            lines.append("MDCertificateAuthority https://acme-staging-v02.api.letsencrypt.org/directory")
-        return lines
-    if cert.source == "file":
-        server_cert, server_key = Path(str(cert.cert)), Path(str(cert.key))  # both set: the model refuses less
-        missing = uncovered(server_cert, names(door))
-        if missing:
-            raise SiteError(
-                [
-                    f"front_door.certificate.cert: {server_cert} does not cover {', '.join(missing)}"
-                    + (" (per-user origins need a wildcard certificate)" if door.user_origins else "")
-                ]
-            )
-    else:
-        _ca, server_cert, server_key = local_ca(folder / "ca", door.server_name, door.user_origins)
-    tls = folder / "tls"
-    tls.mkdir(mode=0o700, exist_ok=True)
-    shutil.copyfile(server_cert, tls / "server.pem")
-    shutil.copyfile(server_key, state.private_file(tls / "server.key"))
-    return [f"SSLCertificateFile {root}/tls/server.pem", f"SSLCertificateKeyFile {root}/tls/server.key"]
-
-
-def names(door: FrontDoorSettings) -> list[str]:
-    """The names the front door's certificate must cover: its own, and every user's with per-user origins."""
-    return [door.server_name, f"*.{door.server_name}"] if door.user_origins else [door.server_name]
-
-
-def uncovered(pem: Path, wanted: list[str]) -> list[str]:
-    """The names in ``wanted`` that the certificate at ``pem`` has no subject alternative name for."""
-    from cryptography import x509
-
-    try:
-        certificate = x509.load_pem_x509_certificate(pem.read_bytes())
-        has = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (OSError, ValueError, x509.ExtensionNotFound):
-        return wanted
-    dns = {n.lower() for n in has.get_values_for_type(x509.DNSName)}
-    return [n for n in wanted if n.lower() not in dns]
-
-
-def public_origin(door: FrontDoorSettings) -> str:
-    """``https://server_name[:port]``: the hub's origin, as users' browsers see it."""
-    return f"https://{door.server_name}" + ("" if door.https_port == 443 else f":{door.https_port}")
 
 
 def quoted(value: str, field: str) -> str:
@@ -245,13 +132,16 @@ def quoted(value: str, field: str) -> str:
 
 TEMPLATES = jinja2.Environment(
     loader=jinja2.FunctionLoader(lambda name: resources.files("campushub").joinpath("templates", name).read_text()),
-    autoescape=False,  # Apache's config, not HTML: every value is validated, and quoted ones by `quoted`
+    # Apache's config is not escaped: every value is validated, and quoted ones by `quoted`; the SAML SP's XML is
+    autoescape=jinja2.select_autoescape(enabled_extensions=("xml",), default_for_string=False, default=False),
     trim_blocks=True,
     lstrip_blocks=True,
     keep_trailing_newline=True,
     undefined=jinja2.StrictUndefined,
 )
 TEMPLATES.filters["quoted"] = quoted
+#: the front door's own pages: HTML, escaped
+PAGES = jinja2.Environment(loader=TEMPLATES.loader, autoescape=True, undefined=jinja2.StrictUndefined)
 
 
 def vhost(site: Site, folder: Path, root: str) -> str:
@@ -259,69 +149,85 @@ def vhost(site: Site, folder: Path, root: str) -> str:
     what a site's existing Apache includes."""
     door, auth = door_of(site), site.auth
     assert isinstance(auth, RemoteUserAuth) and auth.proxy_secret  # problems() refuses the site otherwise
-    public = public_origin(door)
+    public = door.origin
     # the hub's proxy serves the same paths as the front door (a bind_url path is the public path too)
     upstream = urlsplit(door.upstream or site.hub.bind_url.replace("0.0.0.0", "127.0.0.1"))
-    id_token = id_token_of(site)
-    assert id_token is not None  # a front door always sends one
     prefix = urlsplit(site.hub.bind_url).path.rstrip("/") + "/"
+    if door.oidc:
+        sso = oidc.sign_in(site, door, door.oidc, folder, public)
+    else:
+        assert door.saml is not None  # the model wants one of them
+        sso = saml.sign_in(site, door, door.saml, root)
     return TEMPLATES.get_template("frontdoor/vhost.conf").render(
         door=door,
-        oidc=door.oidc,
+        sso=sso,
         auth=auth,
         secret=auth.proxy_secret,
         secret_value=read_secret(auth.proxy_secret, "auth.proxy_secret", min_length=16),
-        client_secret=read_secret(door.oidc.client_secret, "front_door.oidc.client_secret"),
-        passphrase=state.secret(folder / "oidc_passphrase")[0],
-        id_token_header=id_token.header,
-        identity_headers=(auth.user_header, auth.groups_header, auth.proxy_secret.header, id_token.header),
+        # everything the hub believes of a request: the headers the session sets, and the secret
+        identity_headers=(
+            auth.user_header,
+            auth.groups_header,
+            auth.proxy_secret.header,
+            *[h for h, _v in sso["headers"][2:]],
+        ),
         public=public,
         upstream=f"{upstream.scheme}://{upstream.netloc}",
         hub_path=prefix + "hub/",
         user_path=prefix + "user/",
         user_origins=door.user_origins,
-        tls=_tls(site, folder, root),
+        tls=tls.lines(door, folder, root),
         error_path=ERROR_PATH,
         root=root,
-        logout_to=quote(door.oidc.logout_to or f"{public}/", safe=""),
     )
 
 
 def httpd_conf(site: Site, root: str) -> str:
     """A complete Apache configuration that runs only the front door, its files under ``root``."""
+    door = door_of(site)
+    modules = [(f"{m}_module", f"mod_{m}.so") for m in MODULES]
+    modules.insert(-1, ("auth_openidc_module", "mod_auth_openidc.so") if door.oidc else ("mod_shib", "mod_shib.so"))
     return TEMPLATES.get_template("frontdoor/httpd.conf").render(
-        door=site.front_door, root=root, modules=MODULES, module_dir=MODULE_DIR
+        door=door, root=root, modules=modules, module_dir=MODULE_DIR
     )
 
 
 def error_pages(site: Site, folder: Path):
-    """The page users see when the hub does not answer, in the site's name and colours (readable by Apache)."""
+    """The pages the front door serves itself, in the site's name and colours (readable by Apache): when the hub
+    does not answer, and (SAML) after a logout that leaves the identity provider's session."""
     folder.mkdir(mode=0o755, exist_ok=True)
     folder.chmod(0o755)
-    template = jinja2.Environment(autoescape=True).from_string(
-        resources.files("campushub").joinpath("templates", "frontdoor", "503.html").read_text()
-    )
-    page = folder / "503.html"
-    page.write_text(template.render(**site.branding.model_dump(), **branding.colors(site.branding)))
-    page.chmod(0o644)
+    door = door_of(site)
+    pages = ["503.html"] + ([SIGNED_OUT] if door.saml else [])
+    colors = branding.colors(site.branding)
+    for name in pages:
+        page = folder / name
+        page.write_text(PAGES.get_template(f"frontdoor/{name}").render(**site.branding.model_dump(), **colors))
+        page.chmod(0o644)
 
 
 def write(site: Site, folder: Path, root: str | None = None) -> Path:
-    """Write ``httpd.conf``, ``campushub-vhost.conf`` (both 0600: they hold secrets), ``tls/`` and the two
-    logs (0640 to the adm group) into ``folder``.
+    """Write ``httpd.conf``, ``campushub-vhost.conf`` (both 0600: they hold secrets), ``tls/``, the two logs
+    (0640 to the adm group), ``run`` (which starts it) and, for SAML, the SP's ``shibboleth/`` into ``folder``.
 
-    The folder also keeps what is made once and reused: the local CA (``ca/``) and the
-    passphrase mod_auth_openidc encrypts its sessions with.
+    The folder also keeps what is made once and reused: the local CA (``ca/``), the passphrase
+    mod_auth_openidc encrypts its sessions with, and the SAML SP's key pair.
 
     ``root`` is where Apache will see ``folder`` (in a container, its mount point); default: ``folder``.
     """
     folder.mkdir(mode=0o711, parents=True, exist_ok=True)
     folder.chmod(0o711)  # Apache's workers (www-data) reach errors/ only; every other file is private
     root = (root or str(folder.absolute())).rstrip("/")
+    door = door_of(site)
     error_pages(site, folder / "errors")
+    if door.saml:
+        saml.write(site, door, door.saml, folder, root, TEMPLATES)
     state.write_private(folder / "campushub-vhost.conf", vhost(site, folder, root))
     conf = folder / "httpd.conf"
     state.write_private(conf, httpd_conf(site, root))
+    run = folder / "run"
+    run.write_text(TEMPLATES.get_template("frontdoor/run").render(root=root, saml=bool(door.saml)))
+    run.chmod(0o755)
     for log in ("access.log", "error.log"):
         private_log(folder / log)
     return conf
