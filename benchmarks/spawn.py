@@ -19,11 +19,15 @@ account removed, once its server or job is gone) whatever happened.
     .venv/bin/python benchmarks/spawn.py --profiles local,local-cold --users 1,10,30,100
     .venv/bin/python benchmarks/spawn.py --profiles local,container --users 1,10
     .venv/bin/python benchmarks/spawn.py --profiles local,slurm --users 1 --repeat 5
+    .venv/bin/python benchmarks/spawn.py --profiles local,slurm-nodes --users 1,10   # scripts/slurm cluster start
+    .venv/bin/python benchmarks/spawn.py --profiles local,local-noledger --users 1,10 --repeat 3
 
 ``local`` runs servers as processes on this host, as each user's own account, forked from the
-pre-imported parent (the default); ``local-cold`` is the same with ``fast_start: false``; ``container``
+pre-imported parent (the default); ``local-cold`` is the same with ``fast_start: false``; ``local-noledger`` is
+``local`` without the sessions ledger (``ledger: {enabled: false}``); ``container``
 runs the slim lab image (scripts/images) on the engine at $DOCKER_HOST (default: Podman's
-socket, scripts/engine); ``slurm`` submits jobs to the cluster at $SLURM_CONF (scripts/slurm).
+socket, scripts/engine); ``slurm`` submits jobs to the cluster at $SLURM_CONF (scripts/slurm); ``slurm-nodes`` to
+the cluster of several hosts (scripts/slurm cluster start), whose nodes reach the hub on their bridge.
 Absolute times on a shared 2-core machine are noisy: compare figures from the same run.
 """
 
@@ -49,11 +53,16 @@ ADMIN = "bench-admin"
 PROFILES = {
     "local": {"backend": "local", "system_users": True},  # forked from the pre-imported parent (the default)
     "local-cold": {"backend": "local", "system_users": True, "fast_start": False},  # started the normal way
+    "local-noledger": {"backend": "local", "system_users": True},  # `local` on a site without the sessions ledger
     "container": {"backend": "container", "image": "localhost/campushub-lab-slim:latest"},
     "slurm": {"backend": "slurm", "cpu": 1, "memory": "1G"},
+    # on the cluster of several hosts (scripts/slurm cluster start): each server on a compute node of its own host
+    "slurm-nodes": {"backend": "slurm", "cpu": 1, "memory": "512M"},
 }
 #: servers run as users' own accounts: the benchmark makes one per user
-NEEDS_ACCOUNTS = {"local", "local-cold", "slurm"}
+NEEDS_ACCOUNTS = {"local", "local-cold", "local-noledger", "slurm", "slurm-nodes"}
+#: the cluster of several hosts: the hub's address on its bridge, and its slurm.conf
+NODES_HUB, NODES_CONF = "10.77.0.1", "/var/lib/campushub-slurm-net/slurm.conf"
 
 
 def default_site(profile: str) -> dict:
@@ -65,6 +74,8 @@ def default_site(profile: str) -> dict:
         "profiles": [{"slug": profile, "name": profile, "default": True, **PROFILES[profile]}],
         "culler": {"enabled": False},
     }
+    if profile == "local-noledger":
+        site["ledger"] = {"enabled": False}
     if profile == "container":
         # the hub runs on this host; containers on the engine's default network call it back there
         port = free_port()
@@ -75,6 +86,14 @@ def default_site(profile: str) -> dict:
         }
     if profile == "slurm":
         site["slurm"] = {"conf": os.environ.get("SLURM_CONF", "/var/lib/campushub-slurm/slurm.conf")}
+    if profile == "slurm-nodes":  # the nodes reach the hub on the cluster's bridge
+        port = free_port()
+        site["hub"].update(hub_ip=NODES_HUB, hub_port=port)
+        site["slurm"] = {
+            "conf": NODES_CONF,
+            "hub_host_runs_jobs": False,
+            "hub_connect_url": f"http://{NODES_HUB}:{port}",
+        }
     return site
 
 
@@ -212,7 +231,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", default="1,10,30", help="comma-separated user counts (default 1,10,30)")
     parser.add_argument(
-        "--profiles", default="local", help="comma-separated: local, local-cold, container, slurm (default local)"
+        "--profiles",
+        default="local",
+        help="comma-separated: local, local-cold, container, slurm, slurm-nodes (default local)",
     )
     parser.add_argument("--repeat", type=int, default=1, help="run every round this many times (default 1)")
     parser.add_argument("--site", type=Path, help="a site file to use (its profiles named in --profiles)")

@@ -14,7 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from harness import IN_CI, REPO, Hub, ensure_account, ensure_user, free_port, kill_processes_of, require_root
+from harness import (
+    IN_CI,
+    REPO,
+    Hub,
+    ensure_account,
+    ensure_user,
+    free_port,
+    kill_processes_of,
+    require_root,
+    scripts_slurm,
+)
 
 SERVICES = Path(__file__).parent / "services"
 
@@ -204,5 +214,4 @@ def slurm_cluster():
     """The single-node test cluster (scripts/slurm start, which mends a controller an earlier module stopped):
     its SLURM_CONF."""
     require_root("running slurmctld and slurmd")
-    out = subprocess.run([str(REPO / "scripts" / "slurm"), "start"], capture_output=True, text=True, check=True)
-    return out.stdout.strip().removeprefix("SLURM_CONF=")
+    return scripts_slurm("start").removeprefix("SLURM_CONF=")

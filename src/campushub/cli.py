@@ -1,4 +1,4 @@
-"""The ``campushub`` command: check, init, frontdoor, up, status, backup, restore, upgrade and doctor."""
+"""The ``campushub`` command: check, init, frontdoor, up, status, backup, restore, upgrade, doctor and report."""
 
 from __future__ import annotations
 
@@ -164,6 +164,33 @@ def doctor(path: Path, args) -> int:
     return 1 if findings else 0
 
 
+def report(path: Path, args) -> int:
+    """Usage from the sessions ledger between two dates, grouped, as a table, CSV or JSON."""
+    from .ledger import store
+    from .ledger.report import ReportError
+    from .ledger.report import report as make_report
+    from .sitefile.errors import StartError
+    from .sitefile.read import load_site
+
+    site = load_site(path)
+    engine = store.engine(site)
+    try:
+        with engine.connect() as connection:
+            if store.revision(connection) is None:
+                raise StartError(
+                    [f"ledger: {store.database.shown(site)} has no sessions ledger yet (the hub makes it)"]
+                )
+            found = make_report(connection, args.since, args.until, args.by, args.group)
+    except ReportError as e:
+        raise StartError([str(e)]) from None
+    finally:
+        engine.dispose()
+    if found.note and args.format != "table":
+        print(found.note, file=sys.stderr)
+    sys.stdout.write(found.text(args.format))
+    return 0
+
+
 def up(path: Path, args) -> int:
     """Run the hub in the foreground."""
     from .ops.up import run_hub
@@ -186,6 +213,11 @@ COMMANDS = {
         ("out", "root", "saml_metadata"),
     ),
     "status": ("say whether the hub answers /hub/health", status, ("compose", "env_file", "wait")),
+    "report": (
+        "usage from the sessions ledger between two dates, grouped",
+        report,
+        ("since", "until", "by", "group", "format"),
+    ),
 }
 
 #: option -> (its flags, argparse's settings)
@@ -266,6 +298,21 @@ OPTIONS: dict[str, tuple[list[str], dict[str, Any]]] = {
     "as_user": (
         ["--as-user"],
         {"metavar": "ACCOUNT", "help": "when started as root, run the hub as this unprivileged account"},
+    ),
+    "since": (["--since"], {"metavar": "YYYY-MM-DD", "help": "the first day (UTC; default 30 days before --until)"}),
+    "until": (["--until"], {"metavar": "YYYY-MM-DD", "help": "the last day, included (UTC; default today)"}),
+    "by": (
+        ["--by"],
+        {"default": "group", "help": "group by user, group, profile, backend, account, month or day (default group)"},
+    ),
+    "group": (["--group"], {"metavar": "NAME", "help": "only the sessions of users in this group"}),
+    "format": (
+        ["--format"],
+        {
+            "choices": ("table", "csv", "json"),
+            "default": "table",
+            "help": "table for people, csv or json (default table)",
+        },
     ),
     "retry_delay": (
         ["--retry-delay"],

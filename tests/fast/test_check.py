@@ -42,6 +42,7 @@ def with_profiles(*profiles, **sections):
 
 
 SAML = {"idp_entity_id": "https://idp.example.edu/idp/shibboleth", "idp_metadata_file": "/etc/hostname"}
+SLURM_NODE = {"slug": "batch", "name": "Batch", "backend": "slurm"}
 LOCAL = {"slug": "local", "name": "Local", "backend": "local", "system_users": True}
 
 
@@ -118,6 +119,19 @@ def test_valid_site_prints_ok(check):
             id="acme-without-email",
         ),
         pytest.param(base_site(front_door={}), "front_door", "oidc (OpenID Connect) or saml", id="door-without-sso"),
+        # Slurm on other hosts: a hub API the nodes would reach as themselves, or one the hub does not listen at
+        pytest.param(
+            with_profiles(SLURM_NODE, slurm={"hub_host_runs_jobs": False}),
+            "hub.hub_ip",
+            "which a compute node cannot",
+            id="nodes-reach-a-loopback-hub",
+        ),
+        pytest.param(
+            with_profiles(SLURM_NODE, slurm={"hub_host_runs_jobs": False, "hub_connect_url": "http://10.0.0.2:8081"}),
+            "hub.hub_ip",
+            "listens on loopback only",
+            id="hub-not-listening-where-nodes-reach-it",
+        ),
         pytest.param(
             base_site(
                 front_door={

@@ -20,6 +20,7 @@ from campushub.auth import LOGINS
 from campushub.backends import BACKENDS
 from campushub.backends.base import ProfileBase
 from campushub.hub import configurer
+from campushub.ledger import store
 from campushub.ops import frontdoor, state
 from campushub.sitefile.model import Site
 from campushub.sitefile.read import ENV_OVERRIDES, load_site
@@ -64,7 +65,7 @@ def observe(tmp_path):
             loaded.hub.state_dir = tmp_path / site["hub"]["state_dir"]
         c = Config()
         configurer.configure(c, loaded)
-        seen = {"config": repr(sorted(_plain(c).items()))}
+        seen = {"config": repr(sorted(_plain(c).items())), "ledger": store.retention(loaded)}
         if loaded.front_door:
             out = tmp_path / "door"
             out.mkdir(exist_ok=True)
@@ -596,10 +597,16 @@ CHANGES = {
     "slurm.conf": (SLURM, {"slurm.conf": "/etc/slurm/other.conf"}),
     "slurm.submit_as": (SLURM, {"slurm.submit_as": "sbatch_uid"}),
     "slurm.hub_connect_url": (SLURM, {"slurm.hub_connect_url": "http://hub.example.edu:8081"}),
-    "slurm.hub_host_runs_jobs": (SLURM, {"slurm.hub_host_runs_jobs": False}),
+    "slurm.hub_host_runs_jobs": (
+        SLURM,
+        {"slurm.hub_host_runs_jobs": False, "hub.hub_ip": "10.0.0.2", "slurm.hub_connect_url": "http://10.0.0.2:8081"},
+    ),
     "slurm.python_bin": (SLURM, {"slurm.python_bin": "/opt/jupyter/bin"}),
     "slurm.warn_minutes": (SLURM, {"slurm.warn_minutes": [5]}),
     "slurm.save_seconds": (SLURM, {"slurm.save_seconds": 0}),
+    "ledger.enabled": (LOCAL, {"ledger.enabled": False}),
+    "ledger.keep_days": (LOCAL, {"ledger.keep_days": 365}),
+    "ledger.export_dir": (LOCAL, {"ledger.export_dir": "exports"}),
     "metrics.enabled": ({**LOCAL, "metrics": {"token": {"env": "OTHER_SECRET"}}}, {"metrics.enabled": True}),
     "metrics.token.env": (
         {**LOCAL, "metrics": {"enabled": True, "token": {"env": "OTHER_SECRET"}}},

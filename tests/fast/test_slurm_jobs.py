@@ -33,6 +33,11 @@ def test_a_pending_line_reads_with_a_reason_that_has_spaces():
         ("QOSMaxJobsPerUserLimit", "you already run the most jobs your QOS allows"),
         ("AssocGrpGRES", "Slurm says: AssocGrpGRES"),
         ("QOSGrpNodeLimit", "a limit of your account or QOS holds it for now (Slurm: QOSGrpNodeLimit)"),
+        # ReqNodeNotAvail, as squeue writes it once the scheduler has looked again
+        (
+            "Nodes required for job are DOWN, DRAINED or reserved for jobs in higher priority partitions",
+            "the nodes it needs are not available now (maintenance, or down)",
+        ),
     ],
 )
 def test_pending_reasons_in_words_without_an_estimate(reason, words):
@@ -74,6 +79,14 @@ def test_jobs_ahead_are_those_of_higher_priority():
         ("7|CANCELLED by 1001|0:0|None", 1001, "Job 7 was cancelled by you.", "Start it again"),
         ("7|FAILED|3:0|NonZeroExitCode", 1001, "Job 7 failed.", "The last lines of its log"),
         ("", 1001, "Job 7 ended (UNKNOWN).", "The last lines of its log"),
+        # its node failed: the node named (sacct's NodeList), the job not requeued (--no-requeue)
+        (
+            "7|NODE_FAIL|0:0|None|node1\n7.batch|CANCELLED|0:15||node1",
+            1001,
+            "Job 7 ended because its node, node1, failed (or the cluster lost touch with it).",
+            "Start it again",
+        ),
+        ("7|NODE_FAIL|0:0|None|None assigned", 1001, "Job 7 ended because its node failed.", "Start it again"),
     ],
 )
 def test_how_a_job_ended_in_words_with_advice(sacct, uid, words, advice):

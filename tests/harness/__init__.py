@@ -31,7 +31,7 @@ from .network import (
 )
 from .saml_idp import SamlIdp
 from .sites import EMBEDDED, EXTERNAL, GROUP, PROXY_SECRET, SECRET_ENV, base_site, guarded, needs_root
-from .slurm import slurm
+from .slurm import scripts_slurm, slurm
 from .stubs import StubUser
 
 __all__ = [
@@ -78,6 +78,7 @@ __all__ = [
     "require_root",
     "resolve_test_domain",
     "run_in_kernel",
+    "scripts_slurm",
     "slurm",
     "start_through_door",
     "wait_listening",

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 from ..auth import login_of
 from ..auth.remote_user import RemoteUserAuth, id_token_of
 from ..backends import accounts, backend_of, spawner_for, used
+from ..ledger import page as usage_page
+from ..ledger import store, totals
 from ..ops import database, state
 from ..sitefile.errors import Problems, StartError
 from ..sitefile.fields import read_secret
@@ -21,7 +23,7 @@ from ..sitefile.model import Site
 from ..sitefile.read import config_path, load_site
 from . import api, branding, metrics, start_api
 
-CULLER_SERVICE = "jupyterhub-idle-culler-service"
+CULLER_SERVICE = start_api.CULLER_SERVICE
 CULLER_ROLE = "jupyterhub-idle-culler-role"
 #: exactly the seed deployment's scopes; deleting users (culler.users) also needs admin:users
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
@@ -160,11 +162,22 @@ def pages(c, site: Site):
     c.JupyterHub.template_paths = [branding.template_path()]
     announcement = branding.Announcement(site.hub.state_dir, settings.announcement)
     password = str(site.hub.state_dir / "shared_password") if site.auth.type == "shared_password" else ""
-    c.JupyterHub.template_vars = {"campushub": branding.PageVars(settings, announcement, password)}
+    c.JupyterHub.template_vars = {
+        "campushub": branding.PageVars(settings, announcement, password),
+        "campushub_usage": site.ledger.enabled,  # the admins' link to the usage page
+    }
     tornado = c.JupyterHub.tornado_settings if "tornado_settings" in c.JupyterHub else {}
     c.JupyterHub.tornado_settings = {**tornado, "campushub_announcement": announcement}
     if settings.logo:
         c.JupyterHub.logo_file = str(settings.logo)
+
+
+def ledger(c, site: Site):
+    """The sessions ledger: recorded by the profiles spawner, shown to admins at ``/hub/campushub/usage``."""
+    c.CampusProfilesSpawner.ledger = site.ledger.enabled
+    if site.ledger.enabled:
+        handlers = c.JupyterHub.extra_handlers if "extra_handlers" in c.JupyterHub else []
+        c.JupyterHub.extra_handlers = [*handlers, *usage_page.HANDLERS]
 
 
 def culler(c, site: Site):
@@ -213,7 +226,7 @@ def extra_config(c, site: Site):
         exec(compile(path.read_text(), str(path), "exec"), {"c": c, "__file__": str(path)})  # noqa: S102
 
 
-SECTIONS = (hub, proxy, front_door, logs, auth, profiles, pages, culler, prometheus, extra_config)
+SECTIONS = (hub, proxy, front_door, logs, auth, profiles, pages, ledger, culler, prometheus, extra_config)
 
 
 def configure(c, site: Site, extra: bool = True):
@@ -256,12 +269,18 @@ def class_problems(site: Site) -> list[str]:
 def install(site: Site):
     """What the hub's own process does before its config is read, and ``campushub up``'s check of the config
     (:func:`configure` alone) never does: make the state directory and the secrets kept there (the proxy's token, a
-    login's passwords) and the SQLite file, private; serve campushub's API handlers; declare its metrics for every
-    profile; warm the backends up; refuse request bodies over :data:`campushub.hub.api.MAX_BODY_BYTES`."""
+    login's passwords) and the SQLite file, private; make or check the sessions ledger (closing what a stopped hub
+    left open, pruning old rows daily); serve campushub's API handlers; declare its metrics for every profile; warm
+    the backends up; refuse request bodies over :data:`campushub.hub.api.MAX_BODY_BYTES`."""
     state_dir = state.prepare(site.hub.state_dir)
     state.secret(state_dir / PROXY_TOKEN)
     login_of(site).prepare(site)
     database.prepare(site)
+    for line in store.prepare(site):
+        print(f"campushub: {line}", file=sys.stderr, flush=True)
+    if site.ledger.enabled:
+        totals.register(database.url(site))
+        store.prune_daily(site)
     start_api.install()  # start requests judged before JupyterHub keeps them
     api.register(branding.API_PATH, branding.AnnouncementHandler)
     metrics.declare({p.slug: p.backend for p in site.profiles})

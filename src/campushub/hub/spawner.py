@@ -4,25 +4,31 @@ Everything a user sends when starting a server (the API's JSON body, the spawn f
 ``apply_user_options`` (:mod:`campushub.hub.options`), which JupyterHub calls before every start. The
 child spawner gets its settings from the site file and the typed values of the choices only; it never
 sees ``user_options``. This module holds the start itself, its state and the home page's card; the form
-is :mod:`campushub.hub.form`, turn-taking :mod:`campushub.hub.turns`.
+is :mod:`campushub.hub.form`, turn-taking :mod:`campushub.hub.turns`. Each session is recorded in the
+ledger (:mod:`campushub.ledger.record`) as it happens.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 
 from jupyterhub.spawner import Spawner
 from sqlalchemy.orm import object_session
-from traitlets import Bool, Dict, List, Unicode, default
+from traitlets import Bool, Dict, Integer, List, Unicode, default
 from wrapspawner import ProfilesSpawner
 
 from ..backends.accounts import OwnAccount, has_account, make_account
+from ..ledger import record
 from ..sitefile.choices import words
 from ..sitefile.model import AccountSettings
 from . import metrics
 from .form import Form
 from .options import MissingAccount
 from .turns import ADMISSION, listening
+
+#: Slurm accountings the ledger waits for
+RECONCILING: set[asyncio.Future] = set()
 
 
 class CampusProfilesSpawner(Form, ProfilesSpawner, OwnAccount):
@@ -43,6 +49,11 @@ class CampusProfilesSpawner(Form, ProfilesSpawner, OwnAccount):
     chosen = Dict(help="The typed values chosen for the running server (CPUs, bytes, minutes, names).")
     last_end = Dict(help="How the last server ended by itself, or failed to start (the backend's words); kept.")
     listened = Bool(False, help="Whether the last start's server listened (else it ended, or never answered).")
+    ledger = Bool(True, config=True, help="Record each session in the sessions ledger.")
+    ledger_id = Integer(None, allow_none=True, help="The ledger's row of the current session; kept in the state.")
+    stopped_by = Unicode("", help="Who asked the hub to stop the server (a ledger outcome: user, admin, culled).")
+    restored = Bool(False, help="The server was found in the saved state at the hub's start, not yet polled.")
+    reconciled = Integer(None, allow_none=True, help="The last ledger row whose Slurm accounting was asked for.")
 
     @default("apply_user_options")
     def _default_apply_user_options(self):
@@ -85,17 +96,26 @@ class CampusProfilesSpawner(Form, ProfilesSpawner, OwnAccount):
         A start that fails is remembered, with what the backend knows of why, for the home page.
         """
         admitted = self.child_profile in self.admitted_profiles
+        self.stopped_by, self.restored = "", False
+        if self.ledger:
+            slug = self.child_profile
+            self.ledger_id = record.asked(self, slug, self.profile_backends.get(slug, ""), self.user_options or {})
         if admitted:
             await ADMISSION.enter(self)
         self.last_end = {}
         try:
             ip, port = await super().start()
+            record.started(self, self.ledger_id, self.child_spawner)
             self.keep_state(ip, port)
             self.listened = await listening(ip, port, self.child_spawner.http_timeout, self.child_spawner)
+            if self.listened:
+                record.ready(self, self.ledger_id)
             return ip, port
-        except Exception as e:
+        except BaseException as e:  # a timeout cancels the start: recorded as a failed start too
             self.last_end = {"words": "Your server did not start.", "advice": str(getattr(e, "message", e))[:500]}
-            self.last_end.update(await self._end_reason(failed_start=True))
+            if isinstance(e, Exception):
+                self.last_end.update(await self._end_reason(failed_start=True))
+            record.ended(self, self.ledger_id, "failed", f"{self.last_end['words']} {self.last_end['advice']}")
             raise
         finally:
             if admitted:
@@ -104,13 +124,55 @@ class CampusProfilesSpawner(Form, ProfilesSpawner, OwnAccount):
     async def poll(self):
         """The child's status; a server that ended by itself (a job's time limit, its memory) is remembered."""
         status = await super().poll()
-        if status is not None and self.child_spawner is not None:
+        restored, self.restored = self.restored, False
+        if status is None:
+            if restored:
+                record.noted(self, self.ledger_id, record.FOUND_RUNNING)
+            return status
+        if self.child_spawner is not None:
             ended = await self._end_reason()
             if ended:
                 self.last_end = ended
             if self.pending in (None, "check"):  # noticed here, not polled again by the stop that follows
                 metrics.session_ended(self, ended)
+                self._record_end(*self._poll_outcome(ended, restored))
         return status
+
+    def _poll_outcome(self, ended: dict, restored: bool) -> tuple[str, str, float | None]:
+        """How a server found ended by a poll ended: as its backend says, else (found so at the hub's start) gone
+        since its last activity."""
+        if ended:
+            return record.outcome_of(ended), str(ended.get("words", "")), None
+        if restored:
+            last = self.orm_spawner.last_activity if self.orm_spawner is not None else None
+            return "gone", "", last.replace(tzinfo=datetime.UTC).timestamp() if last else None
+        return "ended", "", None
+
+    async def stop(self, now=False):
+        """Stop the server; the ledger says who asked (the user, an admin, the culler) or that the hub stopped it."""
+        try:
+            await super().stop(now=now)
+        finally:
+            outcome = self.stopped_by or ("hub-stopped" if self.listened else "failed")
+            self._record_end(outcome, "", None)
+
+    def _record_end(self, outcome: str, words: str, when: float | None):
+        """The ledger's row ends; a Slurm job's accounting follows once sacct has it."""
+        if self.ledger_id is None:
+            return
+        record.ended(self, self.ledger_id, outcome, words, when)
+        account = getattr(self.child_spawner, "accounting", None)
+        if account is not None and self.reconciled != self.ledger_id:  # a poll's end, then the stop that follows
+            self.reconciled = self.ledger_id
+            task = asyncio.ensure_future(self._reconcile(self.ledger_id, account))
+            RECONCILING.add(task)  # the loop keeps only a weak reference to a task
+            task.add_done_callback(RECONCILING.discard)
+
+    async def _reconcile(self, session_id: int, account):
+        try:
+            record.accounted(self, session_id, await account())
+        except Exception as e:  # noqa: BLE001 (the row keeps the hub's own times; the log says why)
+            self.log.warning("Could not read Slurm's accounting of %s's session: %s", self.user.name, e)
 
     async def _end_reason(self, failed_start: bool = False) -> dict:
         """What the child's backend knows of how its server ended (Slurm: sacct and the job's log)."""
@@ -189,6 +251,8 @@ class CampusProfilesSpawner(Form, ProfilesSpawner, OwnAccount):
             state["last_choices"] = self.last_choices
         if self.last_end:
             state["last_end"] = self.last_end
+        if self.ledger_id is not None:
+            state["ledger_id"] = self.ledger_id
         if self.child_spawner:
             self.child_state = state["child_state"] = self.child_spawner.get_state()
         return state
@@ -198,6 +262,10 @@ class CampusProfilesSpawner(Form, ProfilesSpawner, OwnAccount):
         self.last_choices = state.get("last_choices", {})
         self.last_end = state.get("last_end", {}) if isinstance(state.get("last_end"), dict) else {}
         self.child_profile = state.get("profile", "")
+        found = state.get("ledger_id")
+        self.ledger_id = found if isinstance(found, int) and not isinstance(found, bool) else None
+        # a hub reads a running session's state only at its start: the server had answered (or answers now)
+        self.restored = self.listened = self.ledger_id is not None
         chosen = state.get("chosen", {})
         if self.offer(self.child_profile) is None:
             if self.child_profile:
@@ -216,5 +284,5 @@ class CampusProfilesSpawner(Form, ProfilesSpawner, OwnAccount):
         """What a stopped server leaves: its last choices (for the next form) and how it ended (for the home page)."""
         last, end = self.last_choices, self.last_end
         super().clear_state()
-        self.chosen = {}
+        self.chosen, self.ledger_id, self.restored = {}, None, False
         self.last_choices, self.last_end = last, end

@@ -135,10 +135,15 @@ def migrations(before: str | None, after: str) -> list[str]:
 
 
 def schema_problems(site: Site, wait: float = 0) -> list[str]:
-    """The database was written by an older JupyterHub: ``campushub up`` must not start on it."""
+    """The database was written by an older JupyterHub (or its sessions ledger by an older campushub): ``campushub
+    up`` must not start on it."""
+    from ..ledger import store  # it reads the database through this module
+
     current, needed = revision(site, wait), head()
-    if current is None or current == needed:
+    if current is None:
         return []
+    if current == needed:
+        return store.problems(site) if site.ledger.enabled else []
     where = "hub.db_url" if site.hub.db_url else "hub.state_dir"
     return [
         f"{where}: the database ({shown(site)}) has JupyterHub's schema {current}, this JupyterHub needs"

@@ -1,4 +1,5 @@
-"""``campushub upgrade``: back the state up, then migrate the database with JupyterHub's own ``upgrade-db``."""
+"""``campushub upgrade``: back the state up, then migrate the database with JupyterHub's own ``upgrade-db`` and the
+sessions ledger with its own migrations (:mod:`campushub.ledger.store`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import jupyterhub
 
 from ..hub import CONFIG_FILE
+from ..ledger import store
 from ..sitefile.errors import StartError
 from ..sitefile.model import Site
 from . import backup, database, state
@@ -26,11 +28,23 @@ def upgrade(site: Site, path: Path, saved: Path | None = None, as_user: str | No
     before, needed = database.revision(site), database.head()
     if before is None:
         return [f"the database {database.shown(site)} is new: nothing to upgrade (`campushub up` creates it)"]
-    if before == needed:
+    ledger_due = site.ledger.enabled and store.current(site) != store.head()
+    if before == needed and not ledger_due:
         return [f"the database is at JupyterHub {jupyterhub.__version__}'s schema ({needed}): nothing to upgrade"]
     backup.refuse_live(site, "upgrading")
     saved = saved or site.hub.state_dir / "backups" / f"before-upgrade-{backup.stamp()}"
     backup.backup(site, saved)
+    said = [f"backed up the state to {saved}"]
+    if before != needed:
+        said += _upgrade_jupyterhub(site, path, saved, before, needed)
+    if ledger_due:
+        ledger_before, ledger_after = store.migrate(site)
+        said.append(f"migrated the sessions ledger from revision {ledger_before or '(none)'} to {ledger_after}")
+    return said
+
+
+def _upgrade_jupyterhub(site: Site, path: Path, saved: Path, before: str, needed: str) -> list[str]:
+    """JupyterHub's own ``upgrade-db``."""
     result = subprocess.run(
         [sys.executable, "-m", "jupyterhub", "upgrade-db", "-f", str(CONFIG_FILE)],
         env={**os.environ, "CAMPUSHUB_CONFIG": str(path.absolute()), "PATH": _path_with_venv()},
@@ -48,7 +62,6 @@ def upgrade(site: Site, path: Path, saved: Path | None = None, as_user: str | No
             ]
         )
     return [
-        f"backed up the state to {saved}",
         f"upgraded the database {database.shown(site)} from schema {before} to {after}"
         f" (JupyterHub {jupyterhub.__version__}):",
         *(f"  {step}" for step in database.migrations(before, after)),

@@ -15,7 +15,7 @@ from ..backends import BACKENDS, Profile, backend_of, profile_union
 from ..backends.accounts import SERVICE_ACCOUNTS
 from ..backends.base import Backend
 from .fields import HttpUrl, Model, Name, Port, SecretSource
-from .sections import BrandingSettings, FrontDoorSettings, MetricsSettings
+from .sections import BrandingSettings, FrontDoorSettings, LedgerSettings, MetricsSettings
 
 
 class HubSettings(Model):
@@ -161,6 +161,7 @@ class SiteBase(Model):
     accounts: AccountSettings = Field(AccountSettings(), description="users' own system accounts")
     branding: BrandingSettings = Field(BrandingSettings(), description="the pages users see")
     metrics: MetricsSettings = Field(MetricsSettings(), description="Prometheus's access to the hub's metrics")
+    ledger: LedgerSettings = Field(LedgerSettings(), description="the sessions ledger, for `campushub report`")
 
     def guarded(self) -> list[int]:
         """Indexes of the profiles that make the hub's ports worth taking: users' code on the hub's host behind

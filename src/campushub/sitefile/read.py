@@ -69,6 +69,8 @@ def _resolve_paths(site: Site, folder: Path):
         site.hub.extra_config_dir = (folder / site.hub.extra_config_dir).absolute()
     if site.branding.logo:
         site.branding.logo = (folder / site.branding.logo).absolute()
+    if site.ledger.export_dir:
+        site.ledger.export_dir = (folder / site.ledger.export_dir).absolute()
     for backend in BACKENDS.values():
         backend.resolve_paths(site, folder)
     sources = [

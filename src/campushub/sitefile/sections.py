@@ -1,6 +1,7 @@
-"""The site file's sections that campushub's features read: the front door, the pages' branding, and
-Prometheus's access to the hub's metrics (the features themselves are :mod:`campushub.ops.frontdoor`,
-:mod:`campushub.hub.branding` and :mod:`campushub.hub.metrics`)."""
+"""The site file's sections that campushub's features read: the front door, the pages' branding,
+Prometheus's access to the hub's metrics and the sessions ledger (the features themselves are
+:mod:`campushub.ops.frontdoor`, :mod:`campushub.hub.branding`, :mod:`campushub.hub.metrics` and
+:mod:`campushub.ledger`)."""
 
 from __future__ import annotations
 
@@ -247,3 +248,17 @@ class MetricsSettings(Model):
         if value is None and info.data.get("enabled"):
             raise ValueError("required when metrics are enabled: {env: VAR} or {file: PATH}")
         return value
+
+
+class LedgerSettings(Model):
+    """The sessions ledger: one row per server session in the hub's database, for `campushub report`."""
+
+    enabled: bool = Field(True, description="record every server session (who, what it had, where, when, how it ended)")
+    keep_days: Annotated[int, Field(ge=0, le=36500)] = Field(
+        0,
+        description="prune sessions asked for more than this many days ago, at the hub's start and daily, after"
+        " exporting them to a CSV file in `export_dir` (0: keep every session)",
+    )
+    export_dir: Path | None = Field(
+        None, description="where pruned sessions are exported (private files); default `hub.state_dir/ledger-exports`"
+    )

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
 from typing import ClassVar
 
 import docker
@@ -174,6 +175,12 @@ class CampusDockerSpawner(DockerSpawner):
     def session_info(self) -> dict:
         """Where the server runs, for the home page's card."""
         return {"where": f"in a container of its own ({self.container_name})"} if self.container_name else {}
+
+    def usage_facts(self) -> dict:
+        """Where the server runs and its GPUs, for the sessions ledger."""
+        requests = (self.extra_host_config or {}).get("device_requests") or []
+        gpus = sum(int(r.get("Count", 0)) for r in requests if isinstance(r, dict) and r.get("Count", 0) > 0)
+        return {"host": socket.gethostname(), "container": self.container_name, "gpus": gpus}
 
     async def end_reason(self, failed_start: bool = False) -> dict:
         """How the container ended (exit code, killed for memory), with its log's last lines; {} if it runs."""

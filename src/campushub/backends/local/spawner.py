@@ -5,6 +5,7 @@ hub's log says why."""
 from __future__ import annotations
 
 import os
+import socket
 
 from jupyterhub.spawner import LocalProcessSpawner, SimpleLocalProcessSpawner
 from jupyterhub.utils import random_port
@@ -43,6 +44,10 @@ class FastStart(LocalProcessSpawner):
     def session_info(self) -> dict:
         """Where the server runs, for the home page's card."""
         return {"where": "on the hub's machine"} if self.pid else {}
+
+    def usage_facts(self) -> dict:
+        """Where the server runs, for the sessions ledger: this host."""
+        return {"host": socket.gethostname()}
 
 
 class CampusLocalSpawner(FastStart, OwnAccount):

@@ -9,6 +9,7 @@ import math
 import sys
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field
 
@@ -25,14 +26,21 @@ from ...sitefile.choices import (
     minutes,
     named,
 )
-from ...sitefile.fields import HttpUrl, Model, Name, byte_count
+from ...sitefile.fields import HttpUrl, Model, Name, byte_count, is_loopback
 from ..base import Backend, ProfileBase, limits, limits_words
 from . import cluster, jobs
-from .cluster import Cluster, associations
+from .cluster import Cluster, associations, on_this_host
 
 #: the job script's first line: its log (which names the user's paths, and is read for "why it ended") is the
 #: user's alone. Slurm makes it with the submitting umask (0644 through sudo); the job starts in the home folder
 PRIVATE_LOG = 'chmod go= "jupyterhub_slurmspawner_${SLURM_JOB_ID}.log" 2>/dev/null || true'
+#: then the server listens on its node's address as Slurm knows it (NodeAddr, where the hub's proxy routes to), not
+#: on every interface of the node: JupyterHub's server takes its address from JUPYTERHUB_SERVICE_URL
+NODE_ADDRESS = r"""node_ip=$(getent ahostsv4 "$(scontrol show node "$SLURMD_NODENAME" -o 2>/dev/null \
+  | sed -n 's/.* NodeAddr=\([^ ]*\).*/\1/p')" 2>/dev/null | awk 'NR == 1 {print $1}' || true)
+[ -z "$node_ip" ] || [ -z "${JUPYTERHUB_SERVICE_URL:-}" ] \
+  || export JUPYTERHUB_SERVICE_URL="${JUPYTERHUB_SERVICE_URL/\/\/0.0.0.0:/\/\/$node_ip:}"
+"""
 BIN = Path(sys.executable).parent
 
 
@@ -115,6 +123,8 @@ class Slurm(Backend):
 
     def problems(self, site, index, profile):
         found = super().problems(site, index, profile)
+        if index == next(i for i, p in enumerate(site.profiles) if p.backend == self.name):
+            found += _reach_problems(site)  # the cluster's, said once
         choices = profile.choices
         if choices and choices.gpus and profile.gres:
             found.append(f"profiles.{index}.gres: set either gres or choices.gpus, not both")
@@ -123,7 +133,8 @@ class Slurm(Backend):
         return found
 
     def preflight(self, site, profiles):
-        """Partitions that do not exist, and choices beyond what the cluster's nodes or time limits allow.
+        """Partitions that do not exist, choices beyond what the cluster's nodes or time limits allow, and a node on
+        the hub's host where the site says none is.
 
         When Slurm does not answer, nothing is said: the hub must start for its other profiles.
         """
@@ -132,28 +143,14 @@ class Slurm(Backend):
             cluster = Cluster.read(site.slurm.conf, profile.cluster)
             if cluster is None:
                 continue
-            choices = profile.choices
-            wanted = [(p, f"profiles.{i}.partition") for p in [profile.partition] if p]
-            if choices and choices.partition:
-                wanted += [(p, f"profiles.{i}.choices.partition.options") for p in choices.partition.options]
-            for partition, where in wanted:
-                if partition not in cluster.partitions:
-                    have = ", ".join(cluster.partitions)
-                    found.append(f"{where}: Slurm has no partition {partition!r} (it has {have})")
-            if choices and choices.cpu and choices.cpu.max > cluster.most_cpus:
+            here = [n for n, address in cluster.nodes.items() if on_this_host(address)]
+            if here and not site.slurm.hub_host_runs_jobs:
                 found.append(
-                    f"profiles.{i}.choices.cpu.max: {choices.cpu.max} CPUs, but no node has more than"
-                    f" {cluster.most_cpus}"
+                    f"slurm.hub_host_runs_jobs: false, but Slurm's node {here[0]} ({cluster.nodes[here[0]]}) is this"
+                    " host: users' jobs run here, so the hub must be guarded as for local profiles (set it to true)"
                 )
-            if choices and choices.runtime:
-                for partition in [p for p, _ in wanted] or [cluster.default]:
-                    limit = cluster.partitions.get(partition)
-                    if limit is not None and minutes(choices.runtime.max) > limit:
-                        found.append(
-                            f"profiles.{i}.choices.runtime.max: {choices.runtime.max}, but partition"
-                            f" {partition} allows {duration_text(limit)}"
-                        )
-        return found
+            found += _cluster_problems(i, profile, cluster)
+        return list(dict.fromkeys(found))
 
     def choice_settings(self, settings, chosen):
         found = limits(chosen)  # for the resource meter (CPU_LIMIT, MEM_LIMIT); Slurm enforces the req_ ones
@@ -250,7 +247,7 @@ class Slurm(Backend):
             req_memory=f"{math.ceil(byte_count(profile.memory) / 2**20)}M" if profile.memory else "",
             req_gres=profile.gres or "",
             req_options=" ".join(_sbatch_options(profile)),
-            req_prologue=f"{PRIVATE_LOG}\n{profile.prologue}",
+            req_prologue=f"{PRIVATE_LOG}\n{NODE_ADDRESS}{profile.prologue}",
             req_epilogue=profile.epilogue,
             batch_query_cmd=query,
             batch_cancel_cmd=f"scancel{cluster} {{job_id}}",
@@ -268,8 +265,61 @@ class Slurm(Backend):
         return self.spawner_class(profile), config
 
 
+def _cluster_problems(i: int, profile: SlurmProfile, cluster: Cluster) -> list[str]:
+    """A profile's partitions that the cluster does not have, and choices beyond its nodes or time limits."""
+    found = []
+    choices = profile.choices
+    wanted = [(p, f"profiles.{i}.partition") for p in [profile.partition] if p]
+    if choices and choices.partition:
+        wanted += [(p, f"profiles.{i}.choices.partition.options") for p in choices.partition.options]
+    for partition, where in wanted:
+        if partition not in cluster.partitions:
+            found.append(f"{where}: Slurm has no partition {partition!r} (it has {', '.join(cluster.partitions)})")
+    if choices and choices.cpu and choices.cpu.max > cluster.most_cpus:
+        found.append(
+            f"profiles.{i}.choices.cpu.max: {choices.cpu.max} CPUs, but no node has more than {cluster.most_cpus}"
+        )
+    if choices and choices.runtime:
+        for partition in [p for p, _ in wanted] or [cluster.default]:
+            limit = cluster.partitions.get(partition)
+            if limit is not None and minutes(choices.runtime.max) > limit:
+                found.append(
+                    f"profiles.{i}.choices.runtime.max: {choices.runtime.max}, but partition {partition} allows"
+                    f" {duration_text(limit)}"
+                )
+    return found
+
+
+def _reach_problems(site) -> list[str]:
+    """Where jobs run on other hosts: a hub API the nodes would reach as themselves, or one the hub does not listen
+    at."""
+    if site.slurm.hub_host_runs_jobs:
+        return []
+    hub = site.hub
+    given = site.slurm.hub_connect_url
+    url = given or f"http://{hub.hub_connect_ip or hub.hub_ip}:{hub.hub_port}"
+    host = urlsplit(url).hostname or ""
+    if is_loopback(url) or host in ("", "0.0.0.0"):
+        field = "slurm.hub_connect_url" if given else "hub.hub_ip"
+        return [
+            f"{field}: jobs run on other hosts (slurm.hub_host_runs_jobs: false), but they would reach the hub's API"
+            f" at {url}, which a compute node cannot: set hub.hub_ip to an address the nodes reach (or 0.0.0.0) and"
+            " slurm.hub_connect_url to the hub's API there"
+        ]
+    if given and is_loopback(hub.hub_ip):
+        return [
+            f"hub.hub_ip: {hub.hub_ip} listens on loopback only, but the nodes reach the hub at {given}"
+            f" (slurm.hub_connect_url): set hub.hub_ip to {host} (or 0.0.0.0)"
+        ]
+    return []
+
+
 def _sbatch_options(profile: SlurmProfile) -> list[str]:
-    options = [f"--account={profile.account}"] if profile.account else []
+    # a server whose node fails ends (NODE_FAIL, which the user is told), rather than start again elsewhere minutes
+    # later while the hub still routes to the lost node
+    options = ["--no-requeue"]
+    if profile.account:
+        options.append(f"--account={profile.account}")
     if profile.qos:
         options.append(f"--qos={profile.qos}")
     return options + profile.options

@@ -4,13 +4,17 @@ the largest node (``check``), a user's accounts and QOS (their choices), and wha
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
+import re
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
 
 from ...sitefile.choices import TOKEN, minutes
+from ...sitefile.fields import is_local
 
 #: the hub's environment variables that Slurm's commands get (nothing secret)
 COMMAND_ENV = ["PATH", "LANG", "LC_ALL", "SLURM_CONF"]
@@ -23,10 +27,11 @@ def command_env(conf: str | Path | None = None) -> dict[str, str]:
 
 
 class Cluster:
-    """What ``scontrol`` says of a cluster: partitions with their time limits (minutes), and the largest node."""
+    """What ``scontrol`` says of a cluster: partitions with their time limits (minutes), the largest node, and each
+    node's address."""
 
-    def __init__(self, partitions: dict[str, int | None], default: str, most_cpus: int):
-        self.partitions, self.default, self.most_cpus = partitions, default, most_cpus
+    def __init__(self, partitions: dict[str, int | None], default: str, most_cpus: int, nodes: dict[str, str]):
+        self.partitions, self.default, self.most_cpus, self.nodes = partitions, default, most_cpus, nodes
 
     @classmethod
     def read(cls, conf, cluster: str | None) -> Cluster | None:
@@ -56,7 +61,53 @@ class Cluster:
             if fields.get("Default") == "YES":
                 default = fields["PartitionName"]
         cpus = [int(f.split("=", 1)[1]) for f in nodes.split() if f.startswith("CPUTot=")]
-        return cls(partitions, default, max(cpus, default=0))
+        addresses = {}
+        for line in nodes.splitlines():
+            fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+            if "NodeName" in fields:
+                addresses[fields["NodeName"]] = fields.get("NodeAddr", fields["NodeName"])
+        return cls(partitions, default, max(cpus, default=0), addresses)
+
+
+#: a node's name or address as Slurm writes it
+NODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,252}$")
+
+
+async def slurm(command: list[str], conf: str | Path | None = None) -> str:
+    """A Slurm command's output, run by the hub (never through a shell) with :func:`command_env`."""
+    process = await asyncio.create_subprocess_exec(
+        *command, env=command_env(conf), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await process.communicate()
+    if process.returncode:
+        raise RuntimeError(f"{command[0]}: {err.decode().strip()[:200]}")
+    return out.decode()
+
+
+async def node_address(node: str, conf: str | Path | None = None, cluster: str = "") -> str:
+    """The address Slurm reaches ``node`` at (its NodeAddr), which the hub's proxy routes to: a compute node's name
+    need not resolve on the hub's host. ``node`` itself when Slurm does not say."""
+    if not NODE.match(node):
+        return node
+    where = ["-M", cluster] if cluster else []
+    try:
+        found = await slurm(["scontrol", *where, "-o", "show", "node", node], conf)
+    except (OSError, RuntimeError):
+        return node
+    fields = dict(f.split("=", 1) for f in found.split() if "=" in f)
+    address = fields.get("NodeAddr", "")
+    return address if NODE.match(address) else node
+
+
+async def job_node(job: str, conf: str | Path | None = None, cluster: str = "") -> str:
+    """The node a running job's batch step runs on (squeue's %B); "" when it does not run."""
+    where = ["-M", cluster] if cluster else []
+    try:
+        found = await slurm(["squeue", *where, "-h", "-j", str(int(job)), "-t", "R", "-o", "%B"], conf)
+    except (OSError, RuntimeError, ValueError):
+        return ""
+    node = found.strip().splitlines()[-1] if found.strip() else ""
+    return node if NODE.match(node) else ""
 
 
 #: (slurm.conf, cluster, user) -> (when read, {"account": [...], "qos": [...]})
@@ -73,15 +124,9 @@ async def associations(conf: str, cluster: str, user: str) -> dict[str, list[str
     command = ["sacctmgr", "--noheader", "--parsable2", "show", "assoc", f"user={user}", "format=account,qos"]
     if cluster:
         command.append(f"cluster={cluster}")
-    env = command_env(conf)
-    process = await asyncio.create_subprocess_exec(
-        *command, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await process.communicate()
-    if process.returncode:
-        raise RuntimeError(f"sacctmgr: {err.decode().strip()[:200]}")
+    out = await slurm(command, conf)
     found: dict[str, list[str]] = {"account": [], "qos": []}
-    for line in out.decode().splitlines():
+    for line in out.splitlines():
         account, _, qos = line.partition("|")
         found["account"].append(account)
         found["qos"] += qos.split(",")
@@ -138,3 +183,22 @@ def orphan_jobs(site, known, env: dict) -> list[str]:
                 f" owns; cancel it: {cancel}"
             )
     return findings
+
+
+def ip(text: str):
+    address = ipaddress.ip_address(text.split("%")[0])
+    return getattr(address, "ipv4_mapped", None) or address
+
+
+def addresses_of(host: str) -> set:
+    """The IP addresses ``host`` (a name or an address) resolves to here; none when it does not."""
+    try:
+        return {ip(str(info[4][0])) for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)}
+    except (OSError, ValueError):
+        return set()
+
+
+def on_this_host(host: str) -> bool:
+    """Whether ``host`` (a node's name or address; "" while Slurm has not said) may be the hub's own host."""
+    found = addresses_of(host) if host else set()
+    return not found or any(is_local(address) for address in found)

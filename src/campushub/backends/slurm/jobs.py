@@ -22,6 +22,8 @@ PENDING_WORDS = {
     "Dependency": "waiting for another job to finish",
     "BeginTime": "waiting for the time it may begin",
     "ReqNodeNotAvail": "the nodes it needs are not available now (maintenance, or down)",
+    # what squeue says of ReqNodeNotAvail once the scheduler has looked again (Slurm 22.05)
+    "Nodes required for job are DOWN": "the nodes it needs are not available now (maintenance, or down)",
     "Reservation": "waiting for its reservation",
     "PartitionDown": "its partition is down",
     "PartitionInactive": "its partition is not taking jobs now",
@@ -118,18 +120,21 @@ def ahead_of(priority: int, queue: str) -> int:
 
 
 def ended(sacct: str, job: str, user_uid: int | None = None) -> dict:
-    """How a job ended, from ``sacct -n -P -o JobID,State,ExitCode,Reason`` (the job, then its steps).
+    """How a job ended, from ``sacct -n -P -o JobID,State,ExitCode,Reason,NodeList`` (the job, then its steps).
 
     A step killed for memory (the server runs in an ``srun`` step) makes the job FAILED; the
     step's OUT_OF_MEMORY is the reason to show.
     """
-    rows = [line.split("|") for line in sacct.strip().splitlines() if line.count("|") >= 3]
-    job_row = next((r for r in rows if r[0] == job), rows[0] if rows else ["", "UNKNOWN", "", ""])
+    rows = [[*line.split("|"), ""][:5] for line in sacct.strip().splitlines() if line.count("|") >= 3]
+    job_row = next((r for r in rows if r[0] == job), rows[0] if rows else ["", "UNKNOWN", "", "", ""])
     if any(r[1].startswith("OUT_OF_MEMORY") for r in rows):
-        job_row = [job_row[0], "OUT_OF_MEMORY", job_row[2], job_row[3]]
+        job_row = [job_row[0], "OUT_OF_MEMORY", *job_row[2:]]
+    node = job_row[4] if job_row[4] not in ("None assigned", "") else ""
     state_words = job_row[1].split() or ["UNKNOWN"]
     state = state_words[0]
     what, advice = ENDED_WORDS.get(state, (f"ended ({state})", "The last lines of its log below say why."))
+    if state == "NODE_FAIL" and node:
+        what = f"ended because its node, {node}, failed (or the cluster lost touch with it)"
     if state == "CANCELLED" and len(state_words) > 2:  # "CANCELLED by 1001"
         by_user = user_uid is not None and state_words[2] == str(user_uid)
         what = "was cancelled by you" if by_user else "was cancelled by an administrator"
@@ -140,6 +145,56 @@ def ended(sacct: str, job: str, user_uid: int | None = None) -> dict:
         "state": state,
         "exit_code": job_row[2],
         "reason": reason,
+        "node": node,
         "words": f"Job {job} {what}.",
         "advice": advice,
+    }
+
+
+def gpus_of(gres: str) -> int:
+    """The GPUs of a ``--gres`` value (``gpu:2``, ``gpu:a100:2``, ``gpu``); 0 without any."""
+    count = 0
+    for part in gres.split(","):
+        fields = part.strip().split(":")
+        if fields[0] == "gpu":
+            count += int(fields[-1]) if len(fields) > 1 and fields[-1].isdigit() else 1
+    return count
+
+
+def seconds(text: str) -> float | None:
+    """Slurm's durations (``[D-]HH:MM:SS``, ``MM:SS.mmm``, ``MM``) in seconds; None for anything else."""
+    text = text.strip()
+    days, _, clock = text.rpartition("-") if "-" in text else ("0", "", text)
+    try:
+        parts = [float(p) for p in clock.split(":")]
+        whole_days = int(days)
+    except ValueError:
+        return None
+    if not 1 <= len(parts) <= 3:
+        return None
+    if "-" in text:  # D-HH[:MM[:SS]]
+        parts += [0.0] * (3 - len(parts))
+    elif len(parts) == 1:  # a bare number: minutes, as --time takes them
+        return parts[0] * 60
+    else:  # [HH:]MM:SS
+        parts = [0.0] * (3 - len(parts)) + parts
+    hours, minutes_, secs = parts
+    return whole_days * 86400 + hours * 3600 + minutes_ * 60 + secs
+
+
+def limit_minutes(runtime: str) -> int | None:
+    """A ``--time`` value in whole minutes; None when there is none."""
+    found = seconds(runtime) if runtime else None
+    return round(found / 60) if found is not None else None
+
+
+def accounted(sacct: str) -> dict:
+    """The job's line of ``sacct -n -P -X -o State,Elapsed,TotalCPU`` as the ledger keeps it; {} while it runs."""
+    fields = sacct.strip().splitlines()[0].split("|") if sacct.strip() else []
+    if len(fields) < 3 or fields[0].split()[0] in ("RUNNING", "PENDING", "COMPLETING", "REQUEUED", "SUSPENDED"):
+        return {}
+    return {
+        "slurm_state": fields[0].split()[0][:32],
+        "slurm_elapsed": seconds(fields[1]),
+        "slurm_cpu_seconds": seconds(fields[2]),
     }

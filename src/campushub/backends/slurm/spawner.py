@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import datetime
 import hmac
-import ipaddress
 import pwd
 import shlex
-import socket
 import time
 
 from batchspawner import BatchSpawnerBase, JobStatus, SlurmSpawner
@@ -26,10 +24,9 @@ from traitlets import Integer, List, Unicode
 
 from ...hub import metrics
 from ...server import userfile
-from ...sitefile.fields import is_local
 from ..accounts import OwnAccount
 from ..base import keep_state
-from . import jobs
+from . import cluster, jobs
 from .cluster import command_env
 
 #: squeue reasons that mean the job will never start as it is
@@ -58,6 +55,7 @@ class CampusSlurmSpawner(SlurmSpawner, OwnAccount):
     slurm_conf = Unicode("", config=True, help="SLURM_CONF for every Slurm command (empty: Slurm's default).")
     submitted_job = Unicode("", help="The last job submitted: batchspawner forgets it when the job vanishes.")
     jobs_ahead = Integer(None, allow_none=True, help="Pending jobs that would start before this one, at the last look.")
+    usage_job = Unicode("", help="The job a stop ended, whose accounting the ledger reads after it.")
 
     async def run_command(self, cmd, input=None, env=None):
         # batchspawner gives sbatch the server's environment, and squeue and scancel the hub's
@@ -94,7 +92,10 @@ class CampusSlurmSpawner(SlurmSpawner, OwnAccount):
                             raise self.job_ended(self.submitted_job) from None
                         raise
                     metrics.queue_waited(self.job_info, submitted)  # squeue's start time of the running job
-                    return found
+                    # the hub's proxy routes to the node's address as Slurm knows it (its name may not resolve here)
+                    self.ip = await cluster.node_address(found[0], self.slurm_conf, self.req_cluster)
+                    keep_state(self, self.ip, found[1])
+                    return self.ip, found[1]
                 if self.job_id:
                     status = await self.query_job_status()
                     self.check_job(status)
@@ -111,6 +112,7 @@ class CampusSlurmSpawner(SlurmSpawner, OwnAccount):
         return await super().poll()
 
     async def stop(self, now=False):
+        self.usage_job = self.job_id or self.submitted_job  # for the ledger's accounting, after the stop
         await super().stop(now=now)
         self.submitted_job = ""  # stopped on request: nothing to explain
 
@@ -164,7 +166,9 @@ class CampusSlurmSpawner(SlurmSpawner, OwnAccount):
         found = ""
         for _ in range(4 if failed_start else 20):  # slurmctld tells slurmdbd within moments of the end
             try:
-                found = await self.as_user(f"sacct -n -P{cluster} -j {int(job)} -o JobID,State,ExitCode,Reason")
+                found = await self.as_user(
+                    f"sacct -n -P{cluster} -j {int(job)} -o JobID,State,ExitCode,Reason,NodeList"
+                )
             except RuntimeError:
                 found = ""
             state = found.split("|")[1] if found.count("|") >= 3 else ""
@@ -198,6 +202,39 @@ class CampusSlurmSpawner(SlurmSpawner, OwnAccount):
             found["left"] = info.left
         return found
 
+    def usage_facts(self) -> dict:
+        """The job, its node, cluster, account, partition, GPUs and time limit, for the sessions ledger."""
+        info = self.job_info
+        account = next((o.split("=", 1)[1] for o in self.req_options.split() if o.startswith("--account=")), "")
+        return {
+            "job_id": self.job_id or self.submitted_job,
+            "host": info.host if info and info.host not in ("", "n/a") else "",
+            "cluster": self.req_cluster,
+            "account": account or self.req_account,
+            "partition": info.partition if info else self.req_partition,
+            "gpus": jobs.gpus_of(self.req_gres),
+            "time_limit_minutes": jobs.limit_minutes(self.req_runtime),
+        }
+
+    async def accounting(self) -> dict:
+        """Slurm's accounting of the ended job (sacct as the user): its state, elapsed and CPU seconds; {} if sacct
+        has not recorded its end within a minute."""
+        job = self.job_id or self.submitted_job or self.usage_job
+        if not job:
+            return {}
+        cluster = f" -M {shlex.quote(self.req_cluster)}" if self.req_cluster else ""
+        for _ in range(30):
+            try:
+                found = jobs.accounted(
+                    await self.as_user(f"sacct -n -P -X{cluster} -j {int(job)} -o State,Elapsed,TotalCPU")
+                )
+            except RuntimeError:
+                found = {}
+            if found:
+                return found
+            await asyncio.sleep(2)
+        return {}
+
     def job_log(self, job: str) -> str:
         """Where Slurm writes the job's output (``--output`` of batchspawner's script)."""
         return f"{self.req_homedir}/jupyterhub_slurmspawner_{int(job)}.log"
@@ -230,9 +267,10 @@ class PortCallbackHandler(APIHandler):
 
     batchspawner's own handler sets every attribute the JSON names on the spawner whose
     token the caller holds, and every user's job holds its server's token. This one takes
-    ``{"port": N}`` and nothing else, only with the token of that very server, and only
-    once, while its start is pending; the host always comes from Slurm (squeue's %B). A job on the hub's own
-    host may not name the hub's or the proxy's ports (``reserved``): the hub would route users to itself.
+    ``{"port": N}`` and nothing else, only with the token of that very server, only once, while its start is
+    pending, and only from the node Slurm runs the job on (the connection's own address, never a header); the
+    host always comes from Slurm. A job on the hub's own host may not name the hub's or the proxy's ports
+    (``reserved``): the hub would route users to itself.
     """
 
     def initialize(self, reserved: list[int]):
@@ -257,23 +295,23 @@ class PortCallbackHandler(APIHandler):
         port = body["port"]
         if type(port) is not int or not 1 <= port <= 65535:
             raise web.HTTPError(400, "port: must be a whole number from 1 to 65535.")
-        if port in self.reserved and await asyncio.to_thread(on_this_host, job.ip):
+        node = await self.job_node(job)
+        if port in self.reserved and await asyncio.to_thread(cluster.on_this_host, node):
             raise web.HTTPError(400, f"port: {port} is the hub's own on this host, not the job's server's.")
         job.port = port
         self.set_status(201)
         self.finish({"message": f"port {port} noted"})
 
+    async def job_node(self, job) -> str:
+        """The address of the node the job runs on, which must be the caller's: a 403 otherwise."""
+        conf, where = getattr(job, "slurm_conf", ""), getattr(job, "req_cluster", "")
+        node = await cluster.job_node(job.job_id, conf, where) if job.job_id else ""
+        address = await cluster.node_address(node, conf, where) if node else ""
+        caller = cluster.ip(self.request.connection.context.address[0])
+        if not (address and caller in await asyncio.to_thread(cluster.addresses_of, address)):
+            raise web.HTTPError(403, "Only the node that runs the job can report its server's port.")
+        return address
+
 
 #: where batchspawner registers its own handler at import, which PortCallbackHandler replaces
 CALLBACK_PATH = r"/api/batchspawner"
-
-
-def on_this_host(host: str) -> bool:
-    """Whether ``host`` (a node's name or address; "" while Slurm has not said) may be the hub's own host."""
-    if not host:
-        return True
-    try:
-        found = {str(info[4][0]) for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)}
-    except OSError:
-        return True
-    return any(is_local(ipaddress.ip_address(address.split("%")[0])) for address in found)
