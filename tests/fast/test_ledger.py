@@ -114,6 +114,7 @@ def test_the_report_sums_hours_resources_and_waits_per_group_counting_each_sessi
     assert [r["user"] for r in run_report(site, by="user").rows] == ["ann", "ben"]
     assert run_report(site, by="month").rows[0]["month"] == "2026-10"
     assert [r["user"] for r in run_report(site, by="user", group="physics").rows] == ["ann"]
+    assert [r["group"] for r in run_report(site, group="chem").rows] == ["chem"]  # not its sessions' other groups
     table = found.as_table()
     assert table.splitlines()[0] == "Usage from 2026-10-01 to 2026-10-31 by group"
     assert table.splitlines()[-1].split()[:4] == ["total", "3", "1", "3.25"]

@@ -156,3 +156,22 @@ def test_the_admins_usage_page_draws_its_charts_and_refuses_others(hub_factory, 
     assert "campushub/usage" not in hub.get(user, "/hub/home").text
     hub.screenshot("chl-boss", "/hub/campushub/usage", "usage-page.png", ADMIN_GROUPS, "body[data-charts-drawn=yes]")
     assert (ARTIFACTS / "usage-page.png").stat().st_size > 20_000
+
+
+def test_the_ledger_works_on_postgresql_from_a_new_database(postgres, hub_factory, accounts):
+    env = {"CAMPUSHUB_TEST_DB_PASSWORD": postgres.password}
+    hub_settings = {"db_url": postgres.database(), "db_password": {"env": "CAMPUSHUB_TEST_DB_PASSWORD"}}
+    hub = hub_factory(base_site(hub=hub_settings), env=env)
+    (hal,) = accounts("chl-hal")
+    session = hub.login(hal, f"{GROUP};physics")
+    hub.start_server(session, hal)
+    hub.stop_server(session, hal)
+    result = report(hub, "--by", "group", "--group", "physics", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(result.stdout)["rows"]
+    assert (row["group"], row["sessions"], row["failed_starts"]) == ("physics", 1, 0)
+    admin = hub.login("chl-pg-admin", ADMIN_GROUPS)
+    assert "<td>physics</td>" in hub.get(admin, "/hub/campushub/usage").text
+    hub.stop()
+    hub.start()  # the next hub finds its ledger made, at its revision
+    assert "made the sessions ledger" not in hub.log.read_text().split("campushub: starting JupyterHub")[-1]

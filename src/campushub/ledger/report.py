@@ -106,6 +106,8 @@ class Sessions:
 
     facts: list[Fact] = field(default_factory=list)
     groups: dict[int, list[str]] = field(default_factory=dict)
+    #: only the sessions of this group's users: by group, only its row
+    only: str | None = None
 
     @classmethod
     def load(cls, connection, first: datetime.date, last: datetime.date, group: str | None = None) -> Sessions:
@@ -124,13 +126,15 @@ class Sessions:
             )
             for session_id, name in connection.execute(pairs.where(within)):
                 groups.setdefault(session_id, []).append(name)
-        return cls(facts, groups)
+        return cls(facts, groups, group)
 
     def key(self, by: str):
         """The function that gives a fact's keys for a grouping."""
         if by == "all":
             return lambda fact: ("all",)
         if by == "group":
+            if self.only is not None:
+                return lambda fact: (self.only,)
             return lambda fact: self.groups.get(fact.id) or ("(no group)",)
         if by in ("month", "day"):
             days: dict[int, tuple[str]] = {}

@@ -11,7 +11,7 @@ import logging
 import time
 from pathlib import Path
 
-from sqlalchemy import Engine, and_, create_engine, delete, select, text, update
+from sqlalchemy import Engine, and_, create_engine, delete, inspect, select, text, update
 
 from ..ops import database, state
 from ..sitefile.model import Site
@@ -149,10 +149,9 @@ def sweep(site: Site) -> int:
 
 def _referenced(connection) -> set[int]:
     """Ledger ids in the saved state of JupyterHub's spawners that have a server."""
-    try:
-        states = connection.execute(text("SELECT state FROM spawners WHERE server_id IS NOT NULL")).scalars().all()
-    except Exception:  # noqa: BLE001 (a new database: JupyterHub has not made its tables yet)
+    if not inspect(connection).has_table("spawners"):  # a new database: JupyterHub has not made its tables yet
         return set()
+    states = connection.execute(text("SELECT state FROM spawners WHERE server_id IS NOT NULL")).scalars().all()
     found = set()
     for saved in states:
         try:
