@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 
-from jupyterhub.spawner import Spawner
+from jupyterhub.spawner import Spawner, SpawnException
 from sqlalchemy.orm import object_session
 from traitlets import Bool, Dict, Integer, List, Unicode, default
 from wrapspawner import ProfilesSpawner
@@ -109,6 +109,7 @@ class CampusProfilesSpawner(Form, ProfilesSpawner, OwnAccount):
             self.keep_state(ip, port)
             self.listened = await listening(ip, port, self.child_spawner.http_timeout, self.child_spawner)
             if self.listened:
+                self._check_listener(port)
                 record.ready(self, self.ledger_id)
             return ip, port
         except BaseException as e:  # a timeout cancels the start: recorded as a failed start too
@@ -120,6 +121,14 @@ class CampusProfilesSpawner(Form, ProfilesSpawner, OwnAccount):
         finally:
             if admitted:
                 ADMISSION.leave()
+
+    def _check_listener(self, port: int):
+        """Refuse to route the user to a port another process holds (the child says who listens, where it can)."""
+        check = getattr(self.child_spawner, "listener_problem", None)
+        problem = check(port) if check is not None else ""
+        if problem:
+            self.listened = False
+            raise SpawnException(f"{problem} Start your server again.", reason="port-taken", status_code=500)
 
     async def poll(self):
         """The child's status; a server that ended by itself (a job's time limit, its memory) is remembered."""

@@ -11,9 +11,24 @@ from jupyterhub.spawner import LocalProcessSpawner, SimpleLocalProcessSpawner
 from jupyterhub.utils import random_port
 from traitlets import Bool
 
+from ...ops import processes
 from ..accounts import OwnAccount
 from ..base import keep_state
 from . import forking
+
+#: ports this hub gave local servers that have not stopped: never given to a second server at once (two starts
+#: given the same free port would both be routed to whichever server took it)
+GIVEN: set[int] = set()
+
+
+def given_port() -> int:
+    """A free port no other local server of this hub was given."""
+    for _ in range(1000):
+        port = random_port()
+        if port not in GIVEN:
+            GIVEN.add(port)
+            return port
+    raise RuntimeError("no free port that no other server was given")
 
 
 class FastStart(LocalProcessSpawner):
@@ -23,7 +38,7 @@ class FastStart(LocalProcessSpawner):
 
     async def start(self):
         if self.port == 0:
-            self.port = random_port()
+            self.port = given_port()
         python = forking.interpreter(self.cmd[0]) if self.fast_start else None
         if python is None:
             if self.fast_start:
@@ -48,6 +63,28 @@ class FastStart(LocalProcessSpawner):
     def usage_facts(self) -> dict:
         """Where the server runs, for the sessions ledger: this host."""
         return {"host": socket.gethostname()}
+
+    def listener_problem(self, port: int) -> str:
+        """Why the hub must not route the user to what listens on ``port``: it is not this server's process (another
+        program, or another user's code, took the port first); "" when it is, or when the hub cannot tell."""
+        if not self.pid or processes.listens(self.pid, port) is not False:
+            return ""
+        # who holds it goes to the hub's log only: the user is told no other account's name or command
+        self.log.warning(
+            "%s: port %s is held by %s, not by pid %s", self._log_name, port, processes.holder_of(port), self.pid
+        )
+        return f"Port {port} on the hub's host is held by another process, not by your server."
+
+    async def stop(self, now=False):
+        try:
+            await super().stop(now=now)
+        finally:
+            GIVEN.discard(self.port)
+
+    def load_state(self, state):
+        super().load_state(state)
+        if self.pid and self.server is not None and self.server.port:  # a server found at the hub's start
+            GIVEN.add(self.server.port)
 
 
 class CampusLocalSpawner(FastStart, OwnAccount):

@@ -1,0 +1,40 @@
+"""Local servers and their ports, without a hub: no port is given to two servers at once, and the hub can tell
+whether the process listening on a server's port is that server (real sockets and processes)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+from campushub.backends.local import spawner as local
+from campushub.ops import processes
+from harness import free_port
+
+
+def test_the_process_that_listens_on_a_port_is_told_apart_from_any_other():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        try:
+            assert processes.listens(other.pid, port) is False  # a process that does not hold it
+            assert processes.listens(os.getpid(), port) is True
+        finally:
+            other.kill()
+            other.wait()
+    assert processes.listens(other.pid, free_port()) is False  # nobody listens there
+
+
+def test_a_port_given_to_one_server_is_not_given_to_another_until_it_stops(monkeypatch):
+    """The operating system's choice of a free port is replaced by a list here: two starts asking at the same moment
+    can be told the same free port, which is what this guards against."""
+    offered = iter([41001, 41001, 41002])
+    monkeypatch.setattr(local, "random_port", lambda: next(offered))
+    monkeypatch.setattr(local, "GIVEN", set())
+    assert (local.given_port(), local.given_port()) == (41001, 41002)
+    local.GIVEN.discard(41001)  # its server stopped
+    monkeypatch.setattr(local, "random_port", lambda: 41001)
+    assert local.given_port() == 41001
