@@ -1,5 +1,6 @@
 """The ledger's totals as Prometheus series beside campushub's others (by profile and backend, never by user):
-sessions, failed starts, hours and CPU-hours of the sessions the ledger holds. Read at most once a minute."""
+sessions, failed starts, hours and CPU-hours of the sessions the ledger holds. Read at most once a minute; every
+profile of the site has its series from the start, at zero."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import case, create_engine, func, select
 
+from ..hub import metrics
 from .tables import SESSIONS
 
 #: seconds between two reads of the ledger (scrapes in between get the last figures)
@@ -57,7 +59,10 @@ class LedgerTotals:
             name: GaugeMetricFamily(f"campushub_ledger_{name}", text, labels=["profile", "backend"])
             for name, text in SERIES.items()
         }
-        for profile, backend, *values in self.rows:
+        found = {(profile, backend): values for profile, backend, *values in self.rows}
+        for slug, backend in metrics.PROFILES.items():  # the site's profiles, at zero before their first session
+            found.setdefault((slug, backend), [0] * len(families))
+        for (profile, backend), values in found.items():
             for family, value in zip(families.values(), values, strict=True):
                 family.add_metric([profile, backend], float(value or 0))
         yield from families.values()
