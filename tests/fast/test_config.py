@@ -485,6 +485,8 @@ CHANGES = {
     "spawner.http_timeout": (LOCAL, {"spawner.http_timeout": 5}),
     "spawner.poll_interval": (LOCAL, {"spawner.poll_interval": 5}),
     "spawner.environment": (LOCAL, {"spawner.environment": {"A": "1"}}),
+    "spawner.concurrent_spawn_limit": (LOCAL, {"spawner.concurrent_spawn_limit": 50}),
+    "spawner.reserve_memory": (LOCAL, {"spawner.reserve_memory": "4G"}),
     "front_door.server_name": (DOOR, {"front_door.certificate": {}, "CHANGE": None, "front_door.server_name": "x.edu"}),
     "front_door.user_origins": (DOOR, {"front_door.user_origins": False}),
     "front_door.address": (DOOR, {"front_door.address": "0.0.0.0"}),

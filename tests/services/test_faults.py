@@ -1,6 +1,7 @@
 """Faults `campushub up` must survive on real processes: a port another program holds, a hub that fails after
 its proxy started, a read-only or full state directory. Each one starts nothing and leaves nothing running."""
 
+import html
 import os
 import signal
 import socket
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import CAMPUSHUB, EMBEDDED, proxies_on
+from harness import CAMPUSHUB, EMBEDDED, base_site, proxies_on
 
 TIMEOUT = 60  # s: on main, a taken proxy_api_port kept `campushub up` waiting for over two minutes
 
@@ -112,3 +113,13 @@ def test_a_full_state_dir_starts_nothing(small_disk, hub_factory):
     assert result.returncode == 2, result.stderr[-2000:]
     assert f"hub.state_dir: no space left for {state}" in result.stderr
     assert not proxies_on(hub.site["hub"]["proxy_api_port"]) and not listening(hub.port)
+
+
+def test_a_start_on_a_machine_short_of_memory_is_refused_in_words(hub_factory, accounts):
+    hub = hub_factory(base_site(spawner={"reserve_memory": "64T"}))  # more than any machine here has
+    (ann,) = accounts("chf-ann")
+    session = hub.login(ann)
+    r = hub.api(session, "POST", f"users/{ann}/server")
+    assert r.status_code == 503 and "short of memory" in r.json()["message"], r.text
+    assert not hub.whoami_user(session, ann)["servers"]
+    assert "was not started. Try again in a few minutes." in html.unescape(hub.get(session, "/hub/home").text)

@@ -18,7 +18,7 @@ from ..ledger import page as usage_page
 from ..ledger import store, totals
 from ..ops import database, state
 from ..sitefile.errors import Problems, StartError
-from ..sitefile.fields import read_secret
+from ..sitefile.fields import byte_count, read_secret
 from ..sitefile.model import Site
 from ..sitefile.read import config_path, load_site
 from . import api, branding, metrics, start_api
@@ -131,6 +131,8 @@ def profiles(c, site: Site):
     s.start_timeout = site.spawner.start_timeout
     s.http_timeout = site.spawner.http_timeout
     s.poll_interval = site.spawner.poll_interval
+    s.reserve_memory = byte_count(site.spawner.reserve_memory)
+    c.JupyterHub.concurrent_spawn_limit = site.spawner.concurrent_spawn_limit
 
 
 def card(site: Site, profile) -> dict[str, str]:

@@ -25,8 +25,10 @@ from ..sitefile.model import AccountSettings
 from . import metrics
 from .form import Form
 from .options import MissingAccount
-from .turns import ADMISSION, listening
+from .turns import ADMISSION, check_memory, listening
 
+#: how many ports a start tries when another process holds the one its server was given
+PORT_TRIES = 3
 #: Slurm accountings the ledger waits for
 RECONCILING: set[asyncio.Future] = set()
 
@@ -39,6 +41,9 @@ class CampusProfilesSpawner(Form, ProfilesSpawner, OwnAccount):
         AccountSettings.default_of("command"),
         config=True,
         help="The command that makes an account; the user name is its last argument.",
+    )
+    reserve_memory = Integer(
+        0, config=True, help="Bytes the hub's machine keeps free: a start that takes turns finds at least this."
     )
     admitted_profiles = List(
         Unicode(), config=True, help="Slugs of the profiles whose starts use this machine's CPUs: they take turns."
@@ -104,12 +109,10 @@ class CampusProfilesSpawner(Form, ProfilesSpawner, OwnAccount):
             await ADMISSION.enter(self)
         self.last_end = {}
         try:
-            ip, port = await super().start()
-            record.started(self, self.ledger_id, self.child_spawner)
-            self.keep_state(ip, port)
-            self.listened = await listening(ip, port, self.child_spawner.http_timeout, self.child_spawner)
+            if admitted:
+                check_memory(self.reserve_memory)
+            ip, port = await self._start_child()
             if self.listened:
-                self._check_listener(port)
                 record.ready(self, self.ledger_id)
             return ip, port
         except BaseException as e:  # a timeout cancels the start: recorded as a failed start too
@@ -122,13 +125,26 @@ class CampusProfilesSpawner(Form, ProfilesSpawner, OwnAccount):
             if admitted:
                 ADMISSION.leave()
 
-    def _check_listener(self, port: int):
-        """Refuse to route the user to a port another process holds (the child says who listens, where it can)."""
-        check = getattr(self.child_spawner, "listener_problem", None)
-        problem = check(port) if check is not None else ""
-        if problem:
+    async def _start_child(self) -> tuple[str, int]:
+        """The child's start, until its server listens; started again on another port (twice at most) when another
+        process holds the one it was given (a kernel's, or another user's code, took it first)."""
+        problem = ""
+        for _attempt in range(PORT_TRIES):
+            ip, port = await super().start()
+            child = self.child_spawner
+            assert child is not None  # wrapspawner's start made it
+            record.started(self, self.ledger_id, child)
+            self.keep_state(ip, port)
+            self.listened = await listening(ip, port, child.http_timeout, child)
+            check = getattr(child, "listener_problem", None)
+            problem = check(port) if self.listened and check is not None else ""
+            if not problem:
+                return ip, port
             self.listened = False
-            raise SpawnException(f"{problem} Start your server again.", reason="port-taken", status_code=500)
+            self.log.warning("%s: %s Starting it again on another port.", self.user.name, problem)
+            await child.stop(now=True)
+            child.port = 0
+        raise SpawnException(f"{problem} Start your server again.", reason="port-taken", status_code=500)
 
     async def poll(self):
         """The child's status; a server that ended by itself (a job's time limit, its memory) is remembered."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 
 from jupyterhub.spawner import SpawnException
 
@@ -59,6 +60,35 @@ class Admission:
 
 
 ADMISSION = Admission(os.cpu_count() or 2)
+
+
+def available_memory() -> int | None:
+    """MemAvailable of /proc/meminfo, in bytes (None where there is none)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+class ShortOfMemory(SpawnException):
+    """The hub's machine has less memory available than it keeps for itself: no server starts now."""
+
+    def __init__(self, available: int, reserve: int):
+        super().__init__(
+            f"The hub's machine is short of memory now ({available // 2**20} MB available, it keeps"
+            f" {reserve // 2**20} MB for itself), so your server was not started. Try again in a few minutes.",
+            reason="short-of-memory",  # also campushub_server_start_failures_total's label
+            status_code=503,
+        )
+
+
+def check_memory(reserve: int):
+    """Raise :class:`ShortOfMemory` when less than ``reserve`` bytes are available (0: no check)."""
+    if reserve and (found := available_memory()) is not None and found < reserve:
+        raise ShortOfMemory(found, reserve)
 
 
 class ServerStopped(SpawnException):

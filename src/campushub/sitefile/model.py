@@ -14,7 +14,7 @@ from ..auth.shared_password import SharedPasswordAuth
 from ..backends import BACKENDS, Profile, backend_of, profile_union
 from ..backends.accounts import SERVICE_ACCOUNTS
 from ..backends.base import Backend
-from .fields import HttpUrl, Model, Name, Port, SecretSource
+from .fields import ByteSize, HttpUrl, Model, Name, Port, SecretSource
 from .sections import BrandingSettings, FrontDoorSettings, LedgerSettings, MetricsSettings
 
 
@@ -102,6 +102,18 @@ class SpawnerSettings(Model):
         description="how often (s) the hub checks that each server still runs (a cancelled Slurm job is noticed then)",
     )
     environment: dict[str, str] = Field({}, description="variables for every server")
+    concurrent_spawn_limit: Annotated[int, Field(ge=0)] = Field(
+        500,
+        description="starts under way at once, waiting for a turn included, beyond which a start is refused with"
+        " 429 (JupyterHub's `concurrent_spawn_limit`; campushub's turns already pace starts on the hub's machine;"
+        " 0: no limit)",
+    )
+    reserve_memory: ByteSize = Field(
+        "1G",
+        description="memory the hub's machine keeps for itself: a `local` or `container` start that finds less"
+        " available (MemAvailable) when its turn comes is refused in words, rather than start a server that the"
+        " kernel's OOM killer ends with others (0: no check)",
+    )
 
 
 class CullerSettings(Model):
