@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sysconfig
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -289,3 +290,21 @@ def test_forked_servers_share_the_parents_layout_and_the_normal_way_does_not(hub
             hub.stop_server(s, user)
     assert layouts["local", USERS[0]] == layouts["local", USERS[1]], layouts
     assert layouts["slow", USERS[0]] != layouts["slow", USERS[1]], layouts
+
+
+def test_a_new_kernels_first_execute_needs_no_second_nudge(hub_factory, hub_root, accounts):
+    """jupyter_server asks a new kernel for its info every half second until its IOPub watcher has heard the kernel;
+    a forked kernel's watcher must hear it the first time (campushub.server.kernels waits for the kernel's bind)."""
+    (user,) = accounts("cht-nudge")
+    extra = Path(tempfile.mkdtemp(prefix="server-debug-", dir=hub_root))
+    extra.chmod(0o755)
+    (extra / "debug.py").write_text("c.Spawner.args = ['--ServerApp.log_level=DEBUG']\n")
+    hub = hub_factory(base_site(hub={"extra_config_dir": str(extra)}))
+    session = hub.login(user)
+    hub.start_server(session, user)
+    token = hub.token(session, user)
+    for _ in range(10):  # before the fix, about 6 in 10 new kernels needed a second nudge
+        with Kernel.with_token(hub.url, user, token, timeout=60) as kernel:
+            assert kernel.execute("1+1", timeout=60)["result"] == "2"
+    log = hub.log.read_text()
+    assert log.count("Nudge: attempt 1 on kernel") == 10 and "Nudge: attempt 2" not in log
