@@ -173,9 +173,8 @@ def report(path: Path, args) -> int:
     from .sitefile.read import load_site
 
     site = load_site(path)
-    engine = store.engine(site)
     try:
-        with engine.connect() as connection:
+        with store.connected(site) as connection:
             if store.revision(connection) is None:
                 raise StartError(
                     [f"ledger: {store.database.shown(site)} has no sessions ledger yet (the hub makes it)"]
@@ -183,8 +182,6 @@ def report(path: Path, args) -> int:
             found = make_report(connection, args.since, args.until, args.by, args.group)
     except ReportError as e:
         raise StartError([str(e)]) from None
-    finally:
-        engine.dispose()
     if found.note and args.format != "table":
         print(found.note, file=sys.stderr)
     sys.stdout.write(found.text(args.format))

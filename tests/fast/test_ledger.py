@@ -21,8 +21,6 @@ from harness import CAMPUSHUB, EMBEDDED
 
 DAY = datetime.date(2026, 10, 1)
 T0 = datetime.datetime(2026, 10, 1, 12, tzinfo=datetime.UTC).timestamp()
-BLANK = {"server": "", "choices": "{}", "gpus": 0, "host": "", "container": "", "job_id": "", "cluster": ""}
-BLANK |= {"account": "", "partition": "", "words": "", "notes": ""}
 
 
 @pytest.fixture
@@ -36,14 +34,12 @@ def site(tmp_path):
 
 
 def add(site, rows: list[dict], groups: dict[int, list[str]]):
-    engine = store.engine(site)
-    with engine.begin() as connection:
+    with store.connected(site, write=True) as connection:
         for row in rows:  # one by one: an executemany takes its columns from the first row
-            connection.execute(insert(SESSIONS).values(**{**BLANK, **row}))
+            connection.execute(insert(SESSIONS).values(**row))
         pairs = [{"session_id": i, "name": g} for i, names in groups.items() for g in names]
         if pairs:
             connection.execute(insert(SESSION_GROUPS), pairs)
-    engine.dispose()
 
 
 def session(i: int, user: str, asked: float, wait: float, hours: float, **extra) -> dict:
@@ -57,18 +53,14 @@ def session(i: int, user: str, asked: float, wait: float, hours: float, **extra)
 
 
 def run_report(site, **args):
-    engine = store.engine(site)
-    try:
-        with engine.connect() as connection:
-            return report(
-                connection,
-                args.get("since", "2026-10-01"),
-                args.get("until", "2026-10-31"),
-                args.get("by", "group"),
-                args.get("group"),
-            )
-    finally:
-        engine.dispose()
+    with store.connected(site) as connection:
+        return report(
+            connection,
+            args.get("since", "2026-10-01"),
+            args.get("until", "2026-10-31"),
+            args.get("by", "group"),
+            args.get("group"),
+        )
 
 
 def test_the_tables_are_made_once_with_their_own_version_and_an_unknown_revision_is_named(site):

@@ -13,7 +13,7 @@ from jupyterhub.scopes import needs_scope
 from sqlalchemy import create_engine
 from tornado import web
 
-from .report import GROUPINGS, Report, ReportError, Sessions, date_range
+from .report import GROUPINGS, ReportError, report
 
 PATH = r"/campushub/usage"
 CHART_PATH = r"/campushub/chart.js"
@@ -28,18 +28,10 @@ def _engine(url: str):
 
 def usage(url: str, since: str | None, until: str | None, by: str, group: str | None) -> dict:
     """The report by ``by`` and what the charts show, from one read of the ledger."""
-    if by not in GROUPINGS:
-        raise ReportError(f"by: {by[:40]!r} is not one of {', '.join(GROUPINGS)}")
-    first, last = date_range(since, until)
     with _engine(url).connect() as connection:
-        sessions = Sessions.load(connection, first, last, group or None)
-    summaries = {name: sessions.summary(name) for name in {by, "all", "day", "group", "profile"}}
-    total = summaries["all"]
-    report = Report(first, last, by, summaries[by], total[0] if total else {}, group or None)
-    return {
-        "report": report,
-        "charts": {"per_day": summaries["day"], "by_group": summaries["group"], "by_profile": summaries["profile"]},
-    }
+        found = report(connection, since, until, by, group or None)
+    charts = {"per_day": "day", "by_group": "group", "by_profile": "profile"}
+    return {"report": found, "charts": {name: found.summary(by) for name, by in charts.items()}}
 
 
 class UsageHandler(BaseHandler):
@@ -58,18 +50,18 @@ class UsageHandler(BaseHandler):
             self.set_status(400)
             html = await self.render_template("usage.html", error=str(e), form=args, groupings=GROUPINGS)
             return self.finish(html)
-        report = found["report"]
+        made = found["report"]
         if self.get_argument("format", "") == "csv":
             self.set_header("Content-Type", "text/csv; charset=utf-8")
-            self.set_header("Content-Disposition", f'attachment; filename="usage-{report.since}-{report.until}.csv"')
-            return self.finish(report.as_csv())
+            self.set_header("Content-Disposition", f'attachment; filename="usage-{made.since}-{made.until}.csv"')
+            return self.finish(made.as_csv())
         html = await self.render_template(
             "usage.html",
             error="",
-            form={**args, "since": str(report.since), "until": str(report.until)},
+            form={**args, "since": str(made.since), "until": str(made.until)},
             groupings=GROUPINGS,
-            report=report,
-            totals=report.totals(),
+            report=made,
+            totals=made.totals(),
             # in a <script type="application/json">: nothing in it may close the element
             charts=json.dumps(found["charts"]).replace("<", "\\u003c"),
             charts_available=CHART_JS.is_file(),

@@ -63,17 +63,8 @@ def asked(spawner, profile: str, backend: str, shown: dict) -> int | None:
         "profile": profile,
         "backend": backend,
         "choices": json.dumps(choices, sort_keys=True, default=str)[:4000],
-        "gpus": 0,
-        "host": "",
-        "container": "",
-        "job_id": "",
-        "cluster": "",
-        "account": "",
-        "partition": "",
-        "words": "",
-        "notes": "",
         "asked": time.time(),
-    }
+    }  # the other columns take their defaults (tables.py)
     result = _write(spawner, insert(SESSIONS).values(**row))
     if result is None:
         return None

@@ -237,11 +237,17 @@ class Report:
     #: every session once (by group, a session is in each of its groups' rows)
     total: dict = field(default_factory=dict)
     group: str | None = None
+    #: the sessions it was made from, for other groupings (the admin page's charts)
+    sessions: Sessions | None = field(default=None, repr=False)
 
     @property
     def note(self) -> str:
         where = f" for group {self.group}" if self.group else ""
         return "" if self.rows else f"No sessions{where} were asked for between {self.since} and {self.until}."
+
+    def summary(self, by: str) -> list[dict]:
+        """The same sessions grouped by another of :data:`GROUPINGS` (or by ``day``)."""
+        return self.sessions.summary(by) if self.sessions else []
 
     def totals(self) -> dict:
         return {c: self.total.get(c, 0 if c in COLUMNS[:6] else None) for c in COLUMNS}
@@ -303,4 +309,4 @@ def report(connection, since: str | None, until: str | None, by: str, group: str
     first, last = date_range(since, until)
     sessions = Sessions.load(connection, first, last, group)
     total = sessions.summary("all")
-    return Report(first, last, by, sessions.summary(by), total[0] if total else {}, group)
+    return Report(first, last, by, sessions.summary(by), total[0] if total else {}, group, sessions)

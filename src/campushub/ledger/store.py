@@ -4,14 +4,16 @@ rows a killed hub left open closed, and old rows pruned after an export."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import datetime
 import json
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import Engine, and_, create_engine, delete, inspect, select, text, update
+from sqlalchemy import Connection, and_, create_engine, delete, inspect, select, text, update
 
 from ..ops import database, state
 from ..sitefile.model import Site
@@ -29,8 +31,15 @@ def retention(site: Site) -> tuple[int, Path]:
     return site.ledger.keep_days, site.ledger.export_dir or site.hub.state_dir / "ledger-exports"
 
 
-def engine(site: Site) -> Engine:
-    return create_engine(database.url(site))
+@contextlib.contextmanager
+def connected(site: Site, write: bool = False) -> Iterator[Connection]:
+    """A connection to the site's database; with ``write``, one transaction, committed when the block ends."""
+    found = create_engine(database.url(site))
+    try:
+        with found.begin() if write else found.connect() as connection:
+            yield connection
+    finally:
+        found.dispose()
 
 
 def _alembic(connection=None):
@@ -57,33 +66,32 @@ def revision(connection) -> str | None:
 
 def migrate(site: Site) -> tuple[str | None, str]:
     """Bring the ledger's tables to this campushub's revision: (the revision before, after)."""
+    with connected(site, write=True) as connection:
+        before = revision(connection)
+        return before, _migrate(connection, before)
+
+
+def _migrate(connection, before: str | None) -> str:
     from alembic import command
 
-    found = engine(site)
-    try:
-        with found.begin() as connection:
-            before = revision(connection)
-            if before != head():
-                command.upgrade(_alembic(connection), "head")
-            return before, revision(connection) or ""
-    finally:
-        found.dispose()
+    if before != head():
+        command.upgrade(_alembic(connection), "head")
+    return revision(connection) or ""
 
 
 def current(site: Site) -> str | None:
     """The ledger's revision in the site's database; None before its first migration."""
-    found = engine(site)
-    try:
-        with found.connect() as connection:
-            return revision(connection)
-    finally:
-        found.dispose()
+    with connected(site) as connection:
+        return revision(connection)
 
 
 def problems(site: Site) -> list[str]:
     """A ledger at an older revision (made by an older campushub, `campushub upgrade` migrates it), or at one this
     campushub does not know (a newer one made it)."""
-    found = current(site)
+    return _problems(site, current(site))
+
+
+def _problems(site: Site, found: str | None) -> list[str]:
     if found is None or found == head():
         return []
     where = f"ledger: the sessions ledger in {database.shown(site)} is at revision {found}"
@@ -100,51 +108,48 @@ def known() -> set[str]:
 
 
 def prepare(site: Site) -> list[str]:
-    """At the hub's start: the tables made (a new database) or refused (an old one), the rows a killed hub left
-    open closed, old rows pruned. What was done, for the log."""
+    """At the hub's start, in one transaction: the tables made (a new database) or refused (an old one), the rows a
+    killed hub left open closed, old rows pruned. What was done, for the log."""
     if not site.ledger.enabled:
         return []
-    found = problems(site)
-    if found:
-        from ..sitefile.errors import StartError
+    days, _ = retention(site)
+    with connected(site, write=True) as connection:
+        before = revision(connection)
+        found = _problems(site, before)
+        if found:
+            from ..sitefile.errors import StartError
 
-        raise StartError(found)
-    before, after = migrate(site)
+            raise StartError(found)
+        after = _migrate(connection, before)
+        closed = _sweep(connection)
+        pruned, export = _prune(connection, site, time.time() - days * DAY) if days else (0, None)
     said = [f"made the sessions ledger (revision {after})"] if before is None else []
-    closed = sweep(site)
     if closed:
         said.append(f"closed {closed} session(s) a stopped hub left open: {OUTCOMES['gone']}")
-    days, _ = retention(site)
-    if days:
-        pruned, export = prune(site, time.time() - days * DAY)
-        if pruned:
-            said.append(f"pruned {pruned} session(s) older than {days} days, exported to {export}")
+    if pruned:
+        said.append(f"pruned {pruned} session(s) older than {days} days, exported to {export}")
     return said
 
 
 def sweep(site: Site) -> int:
     """Close the open rows no server of the hub's database refers to: their hub stopped before it could say how they
     ended (the rows of servers it still has are closed, or kept, by the next hub once it polls them)."""
-    found = engine(site)
-    try:
-        with found.begin() as connection:
-            kept = _referenced(connection)
-            rows = connection.execute(
-                select(SESSIONS.c.id, SESSIONS.c.asked, SESSIONS.c.started, SESSIONS.c.ready).where(
-                    SESSIONS.c.ended.is_(None)
-                )
-            ).all()
-            gone = [r for r in rows if r.id not in kept]
-            for row in gone:
-                last = max(t for t in (row.asked, row.started, row.ready) if t is not None)
-                connection.execute(
-                    update(SESSIONS)
-                    .where(SESSIONS.c.id == row.id)
-                    .values(ended=last, outcome="gone", words=OUTCOMES["gone"])
-                )
-            return len(gone)
-    finally:
-        found.dispose()
+    with connected(site, write=True) as connection:
+        return _sweep(connection)
+
+
+def _sweep(connection) -> int:
+    kept = _referenced(connection)
+    rows = connection.execute(
+        select(SESSIONS.c.id, SESSIONS.c.asked, SESSIONS.c.started, SESSIONS.c.ready).where(SESSIONS.c.ended.is_(None))
+    ).all()
+    gone = [r for r in rows if r.id not in kept]
+    for row in gone:
+        last = max(t for t in (row.asked, row.started, row.ready) if t is not None)
+        connection.execute(
+            update(SESSIONS).where(SESSIONS.c.id == row.id).values(ended=last, outcome="gone", words=OUTCOMES["gone"])
+        )
+    return len(gone)
 
 
 def _referenced(connection) -> set[int]:
@@ -166,25 +171,25 @@ def _referenced(connection) -> set[int]:
 def prune(site: Site, before: float) -> tuple[int, Path | None]:
     """Export the ended sessions asked for before ``before`` (epoch seconds) to a private CSV file, then delete
     them: (how many, the file)."""
-    found = engine(site)
+    with connected(site, write=True) as connection:
+        return _prune(connection, site, before)
+
+
+def _prune(connection, site: Site, before: float) -> tuple[int, Path | None]:
     old = and_(SESSIONS.c.asked < before, SESSIONS.c.ended.is_not(None))
-    try:
-        with found.begin() as connection:
-            rows = connection.execute(select(SESSIONS).where(old).order_by(SESSIONS.c.id)).all()
-            if not rows:
-                return 0, None
-            groups: dict[int, list[str]] = {}
-            ids = select(SESSIONS.c.id).where(old)
-            for session_id, name in connection.execute(
-                select(SESSION_GROUPS.c.session_id, SESSION_GROUPS.c.name).where(SESSION_GROUPS.c.session_id.in_(ids))
-            ):
-                groups.setdefault(session_id, []).append(name)
-            export = _export(site, rows, groups)
-            connection.execute(delete(SESSION_GROUPS).where(SESSION_GROUPS.c.session_id.in_(ids)))
-            connection.execute(delete(SESSIONS).where(old))
-            return len(rows), export
-    finally:
-        found.dispose()
+    rows = connection.execute(select(SESSIONS).where(old).order_by(SESSIONS.c.id)).all()
+    if not rows:
+        return 0, None
+    groups: dict[int, list[str]] = {}
+    ids = select(SESSIONS.c.id).where(old)
+    for session_id, name in connection.execute(
+        select(SESSION_GROUPS.c.session_id, SESSION_GROUPS.c.name).where(SESSION_GROUPS.c.session_id.in_(ids))
+    ):
+        groups.setdefault(session_id, []).append(name)
+    export = _export(site, rows, groups)
+    connection.execute(delete(SESSION_GROUPS).where(SESSION_GROUPS.c.session_id.in_(ids)))
+    connection.execute(delete(SESSIONS).where(old))
+    return len(rows), export
 
 
 def _export(site: Site, rows, groups: dict[int, list[str]]) -> Path:
