@@ -235,3 +235,14 @@ def test_a_profile_run_as_the_users_account_refuses_a_system_name_and_a_missing_
     assert isinstance(refused, MissingAccount) and "not a person's" in refused.words
     refused = refusal(spawner(own, user=StubUser("nobody-has-this-name"), **site).choose_profile({}))
     assert isinstance(refused, MissingAccount) and "no account on this cluster yet" in refused.words
+
+
+def test_a_slurm_accounts_choice_reaches_the_batch_script_and_the_ledger(monkeypatch):
+    monkeypatch.setattr("campushub.hub.spawner.has_account", lambda name: True)  # ada's account: not this test's
+    batch = {"slug": "batch", "name": "Batch", "backend": "slurm", "account": "crc-teach"}
+    batch["choices"] = {"account": {"options": ["crc-teach", "crc-other"]}}
+    s = spawner(batch, slurm={"conf": "/etc/slurm/test.conf"})
+    run(s.choose_profile({"account": "crc-other"}))
+    s.select_profile("batch")
+    assert "--account=crc-other" in s.child_config["req_options"].split()  # batchspawner's script has no account
+    assert s.child_config["req_account"] == "crc-other"  # what the ledger records (usage_facts)

@@ -164,6 +164,8 @@ class Slurm(Backend):
             found["req_gres"] = f"gpu:{int(chosen['gpus'])}" if chosen["gpus"] else ""
         if "partition" in chosen:
             found["req_partition"] = chosen["partition"]
+        if "account" in chosen:  # for the ledger (batchspawner's script takes it from req_options)
+            found["req_account"] = chosen["account"]
         options = [settings.get("req_options", "")]
         options += [f"--{name}={chosen[name]}" for name in ("account", "qos") if name in chosen]
         found["req_options"] = " ".join(o for o in options if o)
@@ -242,6 +244,7 @@ class Slurm(Backend):
             batchspawner_singleuser_cmd=str(python_bin / "batchspawner-singleuser"),
             req_cluster=profile.cluster or "",
             req_partition=profile.partition or "",
+            req_account=profile.account or "",
             req_runtime=profile.runtime or "",
             req_nprocs=str(math.ceil(profile.cpu)) if profile.cpu else "",
             req_memory=f"{math.ceil(byte_count(profile.memory) / 2**20)}M" if profile.memory else "",

@@ -7,6 +7,7 @@ the commands. Every value shown comes from Slurm, never from the user.
 from __future__ import annotations
 
 import datetime
+import math
 from dataclasses import dataclass
 
 #: squeue's fields for a job: state, partition, priority, (expected) start, time left, reason, host.
@@ -106,12 +107,8 @@ def timestamp(text: str) -> datetime.datetime | None:
 
 def minutes_left(text: str) -> int | None:
     """squeue's %L (``[D-]HH:MM:SS``, ``MM:SS``; ``UNLIMITED``, ``INVALID``) in whole minutes, or None."""
-    days, _, clock = text.rpartition("-")
-    parts = clock.split(":")
-    if not all(p.isdigit() for p in parts) or not 1 <= len(parts) <= 3 or (days and not days.isdigit()):
-        return None
-    hours, mins, secs = [0] * (3 - len(parts)) + [int(p) for p in parts]
-    return int(days or 0) * 1440 + hours * 60 + mins + (secs > 0)
+    found = seconds(text)
+    return math.ceil(found / 60) if found is not None else None
 
 
 def ahead_of(priority: int, queue: str) -> int:

@@ -205,12 +205,11 @@ class CampusSlurmSpawner(SlurmSpawner, OwnAccount):
     def usage_facts(self) -> dict:
         """The job, its node, cluster, account, partition, GPUs and time limit, for the sessions ledger."""
         info = self.job_info
-        account = next((o.split("=", 1)[1] for o in self.req_options.split() if o.startswith("--account=")), "")
         return {
             "job_id": self.job_id or self.submitted_job,
             "host": info.host if info and info.host not in ("", "n/a") else "",
             "cluster": self.req_cluster,
-            "account": account or self.req_account,
+            "account": self.req_account,
             "partition": info.partition if info else self.req_partition,
             "gpus": jobs.gpus_of(self.req_gres),
             "time_limit_minutes": jobs.limit_minutes(self.req_runtime),
