@@ -19,6 +19,7 @@ account removed, once its server or job is gone) whatever happened.
     .venv/bin/python benchmarks/spawn.py --profiles local,local-cold --users 1,10,30,100
     .venv/bin/python benchmarks/spawn.py --profiles local,container --users 1,10
     .venv/bin/python benchmarks/spawn.py --profiles local,slurm --users 1 --repeat 5
+    .venv/bin/python benchmarks/spawn.py --profiles container-cold,container,slurm-cold,slurm --users 1 --repeat 5
     .venv/bin/python benchmarks/spawn.py --profiles local,slurm-nodes --users 1,10   # scripts/slurm cluster start
     .venv/bin/python benchmarks/spawn.py --profiles local,local-noledger --users 1,10 --repeat 3
 
@@ -26,8 +27,10 @@ account removed, once its server or job is gone) whatever happened.
 pre-imported parent (the default); ``local-cold`` is the same with ``fast_start: false``; ``local-noledger`` is
 ``local`` without the sessions ledger (``ledger: {enabled: false}``); ``container``
 runs the slim lab image (scripts/images) on the engine at $DOCKER_HOST (default: Podman's
-socket, scripts/engine); ``slurm`` submits jobs to the cluster at $SLURM_CONF (scripts/slurm); ``slurm-nodes`` to
-the cluster of several hosts (scripts/slurm cluster start), whose nodes reach the hub on their bridge.
+socket, scripts/engine); ``slurm`` submits jobs to the cluster at $SLURM_CONF (scripts/slurm); ``container-cold`` and
+``slurm-cold`` are those with ``fast_start: false`` (no kernel parent: each kernel started the normal way);
+``slurm-nodes`` submits to the cluster of several hosts (scripts/slurm cluster start), whose nodes reach the hub on
+their bridge.
 Absolute times on a shared 2-core machine are noisy: compare figures from the same run.
 """
 
@@ -55,12 +58,14 @@ PROFILES = {
     "local-cold": {"backend": "local", "system_users": True, "fast_start": False},  # started the normal way
     "local-noledger": {"backend": "local", "system_users": True},  # `local` on a site without the sessions ledger
     "container": {"backend": "container", "image": "localhost/campushub-lab-slim:latest"},
+    "container-cold": {"backend": "container", "image": "localhost/campushub-lab-slim:latest", "fast_start": False},
     "slurm": {"backend": "slurm", "cpu": 1, "memory": "1G"},
+    "slurm-cold": {"backend": "slurm", "cpu": 1, "memory": "1G", "fast_start": False},
     # on the cluster of several hosts (scripts/slurm cluster start): each server on a compute node of its own host
     "slurm-nodes": {"backend": "slurm", "cpu": 1, "memory": "512M"},
 }
 #: servers run as users' own accounts: the benchmark makes one per user
-NEEDS_ACCOUNTS = {"local", "local-cold", "local-noledger", "slurm", "slurm-nodes"}
+NEEDS_ACCOUNTS = {"local", "local-cold", "local-noledger", "slurm", "slurm-cold", "slurm-nodes"}
 #: the cluster of several hosts: the hub's address on its bridge, and its slurm.conf
 NODES_HUB, NODES_CONF = "10.77.0.1", "/var/lib/campushub-slurm-net/slurm.conf"
 
@@ -76,7 +81,7 @@ def default_site(profile: str) -> dict:
     }
     if profile == "local-noledger":
         site["ledger"] = {"enabled": False}
-    if profile == "container":
+    if profile.startswith("container"):
         # the hub runs on this host; containers on the engine's default network call it back there
         port = free_port()
         site["hub"].update(hub_ip="0.0.0.0", hub_port=port)
@@ -84,7 +89,7 @@ def default_site(profile: str) -> dict:
             "socket": os.environ.get("DOCKER_HOST", "unix:///run/podman/podman.sock"),
             "hub_connect_url": f"http://host.containers.internal:{port}",
         }
-    if profile == "slurm":
+    if profile in ("slurm", "slurm-cold"):
         site["slurm"] = {"conf": os.environ.get("SLURM_CONF", "/var/lib/campushub-slurm/slurm.conf")}
     if profile == "slurm-nodes":  # the nodes reach the hub on the cluster's bridge
         port = free_port()
@@ -194,7 +199,7 @@ def run_round(hub: Hub, n: int, profile: str, round_no: int, repeat: int) -> dic
                 batch = list(pool.map(lambda name: one_user(hub, name, profile), names))
             results += batch
             served = [x for x in batch if "token" in x]
-            if r == 0 and served and profile != "container":  # container processes have other pids inside
+            if r == 0 and served and not profile.startswith("container"):  # container processes have other pids inside
                 memory.append(idle_memory(hub, served[0]["user"], served[0]["token"]))
         finally:
             cleanup(hub, names, profile)
@@ -233,7 +238,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--profiles",
         default="local",
-        help="comma-separated: local, local-cold, container, slurm, slurm-nodes (default local)",
+        help="comma-separated, of: " + ", ".join(PROFILES) + " (default local)",
     )
     parser.add_argument("--repeat", type=int, default=1, help="run every round this many times (default 1)")
     parser.add_argument("--site", type=Path, help="a site file to use (its profiles named in --profiles)")

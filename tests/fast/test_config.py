@@ -160,7 +160,12 @@ def test_profiles_section_merges_shared_settings_and_passes_timeouts(tmp_path):
     ((name, slug, spawner, settings),) = s.profiles
     assert (name, slug, spawner) == ("Me", "me", "campushub.backends.local.spawner.CampusLocalSpawner")
     assert settings["fast_start"] is True and settings["cmd"][0].endswith("/campushub-singleuser")
-    assert settings["environment"] == {"JUPYTERHUB_ACTIVITY_INTERVAL": "300", "A": "site", "B": "profile"}
+    assert settings["environment"] == {
+        "JUPYTERHUB_ACTIVITY_INTERVAL": "300",
+        "CAMPUSHUB_WARM_KERNELS": "1",  # a server started without a kernel parent forks one (fast_start)
+        "A": "site",
+        "B": "profile",
+    }
     assert c.JupyterHub.cleanup_servers is True
 
 
@@ -554,8 +559,8 @@ CHANGES = {
     "profiles.environment": (LOCAL, {"profiles.0.environment": {"A": "1"}}),
     "profiles.groups": (TWO, {"profiles.1.groups": ["staff"]}),
     "profiles.default": (TWO, {"profiles.1.default": True}),
+    "profiles.fast_start": (CONTAINER, {"profiles.0.fast_start": False}),
     "profiles[local].system_users": (EMBEDDED_LOCAL, {"profiles.0.system_users": True, "auth": base_site()["auth"]}),
-    "profiles[local].fast_start": (LOCAL, {"profiles.0.fast_start": False}),
     "profiles[container].image": (CONTAINER, {"profiles.0.image": "localhost/lab:2"}),
     "profiles[container].network": (CONTAINER, {"profiles.0.network": "campushub"}),
     "profiles[container].notebook_dir": (CONTAINER, {"profiles.0.notebook_dir": "/data"}),

@@ -10,6 +10,9 @@ from urllib.parse import urlsplit
 import requests
 import websocket
 
+#: code for a kernel: its parent's command line ("campushub-kernels USER" for a kernel forked from its kernel parent)
+KERNELS_PARENT = "import os; open(f'/proc/{os.getppid()}/cmdline').read().replace(chr(0), ' ').strip()"
+
 
 class Kernel:
     """A kernel on a user's server: REST to start it, then its websocket to run code.

@@ -17,6 +17,7 @@ from dockerspawner import DockerSpawner
 from harness import (
     CAMPUSHUB,
     GROUP,
+    KERNELS_PARENT,
     LAB_IMAGE,
     REPO,
     Compose,
@@ -136,6 +137,8 @@ def test_round_trip_files_survive_a_stopped_server(deployment):
     deployment.start_server(s, "alice")
     token = deployment.token(s, "alice")
     assert deployment.run_code("alice", token, "1+1") == "2"
+    # fast_start: the server forked a kernel parent as it started, and the kernel is its fork
+    assert deployment.run_code("alice", token, KERNELS_PARENT) == repr("campushub-kernels alice")
     code = "open('/home/jovyan/work/notes.txt', 'w').write('kept'); import os; os.getcwd()"
     assert deployment.run_code("alice", token, code) == "'/home/jovyan/work'"
     assert "jupyter-alice" in containers()

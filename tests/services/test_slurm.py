@@ -15,6 +15,7 @@ from harness import (
     ARTIFACTS,
     CHROMIUM_FLAGS,
     GROUP,
+    KERNELS_PARENT,
     PROXY_SECRET,
     Kernel,
     base_site,
@@ -141,6 +142,8 @@ def test_a_slurm_server_runs_as_the_user_and_its_job_ends_with_it(hub, slurm_con
     token = hub.token(s, user)
     assert hub.run_code(user, token, "1+1") == "2"
     assert hub.run_code(user, token, "import os; os.getuid()") == str(pwd.getpwnam(user).pw_uid)
+    # fast_start: the server forked a kernel parent as it started, and the kernel is its fork
+    assert hub.run_code(user, token, KERNELS_PARENT) == repr(f"campushub-kernels {user}")
     hub.stop_server(s, user)
     deadline = time.monotonic() + 30
     while job_state(slurm_conf, job) != "CANCELLED" or subprocess.run(["pgrep", "-u", user]).returncode == 0:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Union
 
 from pydantic import Field
 
+from ..server.forkserver import WARM_KERNELS
 from . import container, local, slurm
 from .base import Backend
 
@@ -46,6 +47,8 @@ def spawner_for(site, index: int) -> tuple[str, dict]:
         "http_timeout": site.spawner.http_timeout,
         "environment": {
             "JUPYTERHUB_ACTIVITY_INTERVAL": str(site.culler.activity_interval),
+            # a server not forked with a kernel parent (a container, a Slurm job) forks its own
+            **({WARM_KERNELS: "1"} if profile.fast_start else {}),
             **site.spawner.environment,
             **profile.environment,
         },

@@ -37,6 +37,12 @@ class ProfileBase(Model):
         description="the profile used when a request names none (at most one; else the"
         " first). Must be open to everyone",
     )
+    fast_start: bool = Field(
+        True,
+        description="Python kernels forked from a parent that has imported ipykernel (the first in a few tenths of a"
+        " second instead of one or more); `local` servers too are forked, from a parent that has imported"
+        " JupyterLab: about a tenth of a second each instead of seconds. `false`: each started the normal way",
+    )
 
 
 @dataclass

@@ -56,6 +56,11 @@ PRELOAD = [
 ]
 #: where a forked server finds its kernel parent (a file descriptor)
 KERNEL_PARENT = "CAMPUSHUB_KERNEL_PARENT"
+#: set ("1") for a server that was not forked here (a container, a Slurm job) of a ``fast_start`` profile: it forks a
+#: kernel parent of its own as it starts (:func:`campushub.server.singleuser.warm_kernels`)
+WARM_KERNELS = "CAMPUSHUB_WARM_KERNELS"
+#: what a kernel parent imports when the server it serves was not forked from a pre-imported parent
+KERNEL_PRELOAD = ["ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.debugger", "IPython"]
 #: the only variables the parent starts with (it must hold no secret; see above)
 PARENT_ENV = ["PATH", "LANG", "LC_ALL", "LD_LIBRARY_PATH", "PYTHONPATH", "VIRTUAL_ENV"]
 
@@ -108,12 +113,13 @@ def serve(path: str):
             connection.close()
 
 
-def _preload():
-    """Import what every server imports, once, here: forked children share it."""
-    from . import singleuser
+def _preload(modules: list[str] = PRELOAD):
+    """Import what every server (or kernel) imports, once, here: forked children share it."""
+    if modules is PRELOAD:
+        from . import singleuser
 
-    singleuser.diet()
-    for name in PRELOAD:
+        singleuser.diet()
+    for name in modules:
         try:
             __import__(name)
         except ImportError as e:
@@ -167,8 +173,10 @@ def _child(connection: socket.socket):
 def title(*words: str):
     """What ``ps`` and ``/proc/PID/cmdline`` show for this process: a forked child would otherwise show the fork
     server's command line, and ``campushub up`` would blame campushub for a port a user's process holds."""
-    from setproctitle import setproctitle
-
+    try:
+        from setproctitle import setproctitle
+    except ImportError:  # a lab image without it: the process shows its parent's command line
+        return
     setproctitle(" ".join(w for w in words if w))
 
 
@@ -214,8 +222,10 @@ def _user_site():
 # ---------------------------------------------------------------- kernels, forked from the server's child
 
 
-def start_kernel_parent() -> int:
-    """Fork, from the child before its server starts, a parent for the user's Python kernels.
+def start_kernel_parent(warm: bool = False) -> int:
+    """Fork, from the child before its server starts, a parent for the user's Python kernels; with ``warm`` (a
+    server not forked from a pre-imported parent), the kernel parent imports the kernel machinery itself, while the
+    server imports JupyterLab.
 
     Returns the file descriptor of the server's end of their socket pair; the kernel
     provisioner (campushub.server.kernels) asks for kernels over it.
@@ -223,11 +233,13 @@ def start_kernel_parent() -> int:
     server_end, kernel_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     gc.freeze()
     if os.fork() == 0:
-        title("campushub-kernels", os.environ.get("JUPYTERHUB_USER", ""))
-        server_end.close()
-        signal.signal(signal.SIGCHLD, _reap)
         code = 0
         try:
+            title("campushub-kernels", os.environ.get("JUPYTERHUB_USER", ""))
+            server_end.close()
+            signal.signal(signal.SIGCHLD, _reap)
+            if warm:
+                _preload(KERNEL_PRELOAD)
             while True:
                 try:
                     request = _receive(kernel_end)

@@ -41,8 +41,19 @@ def _no_yarn_config(logger):
     return {"yarn config": {}, "npm config": {}}
 
 
+def warm_kernels():
+    """A server started without a kernel parent (in a container, a Slurm job) forks one now, if its profile is
+    ``fast_start``: it imports ipykernel while this process imports JupyterLab, so that the first Python kernel is a
+    fork too."""
+    from .forkserver import KERNEL_PARENT, WARM_KERNELS, start_kernel_parent
+
+    if os.environ.pop(WARM_KERNELS, "") == "1" and KERNEL_PARENT not in os.environ:
+        os.environ[KERNEL_PARENT] = str(start_kernel_parent(warm=True))
+
+
 def main():
     diet()
+    warm_kernels()
     from jupyterhub.singleuser import main as singleuser
 
     return singleuser()

@@ -41,11 +41,6 @@ class LocalProfile(ProfileBase):
         " `state_dir/home/NAME`. `true`: each server runs as the system account of the same"
         " name, in its home folder (the hub must run as root, and the accounts must exist)",
     )
-    fast_start: bool = Field(
-        True,
-        description="start servers (and their Python kernels) by forking a parent that has imported JupyterLab"
-        " already: about a tenth of a second each instead of seconds; `false`: start each the normal way",
-    )
 
 
 class Local(Backend):
