@@ -139,6 +139,20 @@ def test_a_change_of_identity_is_noticed_on_refresh(hub):
     assert hub.whoami(s)["name"] == "heidi"
 
 
+def test_an_admin_starts_another_users_server_as_the_admin_page_does(hub_factory, accounts):
+    """With the admin's cookie, for a user who never signed in: the admin's headers say nothing of that user (this
+    was a 500, from JupyterHub's refresh of the user the request is about)."""
+    hub = hub_factory(base_site())
+    (user,) = accounts("cht-ivan")
+    admin = hub.login("cht-admin", f"{GROUP};crc-admins")
+    assert hub.api(admin, "POST", "users", json={"usernames": [user]}).status_code == 201
+    r = hub.api(admin, "POST", f"users/{user}/server")
+    assert r.status_code in (201, 202), (r.status_code, r.text[:300])
+    assert hub.wait_ready(admin, user)["ready"]
+    assert hub.whoami(admin)["name"] == "cht-admin"  # the admin's own session is kept
+    hub.stop_server(admin, user)
+
+
 def test_logout_ends_the_hub_session_then_goes_to_the_sso_logout(hub, strict_hub):
     s = hub.login("ivan")
     r = s.get(f"{hub.url}/hub/logout", allow_redirects=False, headers={"Cn": "", "isMemberOf": ""})

@@ -287,8 +287,9 @@ class CampusRemoteUserAuthenticator(Authenticator):
         return await self.identify(handler.request)
 
     async def refresh_user(self, user, handler=None):
-        """Re-read the headers: another identity, or a lost required group, means log in again."""
-        if handler is None:
+        """Re-read the headers of the user's own requests: another identity, or a lost required group, means log in
+        again. A request about another user (an admin starting their server) says nothing about that user."""
+        if handler is None or _about_another(handler, user):
             return True
         try:
             model = await self.identify(handler.request)
@@ -299,6 +300,17 @@ class CampusRemoteUserAuthenticator(Authenticator):
         if self.normalize_username(model["name"]) != user.name:
             return False
         return model
+
+
+def _about_another(handler, user) -> bool:
+    """Whether the request's own user, once JupyterHub knows it, is someone else than ``user``.
+
+    JupyterHub refreshes the user a request is about (``spawn_single_user`` always does), and sets the request's
+    own user only after its cookie's refresh: until then the request is the user's own. Refusing another user's
+    refresh on an admin's request would make JupyterHub fail (a 500, from its refresh_auth on a cookie request).
+    """
+    asker = getattr(handler, "_jupyterhub_user", None)
+    return asker is not None and asker.name != user.name
 
 
 class RemoteUser(Login):
