@@ -11,6 +11,10 @@ timed on its own:
   taken before, the kernel's shutdown happens after);
 - ``total``: the three together.
 
+Memory, in the first repeat of a round on this host's processes (not ``container``): the PSS of one idle server
+and of a kernel in it; and, with a kernel open in every user's server, the PSS of all the users' processes and of
+the fork servers divided by the users, beside how much MemAvailable fell per user since the round began.
+
 A user who fails is counted with the step and the reason; the others go on. Every round is
 written to the JSON file as soon as it ends, and every user's server is stopped (and its
 account removed, once its server or job is gone) whatever happened.
@@ -39,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pwd
 import statistics
 import subprocess
 import sys
@@ -187,6 +192,37 @@ def idle_memory(hub: Hub, user: str, token: str) -> dict:
         return {"server": round(sum(pss(p) for p in server), 1), "kernel": round(pss(pid), 1)}
 
 
+def mem_available() -> float:
+    """The host's MemAvailable (MB)."""
+    with open("/proc/meminfo") as meminfo:
+        return next(int(line.split()[1]) for line in meminfo if line.startswith("MemAvailable:")) / 1024
+
+
+def per_user_memory(hub: Hub, served: list[dict], available_before: float) -> dict:
+    """With a kernel open in every served user's server: the PSS of all their processes (servers, kernel parents,
+    kernels) and of the fork servers, divided by the users; and how much MemAvailable fell per user since before
+    the round."""
+    users = {pwd.getpwnam(x["user"]).pw_uid for x in served}
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        kernels = list(pool.map(lambda x: Kernel.with_token(hub.url, x["user"], x["token"], timeout=300), served))
+    try:
+        time.sleep(3)  # let the kernels settle
+        total = 0.0
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and (
+                    entry.stat().st_uid in users or b"campushub.server.forkserver" in (entry / "cmdline").read_bytes()
+                ):
+                    total += pss(int(entry.name))
+            except OSError:
+                continue  # it ended, or is not ours to read
+        fell = available_before - mem_available()
+    finally:
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            list(pool.map(lambda kernel: kernel.close(), kernels))
+    return {"per_user_pss": round(total / len(served), 1), "per_user_available": round(fell / len(served), 1)}
+
+
 def run_round(hub: Hub, n: int, profile: str, round_no: int, repeat: int) -> dict:
     results, memory = [], []
     for r in range(repeat):
@@ -195,12 +231,17 @@ def run_round(hub: Hub, n: int, profile: str, round_no: int, repeat: int) -> dic
             if profile in NEEDS_ACCOUNTS:
                 for name in names:
                     subprocess.run(["useradd", "--create-home", name], capture_output=True, check=True)
+            available = mem_available()
             with ThreadPoolExecutor(max_workers=n) as pool:
                 batch = list(pool.map(lambda name: one_user(hub, name, profile), names))
             results += batch
             served = [x for x in batch if "token" in x]
             if r == 0 and served and not profile.startswith("container"):  # container processes have other pids inside
                 memory.append(idle_memory(hub, served[0]["user"], served[0]["token"]))
+                try:
+                    memory[-1] |= per_user_memory(hub, served, available)
+                except Exception as e:  # noqa: BLE001 (counted with its reason, as a failed user is)
+                    memory[-1]["per_user_error"] = f"{type(e).__name__}: {e}".splitlines()[0][:300]
         finally:
             cleanup(hub, names, profile)
     done = [{k: v for k, v in x.items() if k != "token"} for x in results if "failed" not in x]
@@ -228,6 +269,10 @@ def show(summary: dict) -> str:
     if summary["memory"]:
         m = summary["memory"]
         line += f"  PSS server={m['server']}MB kernel={m['kernel']}MB"
+        if "per_user_pss" in m:
+            line += f"  per user: PSS={m['per_user_pss']}MB MemAvailable-={m['per_user_available']}MB"
+        else:
+            line += f"  per user: not measured ({m.get('per_user_error')})"
     reasons = sorted({f"{f['failed']}: {f['reason']}" for f in summary["failures"]})
     return line + "".join(f"\n    failed at {reason}" for reason in reasons)
 
