@@ -1,5 +1,6 @@
 """The state directory on the embedded default: private secrets, made once, reused across restarts."""
 
+import sqlite3
 import stat
 
 SITE = {
@@ -31,6 +32,12 @@ def test_secrets_are_private_and_survive_a_restart_with_the_login(hub_factory):
     s, r = hub.password_login("ada", password)
     assert r.status_code == 302, r.text[:300]
     assert hub.whoami(s)["name"] == "ada"
+    # the database in write-ahead-log mode (quick commits), its log and index as private as it is
+    database = sqlite3.connect(f"file:{hub.state / 'jupyterhub.sqlite'}?mode=ro", uri=True)
+    assert database.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    database.close()
+    for name in ("jupyterhub.sqlite-wal", "jupyterhub.sqlite-shm"):
+        assert mode(hub.state / name) == 0o600, name
 
     hub.stop()
     hub.start()
