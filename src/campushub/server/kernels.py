@@ -66,9 +66,11 @@ class ForkedKernelProvisioner(LocalProvisioner):
     async def launch_kernel(self, cmd: list[str], **kwargs):
         if not (os.environ.get(KERNEL_PARENT) and _is_this_ipykernel(cmd)):
             return await super().launch_kernel(cmd, **kwargs)
+        env = {k: v for k, v in (kwargs.get("env") or os.environ).items() if k != KERNEL_PARENT}
         request = {
             "argv": [cmd[0], *cmd[3:]],
-            "env": {k: v for k, v in (kwargs.get("env") or os.environ).items() if k != KERNEL_PARENT},
+            # the server, as jupyter_client tells a kernel it launches (its parent is the kernel parent)
+            "env": {**env, "JPY_PARENT_PID": str(os.getpid())},
             "cwd": str(kwargs.get("cwd") or os.getcwd()),
         }
         try:
