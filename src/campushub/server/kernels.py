@@ -10,6 +10,7 @@ every kernel of a server started the normal way, is launched as jupyter_client a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -51,7 +52,11 @@ class ForkedKernel:
         return self.returncode or 0
 
     def send_signal(self, signum: int):
-        os.kill(self.pid, signum)
+        """As ``Popen.send_signal``: nothing once the kernel has ended (the restarter signals a kernel that died
+        before it starts another; an error here left the user's kernel dead)."""
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signum)
 
     def terminate(self):
         self.send_signal(signal.SIGTERM)
