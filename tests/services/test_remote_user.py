@@ -1,6 +1,7 @@
 """Header login from the campus SSO proxy, against a real hub and configurable-http-proxy."""
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -121,6 +122,13 @@ def test_groups_are_split_and_stripped_and_admin_groups_make_admins(hub):
     plain = hub.whoami(hub.login("erin", f"students; {GROUP}"))
     assert plain["admin"] is False
     assert "crc-admins" not in plain["groups"]
+
+
+def test_a_burst_of_sign_ins_each_lands_as_its_own_user(hub):
+    """Twenty at once (the hub works on a few at a time; the others wait their turn): each is signed in as itself."""
+    names = [f"burst-{i}" for i in range(20)]
+    with ThreadPoolExecutor(len(names)) as pool:
+        assert list(pool.map(lambda name: hub.whoami(hub.login(name))["name"], names)) == names
 
 
 def test_losing_the_required_group_is_noticed_on_refresh(hub):
