@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sysconfig
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -309,20 +308,3 @@ def test_a_new_kernels_first_execute_needs_no_second_nudge(hub_factory, hub_root
             assert kernel.execute("1+1", timeout=60)["result"] == "2"
     log = hub.log.read_text()
     assert log.count("Nudge: attempt 1 on kernel") == 10 and "Nudge: attempt 2" not in log
-
-
-def test_a_forked_kernel_that_dies_is_started_again_by_its_server(hub):
-    """As jupyter_client's restarter does for a kernel it launched (one of two hundred forked kernels in a burst
-    lost its port to another's and ended; the restart then failed on the ended kernel, and the user's websocket
-    got a 500 a minute later)."""
-    user = USERS[0]
-    s, token, _pid = started(hub, user)
-    with Kernel.with_token(hub.url, user, token) as kernel:
-        first = kernel.execute("import os; os.getpid()")["result"]
-        assert kernel.execute("os.kill(os.getpid(), 9)", timeout=30)["died"]
-        deadline = time.monotonic() + 60
-        while (again := kernel.execute("import os; os.getpid()", timeout=30))["result"] is None:
-            assert time.monotonic() < deadline, again
-            time.sleep(1)
-        assert again["result"] != first
-    hub.stop_server(s, user)
