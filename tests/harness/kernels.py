@@ -31,17 +31,37 @@ class Kernel:
         r = self.http.post(self.base, json={"name": "python3"}, timeout=60)
         assert r.status_code == 201, (r.status_code, r.text[:500])
         self.id = r.json()["id"]
+        self.timeout = timeout
+        self.ws = self._connect(server_url, headers, verify)
+
+    def _connect(self, server_url: str, headers: dict, verify: str | bool) -> websocket.WebSocket:
         parts = urlsplit(server_url)
         ws_url = parts._replace(scheme="wss" if parts.scheme == "https" else "ws").geturl()
         sslopt = {"ca_certs": verify} if isinstance(verify, str) else {}
         self.user = parts.path.rstrip("/").rsplit("/", 1)[-1]
-        self.ws = websocket.create_connection(
+        self._server = (server_url, headers, verify)
+        return websocket.create_connection(
             f"{ws_url}/api/kernels/{self.id}/channels",
-            timeout=timeout,
+            timeout=self.timeout,
             sslopt=sslopt,
             header=[f"{k}: {v}" for k, v in headers.items() if k.lower() != "x-xsrftoken"],
             origin=f"{parts.scheme}://{parts.netloc}",
         )
+
+    def state(self) -> str:
+        """The kernel's execution state as its server tells it (``idle``, ``busy``, ``restarting``, ``dead``...)."""
+        r = self.http.get(f"{self.base}/{self.id}", timeout=30)
+        assert r.status_code == 200, (r.status_code, r.text[:500])
+        return r.json()["execution_state"]
+
+    def wait_until_idle(self, timeout: float = 60):
+        """Wait for the kernel to be ``idle`` (after a restart), then connect to it again."""
+        deadline = time.monotonic() + timeout
+        while (state := self.state()) != "idle":
+            assert time.monotonic() < deadline, f"kernel {self.id} still {state} after {timeout} s"
+            time.sleep(0.5)
+        self.ws.close()
+        self.ws = self._connect(*self._server)
 
     @classmethod
     def with_token(cls, hub_url: str, user: str, token: str, timeout: float = 120) -> Kernel:
@@ -81,9 +101,12 @@ class Kernel:
         )
         outcome = {"result": None, "error": None, "died": False}
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while (left := deadline - time.monotonic()) > 0:
+            self.ws.settimeout(left)
             try:
                 msg = json.loads(self.ws.recv())
+            except websocket.WebSocketTimeoutException:
+                break
             except websocket.WebSocketConnectionClosedException:  # the server itself is gone
                 return {**outcome, "died": True}
             kind, content = msg["msg_type"], msg.get("content", {})

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import Kernel, base_site
+from harness import KERNELS_PARENT, Kernel, base_site
 
 USERS = ("cht-fast-a", "cht-fast-b")
 SLOW = {"slug": "slow", "name": "Started the normal way", "backend": "local", "system_users": True, "fast_start": False}
@@ -308,3 +308,19 @@ def test_a_new_kernels_first_execute_needs_no_second_nudge(hub_factory, hub_root
             assert kernel.execute("1+1", timeout=60)["result"] == "2"
     log = hub.log.read_text()
     assert log.count("Nudge: attempt 1 on kernel") == 10 and "Nudge: attempt 2" not in log
+
+
+def test_a_forked_kernel_that_dies_is_started_again_by_its_server(hub):
+    """As jupyter_client's restarter does for a kernel it launched (one of two hundred forked kernels in a burst
+    lost its port to another's and ended; the restart then failed on the ended kernel, and the user's websocket
+    got a 500 a minute later)."""
+    user = USERS[0]
+    s, token, _pid = started(hub, user)
+    with Kernel.with_token(hub.url, user, token, timeout=30) as kernel:
+        first = kernel.execute("import os; os.getpid()")["result"]
+        assert kernel.execute("os.kill(os.getpid(), 9)")["died"]
+        kernel.wait_until_idle()
+        again = kernel.execute("import os; os.getpid()")
+        assert again["error"] is None and again["result"] not in (None, first), (first, again)
+        assert kernel.execute(KERNELS_PARENT)["result"] == repr(f"campushub-kernels {user}")
+    hub.stop_server(s, user)
