@@ -11,7 +11,8 @@ with an admin's token, the calls a hub's services and admins make most:
 
 Each is timed ``--calls`` times one after the other on a quiet hub; then ``--bursts`` times ``--burst`` new users
 sign in at once through the SSO header path (whose own times are printed too) while each call is timed over and
-over, one client per call. Prints p50/p95/p99/max per call and phase;
+over, one client per call. Prints p50/p95/p99/max per call and phase, and the hub process's memory after the
+bursts;
 failures are counted with their reasons. Issue 26's target: p99 <= 100 ms.
 
     .venv/bin/python benchmarks/hub_api.py
@@ -150,6 +151,20 @@ def burst(hub: Hub, names: list[str]) -> dict[str, list]:
     return {"sign_in": [x for x in found if isinstance(x, float)], "failures": [x for x in found if isinstance(x, str)]}
 
 
+def hub_memory(hub: Hub) -> dict:
+    """The hub process's memory (MB): now (``VmRSS``) and at its peak (``VmHWM``)."""
+    for entry in Path("/proc").iterdir():
+        try:
+            if not entry.name.isdigit() or b"jupyterhub" not in (entry / "cmdline").read_bytes():
+                continue
+            fields = dict(line.split(":", 1) for line in (entry / "status").read_text().splitlines())
+        except OSError:
+            continue
+        if int(fields["PPid"]) == hub.process.pid:
+            return {k: round(int(fields[k].split()[0]) / 1024, 1) for k in ("VmRSS", "VmHWM")}
+    return {}
+
+
 def show(phase: str, summary: dict) -> str:
     lines = []
     for name, p in summary.items():
@@ -204,6 +219,8 @@ def main(argv=None) -> int:
         during = caller.summary() | {"sign_in": percentiles(sign_ins)}
         during["failures"] += failures
         print(show("burst", during), flush=True)
+        memory = hub_memory(hub)
+        print(f"  hub process: {memory.get('VmRSS')} MB now, {memory.get('VmHWM')} MB at its peak", flush=True)
         results = {
             "benchmark": "hub_api",
             "users": args.users,
@@ -213,6 +230,7 @@ def main(argv=None) -> int:
             "bursts": args.bursts,
             "quiet": quiet,
             "burst_phase": during,
+            "hub_memory": memory,
         }
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2))

@@ -12,8 +12,9 @@ timed on its own:
 - ``total``: the three together.
 
 Memory, in the first repeat of a round on this host's processes (not ``container``): the PSS of one idle server
-and of a kernel in it; and, with a kernel open in every user's server, the PSS of all the users' processes and of
-the fork servers divided by the users, beside how much MemAvailable fell per user since the round began.
+and of a kernel in it, and of that their private dirty pages (what each wrote since its fork: its own alone); and,
+with a kernel open in every user's server, the PSS of all the users' processes and of the fork servers divided by
+the users, beside how much MemAvailable fell per user since the round began.
 
 A user who fails is counted with the step and the reason; the others go on. Every round is
 written to the JSON file as soon as it ends, and every user's server is stopped (and its
@@ -165,10 +166,11 @@ def percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
-def pss(pid: int) -> float:
-    """A process's proportional set size (MB): its own pages, and its share of those it shares."""
+def pss(pid: int, field: str = "Pss") -> float:
+    """A process's proportional set size (MB): its own pages, and its share of those it shares; or another field of
+    its ``smaps_rollup`` (``Private_Dirty``: the pages it has written since its fork, its own alone)."""
     with open(f"/proc/{pid}/smaps_rollup") as rollup:
-        return next(int(line.split()[1]) for line in rollup if line.startswith("Pss:")) / 1024
+        return next(int(line.split()[1]) for line in rollup if line.startswith(f"{field}:")) / 1024
 
 
 def parent_of(pid: int) -> int:
@@ -189,7 +191,12 @@ def idle_memory(hub: Hub, user: str, token: str) -> dict:
         with open(f"/proc/{server[0]}/cmdline") as cmdline:
             if "campushub-singleuser" not in cmdline.read():
                 server.append(parent_of(server[0]))
-        return {"server": round(sum(pss(p) for p in server), 1), "kernel": round(pss(pid), 1)}
+        return {
+            "server": round(sum(pss(p) for p in server), 1),
+            "kernel": round(pss(pid), 1),
+            "server_private": round(sum(pss(p, "Private_Dirty") for p in server), 1),
+            "kernel_private": round(pss(pid, "Private_Dirty"), 1),
+        }
 
 
 def mem_available() -> float:
@@ -269,6 +276,7 @@ def show(summary: dict) -> str:
     if summary["memory"]:
         m = summary["memory"]
         line += f"  PSS server={m['server']}MB kernel={m['kernel']}MB"
+        line += f" (private dirty {m['server_private']} + {m['kernel_private']}MB)"
         if "per_user_pss" in m:
             line += f"  per user: PSS={m['per_user_pss']}MB MemAvailable-={m['per_user_available']}MB"
         else:

@@ -2,6 +2,7 @@
 
 import os
 import pwd
+import re
 import signal
 import socket
 import subprocess
@@ -210,3 +211,17 @@ def test_a_hub_that_does_not_stop_in_time_is_killed_with_what_it_started(hub_fac
     assert "the hub did not stop in time; killing it and what it started" in hub.log.read_text()
     left = alive(tree)
     assert left == [], {pid: tree[pid] for pid in left}
+
+
+def test_the_hub_keeps_what_it_loaded_at_start_out_of_full_collections(hub_factory):
+    """Full garbage collections walk only what came after the hub's start (campushub.hub.collector): what it loaded
+    to start (its modules, config, users), a hundred thousand objects and more, is frozen once it has started; the
+    hub goes on serving sign-ins."""
+    hub = hub_factory(EMBEDDED)
+    deadline = time.monotonic() + 30
+    while not (kept := re.search(r"Kept (\d+) objects the hub holds since its start", hub.log.read_text())):
+        assert time.monotonic() < deadline, hub.tail()
+        time.sleep(0.5)
+    assert int(kept.group(1)) > 100_000, kept.group(0)
+    s, r = hub.password_login("ada", (hub.state / "shared_password").read_text().strip())
+    assert r.status_code == 302 and hub.whoami(s)["name"] == "ada"

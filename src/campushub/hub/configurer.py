@@ -21,7 +21,7 @@ from ..sitefile.errors import Problems, StartError
 from ..sitefile.fields import byte_count, read_secret
 from ..sitefile.model import Site
 from ..sitefile.read import config_path, load_site
-from . import api, branding, metrics, start_api
+from . import api, branding, collector, metrics, start_api
 
 CULLER_SERVICE = start_api.CULLER_SERVICE
 CULLER_ROLE = "jupyterhub-idle-culler-role"
@@ -273,7 +273,8 @@ def install(site: Site):
     (:func:`configure` alone) never does: make the state directory and the secrets kept there (the proxy's token, a
     login's passwords) and the SQLite file, private; make or check the sessions ledger (closing what a stopped hub
     left open, pruning old rows daily); serve campushub's API handlers; declare its metrics for every profile; warm
-    the backends up; refuse request bodies over :data:`campushub.hub.api.MAX_BODY_BYTES`."""
+    the backends up; refuse request bodies over :data:`campushub.hub.api.MAX_BODY_BYTES`; make the hub's garbage
+    collections fewer and shorter (:mod:`campushub.hub.collector`)."""
     state_dir = state.prepare(site.hub.state_dir)
     state.secret(state_dir / PROXY_TOKEN)
     login_of(site).prepare(site)
@@ -289,6 +290,7 @@ def install(site: Site):
     for backend in used(site):
         backend.install(site)
     api.limit_bodies()
+    collector.tune()
 
 
 def configure_from_env(c):
