@@ -8,14 +8,17 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from campushub.backends.local import spawner as local
 from campushub.ops import processes
 from harness import free_port
 
 
-def test_the_process_that_listens_on_a_port_is_told_apart_from_any_other():
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
+@pytest.mark.parametrize("family, address", [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
+def test_the_process_that_listens_on_a_port_is_told_apart_from_any_other(family, address):
+    with socket.socket(family) as server:
+        server.bind((address, 0))
         server.listen()
         port = server.getsockname()[1]
         other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
@@ -26,6 +29,33 @@ def test_the_process_that_listens_on_a_port_is_told_apart_from_any_other():
             other.kill()
             other.wait()
     assert processes.listens(other.pid, free_port()) is False  # nobody listens there
+
+
+def test_a_socket_bound_to_a_port_or_connected_from_it_is_not_its_listener():
+    with socket.socket() as bound, socket.socket() as listener, socket.socket() as client:
+        bound.bind(("127.0.0.1", 0))  # bound, never listening
+        assert processes.listens(os.getpid(), bound.getsockname()[1]) is False
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        client.connect(listener.getsockname())
+        connection, _ = listener.accept()
+        with connection:  # a connection's local port is not a listening one
+            assert processes.listens(os.getpid(), client.getsockname()[1]) is False
+
+
+def test_the_listener_is_found_among_hundreds_of_the_hosts_listening_sockets():
+    """The kernel's answer then comes in several parts (a class's servers and kernels listen on thousands)."""
+    listeners = [socket.socket() for _ in range(400)]
+    try:
+        for listener in listeners:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+        for listener in (listeners[0], listeners[-1]):
+            inode = os.fstat(listener.fileno()).st_ino
+            assert processes._listening_sockets(listener.getsockname()[1]) == {f"socket:[{inode}]"}
+    finally:
+        for listener in listeners:
+            listener.close()
 
 
 def test_a_port_given_to_one_server_is_not_given_to_another_until_it_stops(monkeypatch):

@@ -24,6 +24,7 @@ forked keep running, and the hub finds them by pid as it would any local server.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import hashlib
 import json
@@ -36,6 +37,7 @@ import socket
 import ssl
 import struct
 import sys
+import time
 from pathlib import Path
 
 #: what the parent imports once, for every child (the kernel's too: kernels are forked from the server)
@@ -63,12 +65,27 @@ WARM_KERNELS = "CAMPUSHUB_WARM_KERNELS"
 KERNEL_PRELOAD = ["ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.debugger", "IPython"]
 #: the only variables the parent starts with (it must hold no secret; see above)
 PARENT_ENV = ["PATH", "LANG", "LC_ALL", "LD_LIBRARY_PATH", "PYTHONPATH", "VIRTUAL_ENV"]
+#: how long after a change to ``site-packages`` :func:`fingerprint` reads it again at every call
+SETTLED_NS = 2 * 10**9
 
 
 def fingerprint(python: str) -> str:
-    """What is installed in ``python``'s environment: a new parent is needed when it changes."""
+    """What is installed in ``python``'s environment: a new parent is needed when it changes.
+
+    Asked at every start: the names of its ``*.dist-info`` folders are read again only when a ``site-packages``
+    folder has changed (an install, upgrade or removal adds or removes one there), and always in the seconds after
+    a change (a folder's time can stay the same over two changes in quick succession).
+    """
     lib = Path(python).parent.parent / "lib"
-    entries = sorted(str(p.relative_to(lib)) for p in lib.glob("python3*/site-packages/*.dist-info"))
+    folders = tuple((str(f), f.stat().st_mtime_ns) for f in sorted(lib.glob("python3*/site-packages")))
+    if any(time.time_ns() - changed < SETTLED_NS for _, changed in folders):
+        return _installed.__wrapped__(folders)
+    return _installed(folders)
+
+
+@functools.lru_cache(maxsize=16)
+def _installed(folders: tuple[tuple[str, int], ...]) -> str:
+    entries = sorted(str(p.relative_to(Path(f).parent.parent)) for f, _ in folders for p in Path(f).glob("*.dist-info"))
     return hashlib.sha256("\n".join(entries).encode()).hexdigest()[:16]
 
 

@@ -1,0 +1,35 @@
+"""The fork server's fingerprint of an environment's packages, which decides when the hub replaces its parent."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from campushub.server.forkserver import fingerprint
+
+
+def test_the_fingerprint_changes_with_every_install_upgrade_and_removal(tmp_path):
+    python = tmp_path / "bin" / "python3"
+    site_packages = tmp_path / "lib" / "python3.11" / "site-packages"
+    site_packages.mkdir(parents=True)
+    python.parent.mkdir()
+    python.touch()
+
+    def settled(when: int) -> str:
+        """The fingerprint once the folder's last change is ``when`` seconds ago (asked twice: read, then kept)."""
+        os.utime(site_packages, ns=(time.time_ns() - when * 10**9,) * 2)
+        first = fingerprint(str(python))
+        assert fingerprint(str(python)) == first
+        return first
+
+    (site_packages / "numpy-2.0.0.dist-info").mkdir()
+    before = settled(3600)
+    (site_packages / "pandas-2.2.0.dist-info").mkdir()
+    assert fingerprint(str(python)) != before  # just changed: read again
+    installed = settled(3500)
+    assert installed != before
+    (site_packages / "numpy-2.0.0.dist-info").rename(site_packages / "numpy-2.1.0.dist-info")
+    upgraded = settled(3400)
+    assert upgraded not in (before, installed)
+    (site_packages / "pandas-2.2.0.dist-info").rmdir()
+    assert settled(3300) not in (before, installed, upgraded)
