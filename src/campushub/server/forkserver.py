@@ -40,6 +40,23 @@ import sys
 import time
 from pathlib import Path
 
+#: jupyter_server's packages whose request handlers every server loads as it starts
+SERVER_HANDLERS = [
+    "kernelspecs",
+    "nbconvert",
+    "view",
+    "services.api",
+    "services.config",
+    "services.contents",
+    "services.events",
+    "services.kernels",
+    "services.kernelspecs",
+    "services.nbconvert",
+    "services.security",
+    "services.sessions",
+]
+#: what every kernel imports as it starts, after ipykernel itself
+KERNEL_STARTS = ["IPython.core.debugger", "IPython.core.completerlib", "IPython.extensions.storemagic"]
 #: what the parent imports once, for every child (the kernel's too: kernels are forked from the server)
 PRELOAD = [
     "jupyterhub.singleuser",
@@ -55,6 +72,15 @@ PRELOAD = [
     "ipykernel.debugger",  # debugpy, which every kernel imports
     "IPython",
     "psutil",
+    # what each server or kernel would otherwise import as it starts (found by importing the above, then starting
+    # one): the handlers of jupyter_server's services and IPython's debugger and inspector, in every child alike
+    *(f"jupyter_server.{name}.handlers" for name in SERVER_HANDLERS),
+    "jupyter_server.services.shutdown",
+    "jupyter_core.migrate",
+    "jinja2.ext",
+    "tornado.platform.asyncio",
+    "campushub.server.lab_session",
+    *KERNEL_STARTS,
 ]
 #: where a forked server finds its kernel parent (a file descriptor)
 KERNEL_PARENT = "CAMPUSHUB_KERNEL_PARENT"
@@ -62,7 +88,7 @@ KERNEL_PARENT = "CAMPUSHUB_KERNEL_PARENT"
 #: kernel parent of its own as it starts (:func:`campushub.server.singleuser.warm_kernels`)
 WARM_KERNELS = "CAMPUSHUB_WARM_KERNELS"
 #: what a kernel parent imports when the server it serves was not forked from a pre-imported parent
-KERNEL_PRELOAD = ["ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.debugger", "IPython"]
+KERNEL_PRELOAD = ["ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.debugger", "IPython", *KERNEL_STARTS]
 #: the only variables the parent starts with (it must hold no secret; see above)
 PARENT_ENV = ["PATH", "LANG", "LC_ALL", "LD_LIBRARY_PATH", "PYTHONPATH", "VIRTUAL_ENV"]
 #: how long after a change to ``site-packages`` :func:`fingerprint` reads it again at every call
