@@ -17,21 +17,25 @@ _REQUEST = struct.Struct("=BBBxI48x")  # inet_diag_req_v2: family, protocol, ext
 _MESSAGE = struct.Struct("=BBBBH62xI")  # inet_diag_msg: family, state, timer, retrans, port (big-endian) .. inode
 
 
-def _listening_sockets(port: int) -> set[str]:
-    """The ``socket:[INODE]`` links of the TCP sockets listening on ``port`` (IPv4 and IPv6).
+def _listening_sockets(port: int) -> set[str] | None:
+    """The ``socket:[INODE]`` links of the TCP sockets listening on ``port`` (IPv4 and IPv6); None when the kernel
+    does not answer.
 
     Asked of the kernel by netlink for listening sockets only: reading ``/proc/net/tcp`` walks every connection of
     the host (3-4 ms per table even when nearly empty, more with a class's kernels), on the hub's event loop at
     every local start.
     """
     inodes: set[str] = set()
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG) as diag:
-        for family in (socket.AF_INET, socket.AF_INET6):
-            request = _REQUEST.pack(family, socket.IPPROTO_TCP, 0, 1 << _TCP_LISTEN)
-            diag.send(
-                _HEADER.pack(_HEADER.size + len(request), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST_DUMP, 1, 0) + request
-            )
-            inodes |= _dumped(diag, port)
+    try:
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG) as diag:
+            diag.settimeout(5)
+            for family in (socket.AF_INET, socket.AF_INET6):
+                request = _REQUEST.pack(family, socket.IPPROTO_TCP, 0, 1 << _TCP_LISTEN)
+                header = _HEADER.pack(_HEADER.size + len(request), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST_DUMP, 1, 0)
+                diag.send(header + request)
+                inodes |= _dumped(diag, port)
+    except OSError:  # netlink refused here (a sandbox), or an answer that cannot be read
+        return None
     return inodes
 
 
@@ -45,7 +49,7 @@ def _dumped(diag: socket.socket, port: int) -> set[str]:
             length, kind, _flags, _seq, _pid = _HEADER.unpack_from(data, offset)
             if kind == _NLMSG_DONE:
                 return found
-            if kind == _NLMSG_ERROR:
+            if kind == _NLMSG_ERROR or length < _HEADER.size + _MESSAGE.size:
                 raise OSError("the kernel refused the socket diagnostics request")
             _family, _state, _timer, _retrans, sport, inode = _MESSAGE.unpack_from(data, offset + _HEADER.size)
             if socket.ntohs(sport) == port:
@@ -60,6 +64,8 @@ def _holds(pid: int | str, inodes: set[str]) -> bool:
 def holder_of(port: int) -> str | None:
     """``pid N, ACCOUNT: command`` of the process listening on TCP ``port``, when this account can see it."""
     inodes = _listening_sockets(port)
+    if not inodes:
+        return None
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             if _holds(pid, inodes):
@@ -72,6 +78,8 @@ def holder_of(port: int) -> str | None:
 def listens(pid: int, port: int) -> bool | None:
     """Whether process ``pid`` holds a socket listening on TCP ``port``; None when this account cannot tell."""
     inodes = _listening_sockets(port)
+    if inodes is None:
+        return None
     if not inodes:
         return False
     try:
