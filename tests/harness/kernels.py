@@ -48,18 +48,8 @@ class Kernel:
             origin=f"{parts.scheme}://{parts.netloc}",
         )
 
-    def state(self) -> str:
-        """The kernel's execution state as its server tells it (``idle``, ``busy``, ``restarting``, ``dead``...)."""
-        r = self.http.get(f"{self.base}/{self.id}", timeout=30)
-        assert r.status_code == 200, (r.status_code, r.text[:500])
-        return r.json()["execution_state"]
-
-    def wait_until_idle(self, timeout: float = 60):
-        """Wait for the kernel to be ``idle`` (after a restart), then connect to it again."""
-        deadline = time.monotonic() + timeout
-        while (state := self.state()) != "idle":
-            assert time.monotonic() < deadline, f"kernel {self.id} still {state} after {timeout} s"
-            time.sleep(0.5)
+    def reconnect(self):
+        """Close the websocket and open another to the same kernel (as JupyterLab does after a restart)."""
         self.ws.close()
         self.ws = self._connect(*self._server)
 
@@ -72,6 +62,13 @@ class Kernel:
 
         ``died``: the kernel restarted or died, or the server closed the connection.
         """
+        outcome = self.answer(code, timeout)
+        assert outcome is not None, f"no answer from the kernel within {timeout} s"
+        return outcome
+
+    def answer(self, code: str, timeout: float) -> dict | None:
+        """As :meth:`execute`, or None when no answer came within ``timeout`` (a request sent while the kernel was
+        down is lost)."""
         msg_id = uuid.uuid4().hex
         self.ws.send(
             json.dumps(
@@ -120,7 +117,7 @@ class Kernel:
                 outcome["error"] = f"{content['ename']}: {content['evalue']}"
             elif kind == "status" and content.get("execution_state") == "idle":
                 return outcome
-        raise AssertionError(f"no answer from the kernel within {timeout} s")
+        return None
 
     def close(self):
         self.ws.close()
