@@ -166,9 +166,9 @@ def percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
-def pss(pid: int, field: str = "Pss") -> float:
-    """A process's proportional set size (MB): its own pages, and its share of those it shares; or another field of
-    its ``smaps_rollup`` (``Private_Dirty``: the pages it has written since its fork, its own alone)."""
+def rollup(pid: int, field: str = "Pss") -> float:
+    """A field of a process's ``smaps_rollup`` (MB): ``Pss``, its own pages and its share of those it shares;
+    ``Private_Dirty``, the pages it has written since its fork, its own alone."""
     with open(f"/proc/{pid}/smaps_rollup") as rollup:
         return next(int(line.split()[1]) for line in rollup if line.startswith(f"{field}:")) / 1024
 
@@ -192,10 +192,10 @@ def idle_memory(hub: Hub, user: str, token: str) -> dict:
             if "campushub-singleuser" not in cmdline.read():
                 server.append(parent_of(server[0]))
         return {
-            "server": round(sum(pss(p) for p in server), 1),
-            "kernel": round(pss(pid), 1),
-            "server_private": round(sum(pss(p, "Private_Dirty") for p in server), 1),
-            "kernel_private": round(pss(pid, "Private_Dirty"), 1),
+            "server": round(sum(rollup(p) for p in server), 1),
+            "kernel": round(rollup(pid), 1),
+            "server_private": round(sum(rollup(p, "Private_Dirty") for p in server), 1),
+            "kernel_private": round(rollup(pid, "Private_Dirty"), 1),
         }
 
 
@@ -220,7 +220,7 @@ def per_user_memory(hub: Hub, served: list[dict], available_before: float) -> di
                 if entry.name.isdigit() and (
                     entry.stat().st_uid in users or b"campushub.server.forkserver" in (entry / "cmdline").read_bytes()
                 ):
-                    total += pss(int(entry.name))
+                    total += rollup(int(entry.name))
             except OSError:
                 continue  # it ended, or is not ours to read
         fell = available_before - mem_available()

@@ -31,27 +31,25 @@ class Kernel:
         r = self.http.post(self.base, json={"name": "python3"}, timeout=60)
         assert r.status_code == 201, (r.status_code, r.text[:500])
         self.id = r.json()["id"]
-        self.timeout = timeout
-        self.ws = self._connect(server_url, headers, verify)
+        self.server_url, self.headers, self.verify, self.timeout = server_url, headers, verify, timeout
+        self.user = urlsplit(server_url).path.rstrip("/").rsplit("/", 1)[-1]
+        self.ws = self._connect()
 
-    def _connect(self, server_url: str, headers: dict, verify: str | bool) -> websocket.WebSocket:
-        parts = urlsplit(server_url)
+    def _connect(self) -> websocket.WebSocket:
+        parts = urlsplit(self.server_url)
         ws_url = parts._replace(scheme="wss" if parts.scheme == "https" else "ws").geturl()
-        sslopt = {"ca_certs": verify} if isinstance(verify, str) else {}
-        self.user = parts.path.rstrip("/").rsplit("/", 1)[-1]
-        self._server = (server_url, headers, verify)
         return websocket.create_connection(
             f"{ws_url}/api/kernels/{self.id}/channels",
             timeout=self.timeout,
-            sslopt=sslopt,
-            header=[f"{k}: {v}" for k, v in headers.items() if k.lower() != "x-xsrftoken"],
+            sslopt={"ca_certs": self.verify} if isinstance(self.verify, str) else {},
+            header=[f"{k}: {v}" for k, v in self.headers.items() if k.lower() != "x-xsrftoken"],
             origin=f"{parts.scheme}://{parts.netloc}",
         )
 
     def reconnect(self):
         """Close the websocket and open another to the same kernel (as JupyterLab does after a restart)."""
         self.ws.close()
-        self.ws = self._connect(*self._server)
+        self.ws = self._connect()
 
     @classmethod
     def with_token(cls, hub_url: str, user: str, token: str, timeout: float = 120) -> Kernel:

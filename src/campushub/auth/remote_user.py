@@ -34,7 +34,7 @@ UNSET = "(null)"
 #: sign-ins the hub works on at once; the others of a burst wait their turn off its event loop, so that the API
 #: calls of users already in, admins and the culler are not queued behind a whole class (docs/benchmarks.md)
 SIGN_INS_AT_ONCE = 4
-_sign_ins: asyncio.Semaphore | None = None
+_SIGN_INS = asyncio.Semaphore(SIGN_INS_AT_ONCE)  # bound to the hub's event loop when a sign-in first waits
 
 
 class ProxySecret(SecretSource):
@@ -148,10 +148,8 @@ class LoginHandler(BaseHandler):
     """``/hub/login``: no form; the SSO proxy has already authenticated the browser."""
 
     async def get(self):
-        global _sign_ins
-        _sign_ins = _sign_ins or asyncio.Semaphore(SIGN_INS_AT_ONCE)
         try:
-            async with _sign_ins:
+            async with _SIGN_INS:
                 user = await self.login_user()
         except LoginRefused as refusal:
             self.log.warning(
