@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
@@ -177,3 +179,32 @@ def keep_state(spawner, ip: str | None = None, port: int | None = None):
     keep = getattr(spawner, "keep_state", None)
     if keep is not None:
         keep(ip, port)
+
+
+#: how often :func:`until_listening` tries to connect, and looks whether the server still runs
+CONNECT_EVERY, ALIVE_EVERY = 0.02, 1.0
+
+
+async def until_listening(ip: str, port: int, limit: float, running) -> None:
+    """Wait, up to ``limit`` seconds, until a starting server accepts connections at ``ip:port``.
+
+    JupyterHub looks for a server that its spawner has started with growing, random waits (about 0.1, 0.3,
+    0.7, 1.5 s): one that answers 0.7 s after its start is found up to 0.8 s later. A spawner that waits here
+    first is found at JupyterHub's first look. Returns early when ``running()`` (asked every second) says the
+    server has ended, and at ``limit``: JupyterHub's own wait then says what went wrong.
+    """
+    deadline = time.monotonic() + limit
+    next_look = time.monotonic() + ALIVE_EVERY
+    while time.monotonic() < deadline:
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), ALIVE_EVERY)
+        except (OSError, TimeoutError):
+            pass
+        else:
+            writer.close()
+            return
+        if time.monotonic() > next_look:
+            if not await running():
+                return
+            next_look = time.monotonic() + ALIVE_EVERY
+        await asyncio.sleep(CONNECT_EVERY)

@@ -35,12 +35,15 @@ from dockerspawner import DockerSpawner
 from traitlets import Integer
 
 from ...sitefile.choices import size_text
+from ..base import until_listening
 from .engine import PURPOSE_LABEL, SERVER_LABEL, UID_LABEL, USER_ADDRESSES, USER_LABEL, pools, user_pool
 
 #: the group users' containers run in: Jupyter's images give their home folders to it (users)
 GROUP = 100
 #: the most of a container's log the hub reads for its home page
 LOG_BYTES = 16 * 1024
+#: how long a start waits for the server in the container to listen before JupyterHub looks itself (seconds)
+LISTEN_LIMIT = 10
 
 
 class CampusDockerSpawner(DockerSpawner):
@@ -114,7 +117,12 @@ class CampusDockerSpawner(DockerSpawner):
     async def start(self):
         self.ended = {}
         await self.prepare_volume()
-        return await super().start()
+        ip, port = await super().start()
+        await until_listening(ip, port, min(self.http_timeout, LISTEN_LIMIT), self.still_running)
+        return ip, port
+
+    async def still_running(self) -> bool:
+        return await self.poll() is None
 
     async def prepare_volume(self):
         """The user's own volume (``container.volume``, the first of ``volumes``), owned by the user's uid."""
