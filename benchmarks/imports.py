@@ -7,7 +7,9 @@ extensions), --repeat times, and prints the median wall time and CPU time. Varia
 - ``baseline``: as installed;
 - ``no rfc3987-syntax``: the import that jsonschema's format checks make, left out;
 - ``no node``: JupyterLab's yarn configuration (``node yarn.js config`` at import), skipped;
-- ``campushub-singleuser``: both, as ``campushub.server.singleuser.diet()`` does.
+- ``without the hub``: the hub's handlers, metrics and database layer, stood in for or deferred
+  (``campushub.server.singleuser.without_the_hub()``);
+- ``campushub-singleuser``: all three, as ``campushub.server.singleuser.diet()`` does.
 
     .venv/bin/python benchmarks/imports.py --repeat 5
 """
@@ -29,7 +31,8 @@ VARIANTS = {
     "baseline": "",
     "no rfc3987-syntax": NO_RFC3987,
     "no node": NO_NODE,
-    "campushub-singleuser": "from campushub import singleuser; singleuser.diet()\n",
+    "without the hub": "from campushub.server import singleuser; singleuser.without_the_hub()\n",
+    "campushub-singleuser": "from campushub.server import singleuser; singleuser.diet()\n",
 }
 
 

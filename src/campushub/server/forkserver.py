@@ -80,6 +80,7 @@ PRELOAD = [
     "jinja2.ext",
     "tornado.platform.asyncio",
     "campushub.server.lab_session",
+    "campushub.server.job_port",
     *KERNEL_STARTS,
 ]
 #: where a forked server finds its kernel parent (a file descriptor)
@@ -280,6 +281,9 @@ def start_kernel_parent(warm: bool = False) -> int:
         try:
             title("campushub-kernels", os.environ.get("JUPYTERHUB_USER", ""))
             server_end.close()
+            from .singleuser import forget_deferred
+
+            forget_deferred()
             signal.signal(signal.SIGCHLD, _reap)
             if warm:
                 _preload(KERNEL_PRELOAD)

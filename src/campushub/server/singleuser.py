@@ -1,12 +1,15 @@
 """``campushub-singleuser``: JupyterHub's single-user server, started without what it does not need.
 
-A JupyterLab server spends most of its start importing. Two imports do nothing for a user:
+A JupyterLab server spends most of its start importing. Three imports do nothing for a user:
 
 - ``rfc3987-syntax``, which jsonschema's format checks import when it is installed (through
   jupyter_events), builds dozens of parsers at import: about 1 s of CPU. Without it jsonschema
   skips the IRI formats, which no event schema of jupyter_server uses;
 - JupyterLab's ``get_app_version()`` runs ``node yarn.js config`` at import when ``node`` is on
-  PATH, to read a registry only the extension manager needs: about 0.35 s.
+  PATH, to read a registry only the extension manager needs: about 0.35 s;
+- the hub itself: the single-user server's request log and its scope checks import the hub's
+  page handlers, metrics and database layer (SQLAlchemy, alembic): about 0.4 s, over a third
+  of a cold start (:func:`without_the_hub`).
 
 This module also points ``JUPYTER_CONFIG_PATH`` at campushub's server config (read-only extension
 manager, no news, no update check, the resource meter without host figures or a Prometheus
@@ -18,9 +21,15 @@ Measured figures: docs/benchmarks.md.
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
+import importlib.util
 import os
 import sys
+import types
 from pathlib import Path
+
+from . import job_port
 
 CONFIG = str(Path(__file__).parent / "jupyter")
 
@@ -31,6 +40,7 @@ def diet():
     import jupyterlab.commands
 
     jupyterlab.commands._yarn_config = _no_yarn_config
+    without_the_hub()
     for variable in ("JUPYTER_CONFIG_PATH", "JUPYTER_PATH"):  # config; data (the labextension campushub-session)
         paths = os.environ.get(variable, "")
         if CONFIG not in paths.split(os.pathsep):
@@ -39,6 +49,83 @@ def diet():
 
 def _no_yarn_config(logger):
     return {"yarn config": {}, "npm config": {}}
+
+
+#: what ``jupyterhub.scopes`` imports for functions only the hub calls (the database models, roles, SQLAlchemy): run
+#: when first used, if ever
+DEFERRED = ("jupyterhub.orm", "jupyterhub.roles", "sqlalchemy")
+
+
+class _Deferred(importlib.abc.MetaPathFinder):
+    """Finds the modules of :data:`DEFERRED` as usual, to be run only when first used (Python's ``LazyLoader``)."""
+
+    def find_spec(self, name, path, target=None):
+        if name not in DEFERRED:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = importlib.util.LazyLoader(spec.loader)
+        return spec
+
+
+def _stand_ins() -> dict[str, types.ModuleType]:
+    """For the hub modules the server's imports name, and never call in a server."""
+    pages, metrics, errors = (types.ModuleType(name) for name in STANDING_IN)
+
+    class HealthCheckHandler:
+        """No request a single-user server serves is the hub's health check."""
+
+    class SQLAlchemyError(Exception):
+        """The hub's database errors, which ``jupyterhub.utils.catch_db_error`` catches in the hub alone."""
+
+    pages.HealthCheckHandler = HealthCheckHandler
+    metrics.prometheus_log_method = lambda handler: None
+    errors.SQLAlchemyError = SQLAlchemyError
+    return dict(zip(STANDING_IN, (pages, metrics, errors), strict=True))
+
+
+#: the modules :func:`_stand_ins` stands in for, while the server's parts of JupyterHub are imported
+STANDING_IN = ("jupyterhub.handlers.pages", "jupyterhub.metrics", "sqlalchemy.exc")
+
+
+def without_the_hub():
+    """Import the parts of JupyterHub a server uses, without the hub's handlers and database layer.
+
+    ``jupyterhub.log`` (the server's request log) imports the hub's ``HealthCheckHandler``, to log the hub's health
+    checks at debug level (no request of a server is one), and ``prometheus_log_method``, the hub's request
+    histogram (a server counts its requests in jupyter_server's own metrics, so its ``/metrics`` no longer shows an
+    empty ``jupyterhub_*`` family); ``jupyterhub.utils`` imports SQLAlchemy's base error for a decorator of the
+    hub's. Stand-ins serve for those imports and are taken out of ``sys.modules`` at once, so that anything
+    importing those modules later gets the real ones. ``jupyterhub.scopes``, which the server's authentication
+    uses, imports the hub's database models for functions only the hub calls: they are run when first used
+    (:data:`DEFERRED`).
+    """
+    if any(name in sys.modules for name in ("jupyterhub.log", "jupyterhub.utils", *STANDING_IN, *DEFERRED)):
+        return
+    stand_ins = _stand_ins()
+    sys.modules.update(stand_ins)
+    deferred = _Deferred()
+    sys.meta_path.insert(0, deferred)
+    try:
+        import jupyterhub.log
+        import jupyterhub.scopes
+        import jupyterhub.utils  # noqa: F401
+    finally:
+        sys.meta_path.remove(deferred)
+        for name, module in stand_ins.items():
+            if sys.modules.get(name) is module:
+                del sys.modules[name]
+
+
+def forget_deferred():
+    """In a kernel parent: take the modules of :data:`DEFERRED` that are still unused out of ``sys.modules``.
+
+    ipykernel reads the ``__file__`` of every module in ``sys.modules`` as each kernel starts, which would import
+    them in every kernel; a kernel that uses them imports them anew.
+    """
+    for name in DEFERRED:
+        if type(sys.modules.get(name)) not in (types.ModuleType, type(None)):  # a LazyLoader's module, not yet run
+            del sys.modules[name]
 
 
 def warm_kernels():
@@ -53,6 +140,7 @@ def warm_kernels():
 
 def main():
     diet()
+    job_port.choose()
     warm_kernels()
     from jupyterhub.singleuser import main as singleuser
 

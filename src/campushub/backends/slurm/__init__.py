@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import Field
 
 from ...hub import api
+from ...server import job_port
 from ...sitefile.choices import (
     AssociationChoice,
     Choices,
@@ -235,13 +236,17 @@ class Slurm(Backend):
         # Slurm's cgroups enforce CPUs and memory; cpu_limit and mem_limit are for the resource meter
         if profile.cpu:
             config["cpu_limit"] = math.ceil(profile.cpu)  # the whole CPUs the job asks for
-        # campushub's leaner start (campushub.server.singleuser) where the nodes' environment has campushub
+        # campushub's leaner start (campushub.server.singleuser) where the nodes' environment has campushub: it
+        # reports its port once it listens (campushub.server.job_port), without batchspawner-singleuser's imports
         singleuser = python_bin / "campushub-singleuser"
-        if not singleuser.exists():
-            singleuser = python_bin / "jupyterhub-singleuser"
+        if singleuser.exists():
+            config["environment"][job_port.REPORT_PORT] = "1"
+            wrapper = ""
+        else:
+            singleuser, wrapper = python_bin / "jupyterhub-singleuser", str(python_bin / "batchspawner-singleuser")
         config.update(
             cmd=[str(singleuser)],
-            batchspawner_singleuser_cmd=str(python_bin / "batchspawner-singleuser"),
+            batchspawner_singleuser_cmd=wrapper,
             req_cluster=profile.cluster or "",
             req_partition=profile.partition or "",
             req_account=profile.account or "",

@@ -9,6 +9,7 @@ reports back would be waited on just as long. Jobs report their port to the hub 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import hmac
 import pwd
@@ -20,7 +21,7 @@ from batchspawner.batchspawner import format_template
 from jupyterhub.apihandlers import APIHandler
 from jupyterhub.spawner import SpawnException
 from tornado import web
-from traitlets import Integer, List, Unicode
+from traitlets import Integer, List, Unicode, observe
 
 from ...hub import metrics
 from ...server import userfile
@@ -56,6 +57,7 @@ class CampusSlurmSpawner(SlurmSpawner, OwnAccount):
     submitted_job = Unicode("", help="The last job submitted: batchspawner forgets it when the job vanishes.")
     jobs_ahead = Integer(None, allow_none=True, help="Pending jobs that would start before this one, at the last look.")
     usage_job = Unicode("", help="The job a stop ended, whose accounting the ledger reads after it.")
+    _reported: asyncio.Event | None = None  # set when the starting job reports its port
 
     async def run_command(self, cmd, input=None, env=None):
         # batchspawner gives sbatch the server's environment, and squeue and scancel the hub's
@@ -75,36 +77,48 @@ class CampusSlurmSpawner(SlurmSpawner, OwnAccount):
             raise SpawnException(f"Slurm refused the job: {e}", reason="slurm-refused") from None
 
     async def start(self):
+        """Submit the job and follow it until its server reports its port; fail promptly, with a reason, when the job
+        cannot or did not run.
+
+        batchspawner's own start looks at the job and then at the port every ``startup_poll_interval``: here the
+        port is taken the moment the job reports it (a server that reports once it listens answers the hub's first
+        look), and squeue is asked a tenth of a second after the submission, then ever less often up to
+        ``startup_poll_interval``.
+        """
         self.own_account()
         self.submitted_job = ""
         self.jobs_ahead = None
+        self.ip, self.port = self.traits()["ip"].default_value, 0
+        if self.server:
+            self.server.port = 0
+        reported = self._reported = asyncio.Event()
         submitted = datetime.datetime.now()  # squeue's times are the local clock's too
-        next_count = 0.0
-        starting = asyncio.ensure_future(super().start())
-        try:
-            while True:
-                done, _ = await asyncio.wait({starting}, timeout=max(self.startup_poll_interval, 1))
-                if done:
-                    try:
-                        found = starting.result()
-                    except RuntimeError:
-                        if self.submitted_job:  # batchspawner saw the job gone while pending or starting
-                            raise self.job_ended(self.submitted_job) from None
-                        raise
-                    metrics.queue_waited(self.job_info, submitted)  # squeue's start time of the running job
-                    # the hub's proxy routes to the node's address as Slurm knows it (its name may not resolve here)
-                    self.ip = await cluster.node_address(found[0], self.slurm_conf, self.req_cluster)
-                    keep_state(self, self.ip, found[1])
-                    return self.ip, found[1]
-                if self.job_id:
-                    status = await self.query_job_status()
-                    self.check_job(status)
-                    if status == JobStatus.PENDING and time.monotonic() > next_count:
-                        self.jobs_ahead = await self.count_ahead()
-                        next_count = time.monotonic() + 5
-        finally:
-            if not starting.done():
-                starting.cancel()
+        await self.submit_batch_script()
+        if not self.job_id:
+            raise SpawnException("Slurm accepted the job but gave no job id.", reason="slurm-refused")
+        wait, next_count = 0.1, 0.0
+        while True:
+            status = await self.query_job_status()
+            self.check_job(status)
+            if status == JobStatus.RUNNING and self.port:
+                break
+            if status == JobStatus.PENDING and time.monotonic() > next_count:
+                self.jobs_ahead = await self.count_ahead()
+                next_count = time.monotonic() + 5
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(reported.wait(), wait)
+            wait = min(2 * wait, self.startup_poll_interval)
+        metrics.queue_waited(self.job_info, submitted)  # squeue's start time of the running job
+        # the hub's proxy routes to the node's address as Slurm knows it (its name may not resolve here)
+        self.ip = await cluster.node_address(self.state_gethost(), self.slurm_conf, self.req_cluster)
+        keep_state(self, self.ip, self.port)
+        self.log.info("Slurm job %s of %s serves at %s:%s", self.job_id, self.user.name, self.ip, self.port)
+        return self.ip, self.port
+
+    @observe("port")
+    def _port_reported(self, change):
+        if change.new and self._reported is not None:
+            self._reported.set()
 
     async def poll(self):
         # batchspawner forgets the job when it finds it gone: keep its id to say how it ended
@@ -257,8 +271,9 @@ class CampusSlurmSpawner(SlurmSpawner, OwnAccount):
                     " has the CPUs, memory, GPUs or time it requests. Choose a smaller profile.",
                     reason="slurm-never-runs",
                 )
-        elif status == JobStatus.NOTFOUND:
-            raise self.job_ended(self.job_id)
+        elif status == JobStatus.NOTFOUND:  # gone: nothing is left to cancel (batchspawner forgets it too)
+            self.clear_state()
+            raise self.job_ended(self.submitted_job)
 
 
 class PortCallbackHandler(APIHandler):

@@ -1,0 +1,69 @@
+"""campushub-singleuser's leaner start: what a server imports of the hub, and that what it leaves out still works."""
+
+import subprocess
+import sys
+import textwrap
+
+SERVER_IMPORTS = """
+import sys
+from campushub.server import singleuser
+singleuser.diet()
+import jupyterhub.singleuser, jupyterhub.singleuser.extension, jupyterlab.labapp
+"""
+
+
+def run(code: str) -> str:
+    command = [sys.executable, "-c", SERVER_IMPORTS + textwrap.dedent(code)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_a_server_imports_neither_the_hubs_handlers_nor_its_database_layer():
+    out = run("""
+        from importlib.util import _LazyModule
+        hub = ("alembic", "jupyterhub.handlers", "jupyterhub.metrics", "sqlalchemy.exc", "jupyterhub.user")
+        print(sorted(m for m in hub if m in sys.modules))
+        print(all(type(sys.modules[m]) is _LazyModule for m in singleuser.DEFERRED))
+    """)
+    assert out.split("\n")[:2] == ["[]", "True"], out
+
+
+def test_what_was_left_out_is_the_real_thing_when_used():
+    out = run("""
+        from jupyterhub import orm, scopes
+        import jupyterhub.metrics, jupyterhub.handlers.pages
+        print(orm.User.__tablename__, "alembic" in sys.modules)
+        health = jupyterhub.handlers.pages.HealthCheckHandler
+        print(hasattr(jupyterhub.metrics, "REQUEST_DURATION_SECONDS"), health.__module__)
+        print(sorted(scopes.expand_scopes({"read:users"})) != [])
+    """)
+    assert out.split("\n")[:3] == ["users True", "True jupyterhub.handlers.pages", "True"], out
+
+
+def test_the_servers_request_log_still_logs():
+    out = run("""
+        import logging
+        from types import SimpleNamespace
+        from jupyterhub.log import log_request
+        logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+        request = SimpleNamespace(method="GET", uri="/user/ada/api/status", remote_ip="127.0.0.1", headers={},
+                                  request_time=lambda: 0.004)
+        handler = SimpleNamespace(request=request, get_status=lambda: 200, current_user=None, settings={},
+                                  log=logging.getLogger("tornado.access"))
+        log_request(handler)
+    """)
+    assert "200 GET /user/ada/api/status" in out, out
+
+
+def test_a_kernel_parent_forgets_the_unused_hub_modules_and_can_still_use_them():
+    """ipykernel reads every module's __file__ as a kernel starts: the deferred ones must not be there to read."""
+    out = run("""
+        singleuser.forget_deferred()
+        print(sorted(m for m in singleuser.DEFERRED if m in sys.modules))
+        [m.__file__ for m in sys.modules.copy().values() if hasattr(m, "__file__")]  # what ipykernel does
+        print("alembic" in sys.modules)
+        from jupyterhub import orm
+        print(orm.User.__tablename__)
+    """)
+    assert out.split("\n")[:3] == ["[]", "False", "users"], out
