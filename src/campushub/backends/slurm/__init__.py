@@ -76,9 +76,8 @@ class SlurmDefaults(Model):
     )
     python_bin: Path | None = Field(
         None,
-        description="folder with `jupyterhub-singleuser` and"
-        " `batchspawner-singleuser` on the compute nodes (a shared file system);"
-        " default: the hub's venv `bin`",
+        description="folder with `campushub-singleuser` on the compute nodes (a shared file system; without"
+        " campushub there, `jupyterhub-singleuser` and `batchspawner-singleuser`); default: the hub's venv `bin`",
     )
 
 
