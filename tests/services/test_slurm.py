@@ -144,6 +144,11 @@ def test_a_slurm_server_runs_as_the_user_and_its_job_ends_with_it(hub, slurm_con
     assert hub.run_code(user, token, "import os; os.getuid()") == str(pwd.getpwnam(user).pw_uid)
     # fast_start: the server forked a kernel parent as it started, and the kernel is its fork
     assert hub.run_code(user, token, KERNELS_PARENT) == repr(f"campushub-kernels {user}")
+    # the server reported its port itself, once it listened, without batchspawner-singleuser or the hub's modules
+    log = Path(pwd.getpwnam(user).pw_dir, f"jupyterhub_slurmspawner_{job}.log").read_text()
+    assert "campushub: reported port" in log, log[-2000:]
+    script = batch_script(slurm_conf, job)
+    assert "batchspawner-singleuser" not in script and "campushub-singleuser" in script, script
     hub.stop_server(s, user)
     deadline = time.monotonic() + 30
     while job_state(slurm_conf, job) != "CANCELLED" or subprocess.run(["pgrep", "-u", user]).returncode == 0:
