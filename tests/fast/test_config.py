@@ -189,6 +189,33 @@ def test_slurm_profiles_keep_servers_and_replace_the_port_callback(tmp_path):
     assert routes == [(PortCallbackHandler, {"reserved": [880, 881, 882]})], routes
 
 
+def test_jobs_report_their_own_port_only_where_the_nodes_campushub_can(tmp_path):
+    """The nodes' environment decides: campushub-singleuser that has job_port reports itself; an older one, or
+    jupyterhub-singleuser alone, goes through batchspawner-singleuser (a job would otherwise never report)."""
+    from campushub.backends.slurm import BIN, reports_own_port
+    from campushub.server.job_port import REPORT_PORT
+
+    def job_settings(python_bin):
+        site = base_site(profiles=[{"slug": "s", "name": "S", "backend": "slurm"}])
+        site["slurm"] = {"python_bin": str(python_bin)} if python_bin else {}
+        ((_name, _slug, _spawner, settings),) = config_of(site, tmp_path).CampusProfilesSpawner.profiles
+        return settings["cmd"][0], settings["batchspawner_singleuser_cmd"], settings["environment"].get(REPORT_PORT)
+
+    assert job_settings(None) == (f"{BIN}/campushub-singleuser", "", "1")
+    older = tmp_path / "older" / "bin"  # a campushub from before job_port: its python cannot import it
+    older.mkdir(parents=True)
+    for name, code in (("campushub-singleuser", 0), ("python", 1)):
+        (older / name).write_text(f"#!/bin/sh\nexit {code}\n")
+        (older / name).chmod(0o755)
+    assert job_settings(older) == (f"{older}/campushub-singleuser", f"{older}/batchspawner-singleuser", None)
+    (older / "python").write_text("#!/bin/sh\nexit 0\n")  # upgraded: it can
+    reports_own_port.cache_clear()
+    assert job_settings(older) == (f"{older}/campushub-singleuser", "", "1")
+    bare = tmp_path / "bare" / "bin"  # no campushub on the nodes at all
+    bare.mkdir(parents=True)
+    assert job_settings(bare) == (f"{bare}/jupyterhub-singleuser", f"{bare}/batchspawner-singleuser", None)
+
+
 def test_culler_role_has_exactly_the_seed_scopes(tmp_path):
     c = config_of(base_site(culler={"timeout": 3600}), tmp_path)
     assert c.JupyterHub.load_roles == [

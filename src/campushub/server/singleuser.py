@@ -78,9 +78,9 @@ def _stand_ins() -> dict[str, types.ModuleType]:
     class SQLAlchemyError(Exception):
         """The hub's database errors, which ``jupyterhub.utils.catch_db_error`` catches in the hub alone."""
 
-    pages.HealthCheckHandler = HealthCheckHandler
-    metrics.prometheus_log_method = lambda handler: None
-    errors.SQLAlchemyError = SQLAlchemyError
+    vars(pages).update(HealthCheckHandler=HealthCheckHandler)
+    vars(metrics).update(prometheus_log_method=lambda handler: None)
+    vars(errors).update(SQLAlchemyError=SQLAlchemyError)
     return dict(zip(STANDING_IN, (pages, metrics, errors), strict=True))
 
 

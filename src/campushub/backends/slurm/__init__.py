@@ -5,7 +5,9 @@ profile's model, its checks and card, and the spawner's settings; the spawner it
 
 from __future__ import annotations
 
+import functools
 import math
+import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated, Literal
@@ -237,12 +239,13 @@ class Slurm(Backend):
             config["cpu_limit"] = math.ceil(profile.cpu)  # the whole CPUs the job asks for
         # campushub's leaner start (campushub.server.singleuser) where the nodes' environment has campushub: it
         # reports its port once it listens (campushub.server.job_port), without batchspawner-singleuser's imports
-        singleuser = python_bin / "campushub-singleuser"
-        if singleuser.exists():
+        singleuser, wrapper = python_bin / "campushub-singleuser", ""
+        if not singleuser.exists():
+            singleuser = python_bin / "jupyterhub-singleuser"
+        if singleuser.name == "campushub-singleuser" and reports_own_port(python_bin):
             config["environment"][job_port.REPORT_PORT] = "1"
-            wrapper = ""
-        else:
-            singleuser, wrapper = python_bin / "jupyterhub-singleuser", str(python_bin / "batchspawner-singleuser")
+        else:  # the nodes' environment has no campushub, or one from before campushub.server.job_port
+            wrapper = str(python_bin / "batchspawner-singleuser")
         config.update(
             cmd=[str(singleuser)],
             batchspawner_singleuser_cmd=wrapper,
@@ -270,6 +273,19 @@ class Slurm(Backend):
         if defaults.hub_connect_url:
             config["hub_connect_url"] = defaults.hub_connect_url
         return self.spawner_class(profile), config
+
+
+@functools.lru_cache(maxsize=8)
+def reports_own_port(python_bin: Path) -> bool:
+    """Whether the campushub in the nodes' environment (``python_bin``) reports a job's port itself: the hub's own
+    does; another is asked once (an older one ignores the request, and its job would never report)."""
+    if python_bin == BIN:
+        return True
+    try:
+        check = [str(python_bin / "python"), "-c", f"import {job_port.__name__}"]
+        return subprocess.run(check, capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 def _cluster_problems(i: int, profile: SlurmProfile, cluster: Cluster) -> list[str]:
