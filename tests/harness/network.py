@@ -9,6 +9,17 @@ from pathlib import Path
 
 from requests.adapters import HTTPAdapter
 
+#: ports browsers refuse to open (the Fetch standard's "bad ports": Chromium answers ERR_UNSAFE_PORT), which a hub
+#: the browser tests visit must not get
+BROWSER_REFUSES = frozenset(
+    {
+        *(1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102, 103, 104),
+        *(109, 110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161, 179, 389, 427, 465, 512, 513, 514, 515),
+        *(526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636, 989, 990, 993, 995, 1719, 1720, 1723, 2049),
+        *(3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080),
+    }
+)
+
 
 def free_port(privileged: bool = False) -> int:
     """A free loopback port; ``privileged``: one below 1024 (which only root may take), as guarded hubs use."""
@@ -16,7 +27,7 @@ def free_port(privileged: bool = False) -> int:
 
 
 def free_ports(count: int, privileged: bool = False) -> list[int]:
-    """``count`` different free loopback ports (below 1024 when ``privileged``)."""
+    """``count`` different free loopback ports (below 1024 when ``privileged``), none that browsers refuse."""
     candidates = random.sample(range(600, 1024), 424) if privileged else [0] * (count * 4)
     found = []
     for port in candidates:
@@ -26,7 +37,7 @@ def free_ports(count: int, privileged: bool = False) -> list[int]:
             except OSError:
                 continue
             port = s.getsockname()[1]
-        if port not in found:
+        if port not in found and port not in BROWSER_REFUSES:
             found.append(port)
         if len(found) == count:
             return found
