@@ -58,10 +58,11 @@ async def report(port: int, log) -> bool:
             if answer.status == 201:
                 log.info("campushub: reported port %s to the hub", port)
                 return True
-            text = await answer.text()
-            log.critical("campushub: the hub refused the port %s: %s %s", port, answer.status, text[:200])
+            text = (await answer.text())[:200]
             if answer.status < 500:
+                log.critical("campushub: the hub refused the port %s: %s %s", port, answer.status, text)
                 return False
+            log.warning("campushub: the hub could not take the port (%s %s); trying again", answer.status, text)
         if attempt < ATTEMPTS - 1:
             await asyncio.sleep(1)
     return False
