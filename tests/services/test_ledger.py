@@ -126,10 +126,11 @@ def test_a_slurm_session_is_reconciled_with_sacct(slurm_cluster, hub_factory, ac
     hub = hub_factory(base_site(slurm={"conf": slurm_cluster}, profiles=[{**profile, "default": True}]))
     session = hub.login(gus)
     hub.start_server(session, gus)
+    time.sleep(2)  # sacct counts whole seconds: a job started and cancelled within one would show 0
     hub.stop_server(session, gus)
     row = wait_for(lambda: [r for r in rows(hub)[gus] if r["slurm_state"]], 90, "no accounting from sacct")[0]
     assert row["outcome"] == "user" and row["job_id"].isdigit() and row["partition"] == "campus", row
-    assert row["slurm_state"] == "CANCELLED" and row["slurm_elapsed"] > 0, row
+    assert row["slurm_state"] == "CANCELLED" and 2 <= row["slurm_elapsed"] <= row["ended"] - row["started"] + 1, row
     assert (row["cpus"], row["time_limit_minutes"], row["host"]) == (1.0, 30, os.uname().nodename.split(".")[0])
 
 
