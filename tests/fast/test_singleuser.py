@@ -67,3 +67,11 @@ def test_a_kernel_parent_forgets_the_unused_hub_modules_and_can_still_use_them()
         print(orm.User.__tablename__)
     """)
     assert out.split("\n")[:3] == ["[]", "False", "users"], out
+
+
+def test_jupyterlabs_deferred_http_client_loads_when_used():
+    out = run("""
+        from jupyterlab_server import listings_handler
+        print(type(sys.modules["requests"]).__name__, listings_handler.requests.codes.ok)
+    """)
+    assert out.split("\n")[0] == "_LazyModule 200", out

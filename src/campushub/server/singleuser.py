@@ -11,6 +11,9 @@ A JupyterLab server spends most of its start importing. Three imports do nothing
   page handlers, metrics and database layer (SQLAlchemy, alembic): about 0.4 s, over a third
   of a cold start (:func:`without_the_hub`).
 
+``requests`` (JupyterLab's extension listings, which campushub's config leaves off) is imported only
+when first used, if ever: about 20 ms.
+
 This module also points ``JUPYTER_CONFIG_PATH`` at campushub's server config (read-only extension
 manager, no news, no update check, the resource meter without host figures or a Prometheus
 collector every second) and ``JUPYTER_PATH`` at its JupyterLab extension (a Slurm session's time
@@ -37,10 +40,10 @@ CONFIG = str(Path(__file__).parent / "jupyter")
 def diet():
     """Leave out the imports above, and use campushub's server config (before anything Jupyter is imported)."""
     sys.modules.setdefault("rfc3987_syntax", None)  # an import of it now fails, as if it were not installed
+    without_the_hub()
     import jupyterlab.commands
 
     jupyterlab.commands._yarn_config = _no_yarn_config
-    without_the_hub()
     for variable in ("JUPYTER_CONFIG_PATH", "JUPYTER_PATH"):  # config; data (the labextension campushub-session)
         paths = os.environ.get(variable, "")
         if CONFIG not in paths.split(os.pathsep):
@@ -51,9 +54,9 @@ def _no_yarn_config(logger):
     return {"yarn config": {}, "npm config": {}}
 
 
-#: what ``jupyterhub.scopes`` imports for functions only the hub calls (the database models, roles, SQLAlchemy): run
-#: when first used, if ever
-DEFERRED = ("jupyterhub.orm", "jupyterhub.roles", "sqlalchemy")
+#: what ``jupyterhub.scopes`` imports for functions only the hub calls (the database models, roles, SQLAlchemy), and
+#: ``requests``: run when first used, if ever
+DEFERRED = ("jupyterhub.orm", "jupyterhub.roles", "sqlalchemy", "requests")
 
 
 class _Deferred(importlib.abc.MetaPathFinder):
@@ -98,7 +101,7 @@ def without_the_hub():
     hub's. Stand-ins serve for those imports and are taken out of ``sys.modules`` at once, so that anything
     importing those modules later gets the real ones. ``jupyterhub.scopes``, which the server's authentication
     uses, imports the hub's database models for functions only the hub calls: they are run when first used
-    (:data:`DEFERRED`).
+    (:data:`DEFERRED`); so is ``requests``, as JupyterLab's modules are imported here.
     """
     if any(name in sys.modules for name in ("jupyterhub.log", "jupyterhub.utils", *STANDING_IN, *DEFERRED)):
         return
@@ -110,6 +113,7 @@ def without_the_hub():
         import jupyterhub.log
         import jupyterhub.scopes
         import jupyterhub.utils  # noqa: F401
+        import jupyterlab.commands  # noqa: F401
     finally:
         sys.meta_path.remove(deferred)
         for name, module in stand_ins.items():
