@@ -317,7 +317,8 @@ def test_a_deployment_whose_services_are_down(podman_service, hub_factory, hub_r
 
 def test_a_container_the_hub_does_not_know(engine, hub_factory):
     """A user's server container left running while the hub's database says the server stopped (a hub restored
-    from a backup, a container started by hand): doctor names it and says how to remove it."""
+    from a backup, a container started by hand): the user's start is refused in words (DockerSpawner's removal of it
+    failed in a 500) and leaves it running; doctor names it and says how to remove it."""
     port = free_port()
     site = {
         "hub": {"hub_ip": "0.0.0.0", "hub_port": port},
@@ -342,6 +343,9 @@ def test_a_container_the_hub_does_not_know(engine, hub_factory):
         assert doctor(hub) == (0, [HEALTHY])
         hub.stop_server(s, user)
         podman("run", "-d", "--name", name, LAB_IMAGE, "sleep", "600")  # as a hub that lost track would leave it
+        r = hub.api(s, "POST", f"users/{user}/server", json={})
+        assert r.status_code == 409 and f"A container named {name} already runs" in r.json()["message"], r.text
+        assert podman("container", "inspect", "--format", "{{.State.Running}}", name) == "true"
         assert doctor(hub) == (
             1,
             [
@@ -351,6 +355,8 @@ def test_a_container_the_hub_does_not_know(engine, hub_factory):
         )
         podman("rm", "-f", name)  # as it says
         assert doctor(hub) == (0, [HEALTHY])
+        hub.start_server(s, user)  # and the user's next start is the usual one
+        hub.stop_server(s, user)
     finally:
         podman("rm", "-f", name, check=False)
         remove_volumes(f"chdoctor{os.getpid()}-")

@@ -18,6 +18,11 @@ server's token) as the image's shared uid 1000 allowed. The user's volume is mad
 its uid; one without (made when every container ran as the image's uid) or naming another has its
 files given to the user by a one-shot container first, which may only change owners.
 
+Leftovers. The hub starts only a server it does not think runs: a container of that server's name that
+runs then is one the hub lost track of (its database was reset) or another hub's on the same engine.
+The start is refused in words and that container left alone, for the admins (``campushub doctor``
+lists it); DockerSpawner would try to remove it and fail, which the user saw as a 500.
+
 Ends. A container that stops by itself (out of memory, its server crashed) is removed when the
 hub notices; before that, the hub reads its exit code, the engine's OOM flag and the end of its
 log (at most :data:`LOG_BYTES`: a user's program can write one endless line) for the home page.
@@ -32,6 +37,7 @@ from typing import ClassVar
 
 import docker
 from dockerspawner import DockerSpawner
+from jupyterhub.spawner import SpawnException
 from traitlets import Integer
 
 from ...sitefile.choices import size_text
@@ -55,6 +61,8 @@ class CampusDockerSpawner(DockerSpawner):
     address: str | None = None
     #: how the container ended, read before it was removed
     ended: dict | None = None
+    #: a start was just refused over a container this hub did not start (see Leftovers above)
+    left_running = False
     uid_base = Integer(
         None,
         allow_none=True,
@@ -116,10 +124,30 @@ class CampusDockerSpawner(DockerSpawner):
 
     async def start(self):
         self.ended = {}
+        await self.refuse_one_left_running()
         await self.prepare_volume()
         ip, port = await super().start()
         await until_listening(ip, port, min(self.http_timeout, LISTEN_LIMIT), self.still_running)
         return ip, port
+
+    async def refuse_one_left_running(self):
+        """Refuse to start over a container of this server's name that already runs (see Leftovers above)."""
+        found = await self.get_object()
+        if found and found.get("State", {}).get("Running"):
+            self.object_id, self.left_running = "", True  # not this hub's: JupyterHub's stop after a failed start
+            raise SpawnException(
+                f"A container named {self.object_name} already runs on the container engine, and this hub did not"
+                " start it (a hub whose database was reset, or another hub on the same engine). Ask the admins to"
+                " remove it; the files on your volume stay.",
+                reason="container-left-running",
+                status_code=409,
+            )
+
+    async def stop(self, now=False):
+        if self.left_running:  # the start was refused over another's container: leave it be
+            self.left_running = False
+            return
+        await super().stop(now)
 
     async def still_running(self) -> bool:
         return await self.poll() is None
