@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 
 from campushub.server.forkserver import fingerprint
@@ -33,3 +35,12 @@ def test_the_fingerprint_changes_with_every_install_upgrade_and_removal(tmp_path
     assert upgraded not in (before, installed)
     (site_packages / "pandas-2.2.0.dist-info").rmdir()
     assert settled(3300) not in (before, installed, upgraded)
+
+
+def test_a_kernel_parents_preload_does_not_print_debugpys_frozen_modules_warning():
+    env = {k: v for k, v in os.environ.items() if k != "PYDEVD_DISABLE_FILE_VALIDATION"}
+    code = "from campushub.server import forkserver; forkserver._preload(forkserver.KERNEL_PRELOAD); import debugpy"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0 and "Debugger warning" not in done.stderr, done.stderr
+    bare = subprocess.run([sys.executable, "-c", "import ipykernel.debugger"], capture_output=True, text=True, env=env)
+    assert "Debugger warning" in bare.stderr  # what it prints without: the check above can fail

@@ -163,6 +163,9 @@ def _preload(modules: list[str] = PRELOAD):
         from . import singleuser
 
         singleuser.diet()
+    # debugpy warns, as it is imported, that the debugger may miss breakpoints in frozen standard modules: in
+    # every job's and container's log, for every user, about something no user can change
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     for name in modules:
         try:
             __import__(name)
