@@ -133,8 +133,8 @@ class CampusProfilesSpawner(Form, ProfilesSpawner, OwnAccount):
             ip, port = await super().start()
             child = self.child_spawner
             assert child is not None  # wrapspawner's start made it
+            self.keep_state(ip, port)  # first: a hub killed now must find the process or job it made
             record.started(self, self.ledger_id, child)
-            self.keep_state(ip, port)
             self.listened = await listening(ip, port, child.http_timeout, child)
             check = getattr(child, "listener_problem", None)
             problem = check(port) if self.listened and check is not None else ""

@@ -43,18 +43,21 @@ class FastStart(LocalProcessSpawner):
         if python is None:
             if self.fast_start:
                 self.log.info("Starting %s the normal way: %s is not a Python script", self._log_name, self.cmd[0])
-            return await super().start()
+            return self.started(await super().start())
         env = self.get_env()
         argv = [*self.cmd, *self.get_args()]
         try:
             self.pid = await forking.fork(python, self.fork_spec(env, argv), self.log)
         except forking.Unavailable as e:
             self.log.warning("Starting %s the normal way: %s", self._log_name, e)
-            return await super().start()
+            return self.started(await super().start())
         self.log.info("Forked %s as pid %s", self._log_name, self.pid)
-        ip = self.ip or "127.0.0.1"
-        keep_state(self, ip, self.port)
-        return (ip, self.port)
+        return self.started((self.ip or "127.0.0.1", self.port))
+
+    def started(self, where: tuple[str, int]) -> tuple[str, int]:
+        """Save the new process's pid at once, however it was started (see ``keep_state``)."""
+        keep_state(self, *where)
+        return where
 
     def session_info(self) -> dict:
         """Where the server runs, for the home page's card."""
