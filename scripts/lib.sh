@@ -12,7 +12,9 @@ apt_install() {
   [ "$(id -u)" = 0 ] || die "please install these Debian packages first: ${missing[*]}"
   say "installing ${missing[*]} from Debian"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # the downloaded .deb files are not kept: the test suite's installs alone would leave hundreds of MB
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    -o APT::Keep-Downloaded-Packages=false "${missing[@]}" >/dev/null
 }
 
 # account_env ACCOUNT: set AS_ACCOUNT to the command prefix that runs a program as ACCOUNT with

@@ -118,7 +118,6 @@ def rootless(engine):
             podman("rm", "-f", name, check=False, account=ACCOUNT)
     podman("network", "rm", "campushub", check=False, account=ACCOUNT)
     remove_volumes(PROJECT, account=ACCOUNT)
-    podman("image", "prune", "--force", check=False, account=ACCOUNT)  # older copies of the images
     subprocess.run([script, "stop", "rootless", ACCOUNT], check=True)
     listed = subprocess.run(["ps", "-o", "stat=,pid=,args=", "-u", ACCOUNT], capture_output=True, text=True).stdout
     left = [line for line in listed.splitlines() if not line.strip().startswith("Z")]  # zombies are init's to reap
