@@ -388,15 +388,23 @@ def put(site: dict, path: str, value):
         node[last] = value
 
 
-DOOR = base_site(front_door={"oidc": OIDC, "certificate": {"source": "file"}})
+#: the certificate's files are named, as other files, by placeholders that each test resolves (``_files``)
+DOOR_CERTIFICATE = {"source": "file", "cert": "SIGNER", "key": "SIGNER_KEY"}
+DOOR = base_site(front_door={"oidc": OIDC, "certificate": DOOR_CERTIFICATE})
 SAML = {"idp_entity_id": "https://idp.example.edu/idp/shibboleth", "idp_metadata_file": "IDP_METADATA"}
-SAML_DOOR = base_site(front_door={"saml": SAML, "certificate": {"source": "file"}})
-SAML_BY_URL = {
-    "front_door.saml.idp_metadata_file": None,
-    "front_door.saml.idp_metadata_url": "https://md.example.org/entities/idp",
-    "front_door.saml.idp_metadata_certificate": "SIGNER",
-    "CHANGE": None,
-}
+SAML_DOOR = base_site(front_door={"saml": SAML, "certificate": DOOR_CERTIFICATE})
+#: the SAML door that fetches the IdP's metadata (a change must name keys after "CHANGE": before it, a key only sets
+#: the starting point, and a key can be in a dict only once)
+SAML_BY_URL = base_site(
+    front_door={
+        "saml": {
+            "idp_entity_id": SAML["idp_entity_id"],
+            "idp_metadata_url": "https://md.example.org/entities/idp",
+            "idp_metadata_certificate": "SIGNER",
+        },
+        "certificate": DOOR_CERTIFICATE,
+    }
+)
 NUMBER = {"min": 1, "max": 4, "default": 2, "step": 1}
 SIZE = {"min": "1G", "max": "8G", "default": "2G", "step": "1G"}
 CHOOSING = {
@@ -567,12 +575,12 @@ CHANGES = {
     "front_door.saml.idp_entity_id": (SAML_DOOR, {"front_door.saml.idp_entity_id": "https://other.edu/idp"}),
     "front_door.saml.idp_metadata_file": (SAML_DOOR, {"front_door.saml.idp_metadata_file": "OTHER_METADATA"}),
     "front_door.saml.idp_metadata_url": (
-        SAML_DOOR,
-        {**SAML_BY_URL, "front_door.saml.idp_metadata_url": "https://md.example.org/entities/other"},
+        SAML_BY_URL,
+        {"front_door.saml.idp_metadata_url": "https://md.example.org/entities/other"},
     ),
     "front_door.saml.idp_metadata_certificate": (
-        SAML_DOOR,
-        {**SAML_BY_URL, "front_door.saml.idp_metadata_certificate": "OTHER_CERT"},
+        SAML_BY_URL,
+        {"front_door.saml.idp_metadata_certificate": "OTHER_CERT"},
     ),
     "front_door.saml.entity_id": (SAML_DOOR, {"front_door.saml.entity_id": "https://hub.example.edu/sp"}),
     "front_door.saml.user_attribute": (SAML_DOOR, {"front_door.saml.user_attribute": "eppn"}),
@@ -705,8 +713,6 @@ def _files(tmp_path: Path) -> dict[str, str]:
     (extra / "site.py").write_text("c.JupyterHub.shutdown_on_logout = True\n")
     logo = tmp_path / "logo.png"
     logo.write_bytes(b"\x89PNG\r\n")
-    for door in (DOOR, SAML_DOOR):
-        door["front_door"]["certificate"].update(cert=str(cert), key=str(key))
     metadata, other_metadata = tmp_path / "idp.xml", tmp_path / "other-idp.xml"
     metadata.write_text('<EntityDescriptor entityID="https://idp.example.edu/idp/shibboleth"/>\n')
     other_metadata.write_text('<EntityDescriptor entityID="https://other.edu/idp"/>\n')
@@ -714,6 +720,7 @@ def _files(tmp_path: Path) -> dict[str, str]:
         "IDP_METADATA": str(metadata),
         "OTHER_METADATA": str(other_metadata),
         "SIGNER": str(cert),
+        "SIGNER_KEY": str(key),
         "SECRET_FILE": str(secret),
         "OTHER_CERT": str(other_cert),
         "OTHER_KEY": str(other_key),
