@@ -75,3 +75,15 @@ def test_jupyterlabs_deferred_http_client_loads_when_used():
         print(type(sys.modules["requests"]).__name__, listings_handler.requests.codes.ok)
     """)
     assert out.split("\n")[0] == "_LazyModule 200", out
+
+
+def test_a_server_started_the_normal_way_waits_for_the_hubs_go_and_ends_without_it():
+    """The hub writes "go" once it has saved the server's pid; a hub killed before then closes the pipe."""
+    env = {"PATH": "/usr/bin:/bin", "CAMPUSHUB_GATE": "1"}
+    for said in ("", "stop\n"):  # the pipe closed, and anything but "go"
+        command = [sys.executable, "-c", "from campushub.server.singleuser import main; main()"]
+        done = subprocess.run(command, input=said, capture_output=True, text=True, env=env, timeout=60)
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.strip() == (
+            "campushub-singleuser: the hub stopped before it recorded this server's start; not starting"
+        )

@@ -5,12 +5,15 @@ check what forking must not change: whose process it is, what it can reach, what
 """
 
 import ast
+import asyncio
 import glob
+import logging
 import os
 import pwd
 import re
 import signal
 import subprocess
+import sys
 import sysconfig
 import tempfile
 import time
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from campushub.backends.local import forking
 from harness import KERNELS_PARENT, Kernel, base_site
 
 USERS = ("cht-fast-a", "cht-fast-b")
@@ -202,6 +206,44 @@ def test_a_dead_fork_server_is_replaced_and_so_is_one_with_old_packages(hub):
         hub.stop_server(s, user)
     finally:
         os.rmdir(marker)
+
+
+def test_a_fork_whose_pid_the_hub_did_not_save_never_runs_its_server(accounts, capfd):
+    """The hub killed between the fork and the save of its pid: the child must end, not serve for nobody."""
+    user = accounts("cht-fast-gate")[0]
+    account = pwd.getpwnam(user)
+    spec = {
+        "argv": [str(Path(sys.executable).parent / "campushub-singleuser")],
+        "env": {"PATH": "/usr/bin:/bin", "JUPYTERHUB_USER": user},
+        "cwd": account.pw_dir,
+        "uid": account.pw_uid,
+        "gid": account.pw_gid,
+        "groups": [account.pw_gid],
+        "umask": 0o022,
+    }
+    parent = forking.Parent(sys.executable)
+    forked = []
+
+    def killed(pid: int):
+        forked.append(pid)
+        raise RuntimeError("the hub was killed here")
+
+    async def fork():
+        await parent.ensure(logging.getLogger("test"))
+        try:
+            with pytest.raises(RuntimeError, match="killed here"):
+                await parent.fork(spec, killed)
+            deadline = time.monotonic() + 30
+            while os.path.exists(f"/proc/{forked[0]}") and status(forked[0])["State"].split()[0] != "Z":
+                assert time.monotonic() < deadline, f"the child {forked[0]} still runs"
+                await asyncio.sleep(0.05)
+        finally:
+            await parent.stop()
+
+    asyncio.run(fork())
+    assert "the server could not start: RuntimeError: the hub stopped before it recorded this server's start" in (
+        capfd.readouterr().err
+    )
 
 
 def test_starts_take_turns_and_the_spawn_page_says_so(hub, accounts):

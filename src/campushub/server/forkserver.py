@@ -199,6 +199,7 @@ def _child(connection: socket.socket):
         _become(spec)
         kernels = start_kernel_parent()
         _send(connection, {"ok": True})
+        _gate(connection)
         connection.close()
         os.environ[KERNEL_PARENT] = str(kernels)
         sys.argv = spec["argv"]
@@ -215,6 +216,17 @@ def _child(connection: socket.socket):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+
+
+def _gate(connection: socket.socket):
+    """Start the server only once the hub says it has saved this process's pid: a hub killed before then would
+    leave a server that no hub knows of (the next one would neither route to it nor stop it)."""
+    try:
+        go = _receive(connection).get("go") is True
+    except (OSError, ValueError):
+        go = False
+    if not go:
+        raise RuntimeError("the hub stopped before it recorded this server's start")
 
 
 def title(*words: str):

@@ -35,6 +35,8 @@ from pathlib import Path
 from . import job_port
 
 CONFIG = str(Path(__file__).parent / "jupyter")
+#: set by the hub for a server it starts the normal way: wait on stdin for its "go" (the pid is saved)
+GATE = "CAMPUSHUB_GATE"
 
 
 def diet():
@@ -142,7 +144,20 @@ def warm_kernels():
         os.environ[KERNEL_PARENT] = str(start_kernel_parent(warm=True))
 
 
+def gate():
+    """A server the hub started the normal way starts once the hub has saved its pid: the hub writes "go" on its
+    stdin then. A hub killed before then closes the pipe, and the server ends here, before it does anything."""
+    if os.environ.pop(GATE, "") != "1":
+        return
+    if sys.stdin.buffer.readline().strip() != b"go":
+        sys.exit("campushub-singleuser: the hub stopped before it recorded this server's start; not starting")
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+
+
 def main():
+    gate()
     diet()
     job_port.choose()
     warm_kernels()

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 
 from ...server.forkserver import PARENT_ENV, fingerprint
 
@@ -83,8 +84,9 @@ class Parent:
         finally:
             writer.close()
 
-    async def fork(self, spec: dict) -> int:
-        """Fork a server: the parent forks, and the spec (the user's token) goes to the child only."""
+    async def fork(self, spec: dict, saved: Callable[[int], None]) -> int:
+        """Fork a server: the parent forks, and the spec (the user's token) goes to the child only. The child runs
+        its server once ``saved(pid)`` has returned: a hub killed before then leaves no server behind."""
         reader, writer = await asyncio.open_unix_connection(self.path)
         try:
             writer.write(b'{"op": "fork"}\n')
@@ -95,10 +97,13 @@ class Parent:
             writer.write(json.dumps(spec).encode() + b"\n")
             await writer.drain()
             answer = json.loads(await reader.readline() or b'{"error": "the child ended before it started"}')
+            if "error" in answer:
+                raise RuntimeError(f"the server could not start: {answer['error']}")
+            saved(pid)
+            writer.write(b'{"go": true}\n')
+            await writer.drain()
         finally:
             writer.close()
-        if "error" in answer:
-            raise RuntimeError(f"the server could not start: {answer['error']}")
         return pid
 
 
@@ -127,12 +132,13 @@ def warm(python: str, log):
 _WARMING: set = set()  # keeps the warm-up tasks alive
 
 
-async def fork(python: str, spec: dict, log) -> int:
-    """Fork a server from ``python``'s parent (starting or replacing the parent as needed); its pid."""
+async def fork(python: str, spec: dict, log, saved: Callable[[int], None]) -> int:
+    """Fork a server from ``python``'s parent (starting or replacing the parent as needed); its pid, given to
+    ``saved`` before the server may start (see ``Parent.fork``)."""
     parent = _PARENTS.setdefault(python, Parent(python))
     try:
         await parent.ensure(log)
-        return await parent.fork(spec)
+        return await parent.fork(spec, saved)
     except OSError as e:
         raise Unavailable(f"the fork server for {python} cannot be reached: {e}") from None
 

@@ -4,14 +4,17 @@ hub's log says why."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import subprocess
 
 from jupyterhub.spawner import LocalProcessSpawner, SimpleLocalProcessSpawner
 from jupyterhub.utils import random_port
 from traitlets import Bool
 
 from ...ops import processes
+from ...server.singleuser import GATE
 from ..accounts import OwnAccount
 from ..base import keep_state
 from . import forking
@@ -35,6 +38,7 @@ class FastStart(LocalProcessSpawner):
     """A local spawner that starts the server by forking it from a pre-imported parent."""
 
     fast_start = Bool(True, config=True, help="Fork servers from a pre-imported parent.")
+    gated = Bool(False, help="The server started the normal way waits on its stdin for the hub's go.")
 
     async def start(self):
         if self.port == 0:
@@ -43,21 +47,38 @@ class FastStart(LocalProcessSpawner):
         if python is None:
             if self.fast_start:
                 self.log.info("Starting %s the normal way: %s is not a Python script", self._log_name, self.cmd[0])
-            return self.started(await super().start())
+            return await self.start_normally()
         env = self.get_env()
         argv = [*self.cmd, *self.get_args()]
         try:
-            self.pid = await forking.fork(python, self.fork_spec(env, argv), self.log)
+            await forking.fork(python, self.fork_spec(env, argv), self.log, self.started)
         except forking.Unavailable as e:
             self.log.warning("Starting %s the normal way: %s", self._log_name, e)
-            return self.started(await super().start())
+            return await self.start_normally()
         self.log.info("Forked %s as pid %s", self._log_name, self.pid)
-        return self.started((self.ip or "127.0.0.1", self.port))
+        return self.ip or "127.0.0.1", self.port
 
-    def started(self, where: tuple[str, int]) -> tuple[str, int]:
-        """Save the new process's pid at once, however it was started (see ``keep_state``)."""
-        keep_state(self, *where)
-        return where
+    async def start_normally(self) -> tuple[str, int]:
+        """JupyterHub's start (a new process), held at campushub-singleuser's gate until its pid is saved."""
+        self.gated = True
+        self.popen_kwargs = {**self.popen_kwargs, "stdin": subprocess.PIPE}  # type: ignore[has-type]
+        await super().start()
+        self.started(self.proc.pid)
+        with contextlib.suppress(OSError):  # it has ended already: the hub's poll finds that
+            self.proc.stdin.write(b"go\n")
+            self.proc.stdin.close()
+        return self.ip or "127.0.0.1", self.port
+
+    def started(self, pid: int):
+        """Save the new process's pid, however it was started, before its server may start (see ``keep_state``)."""
+        self.pid = pid
+        keep_state(self, self.ip or "127.0.0.1", self.port)
+
+    def get_env(self):
+        env = super().get_env()
+        if self.gated:
+            env[GATE] = "1"
+        return env
 
     def session_info(self) -> dict:
         """Where the server runs, for the home page's card."""
