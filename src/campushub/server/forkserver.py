@@ -37,6 +37,7 @@ import socket
 import ssl
 import struct
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -200,7 +201,6 @@ def _child(connection: socket.socket):
         kernels = start_kernel_parent()
         _send(connection, {"ok": True})
         _gate(connection)
-        connection.close()
         os.environ[KERNEL_PARENT] = str(kernels)
         sys.argv = spec["argv"]
         from . import singleuser
@@ -219,14 +219,22 @@ def _child(connection: socket.socket):
 
 
 def _gate(connection: socket.socket):
-    """Start the server only once the hub says it has saved this process's pid: a hub killed before then would
-    leave a server that no hub knows of (the next one would neither route to it nor stop it)."""
-    try:
-        go = _receive(connection).get("go") is True
-    except (OSError, ValueError):
-        go = False
-    if not go:
-        raise RuntimeError("the hub stopped before it recorded this server's start")
+    """End this process if the hub closes ``connection`` before its "go", which it sends once it has saved this
+    process's pid: a hub killed before then must not leave a server that no hub knows of (the next one would
+    neither route to it nor stop it). A thread waits for it while the server starts: the save costs no time."""
+
+    def wait():
+        try:
+            go = _receive(connection).get("go") is True
+        except (OSError, ValueError):
+            go = False
+        connection.close()
+        if not go:
+            print("forkserver: the hub stopped before it recorded this server's start; ending it", file=sys.stderr)
+            sys.stderr.flush()
+            os._exit(1)
+
+    threading.Thread(target=wait, name="campushub-gate", daemon=True).start()
 
 
 def title(*words: str):
