@@ -59,6 +59,8 @@ class CampusProfilesSpawner(Form, ProfilesSpawner, OwnAccount):
     stopped_by = Unicode("", help="Who asked the hub to stop the server (a ledger outcome: user, admin, culled).")
     restored = Bool(False, help="The server was found in the saved state at the hub's start, not yet polled.")
     reconciled = Integer(None, allow_none=True, help="The last ledger row whose Slurm accounting was asked for.")
+    #: where the last save of the state in this start said the server listens (None: not saved in this start)
+    saved_at: tuple[str | None, int | None] | None = None
 
     @default("apply_user_options")
     def _default_apply_user_options(self):
@@ -130,10 +132,12 @@ class CampusProfilesSpawner(Form, ProfilesSpawner, OwnAccount):
         process holds the one it was given (a kernel's, or another user's code, took it first)."""
         problem = ""
         for _attempt in range(PORT_TRIES):
+            self.saved_at = None
             ip, port = await super().start()
             child = self.child_spawner
             assert child is not None  # wrapspawner's start made it
-            self.keep_state(ip, port)  # first: a hub killed now must find the process or job it made
+            if self.saved_at != (ip, port):  # first: a hub killed now must find the process or container it made
+                self.keep_state(ip, port)  # (local and Slurm children saved theirs already)
             record.started(self, self.ledger_id, child)
             self.listened = await listening(ip, port, child.http_timeout, child)
             check = getattr(child, "listener_problem", None)
@@ -252,6 +256,7 @@ class CampusProfilesSpawner(Form, ProfilesSpawner, OwnAccount):
         """
         if self.orm_spawner is None:
             return
+        self.saved_at = (ip, port)
         if self.server is not None and port:
             self.server.port = port
             if ip:
