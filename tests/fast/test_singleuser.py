@@ -1,5 +1,6 @@
 """campushub-singleuser's leaner start: what a server imports of the hub, and that what it leaves out still works."""
 
+import asyncio
 import subprocess
 import sys
 import textwrap
@@ -87,3 +88,31 @@ def test_a_server_started_the_normal_way_waits_for_the_hubs_go_and_ends_without_
         assert done.stderr.strip() == (
             "campushub-singleuser: the hub stopped before it recorded this server's start; not starting"
         )
+
+
+def test_the_hub_sends_the_go_after_the_start_and_only_a_start_the_normal_way_waits_for_it(monkeypatch):
+    """The hub's side of the gate. JupyterHub's own start (Popen of the server command) is replaced by a stand-in that
+    starts ``cat`` with the same Popen arguments: this fast layer has no hub; the services' tests start real
+    servers the normal way (test_fast_start.py, test_recovery.py)."""
+    from jupyterhub.objects import Hub
+    from jupyterhub.spawner import LocalProcessSpawner
+
+    from campushub.backends.local.spawner import CampusHubAccountSpawner
+    from campushub.server.singleuser import GATE
+    from harness import StubUser
+
+    told = []
+
+    async def start(self):
+        told.append(self.get_env().get(GATE))
+        self.proc = subprocess.Popen(["cat"], stdout=subprocess.PIPE, **self.popen_kwargs)
+        self.pid = self.proc.pid
+        return "127.0.0.1", self.port
+
+    monkeypatch.setattr(LocalProcessSpawner, "start", start)
+    spawner = CampusHubAccountSpawner(user=StubUser(), hub=Hub(), orm_spawner=None, port=12345)
+    assert asyncio.run(spawner.start_normally()) == ("127.0.0.1", 12345)
+    assert told == ["1"]
+    assert spawner.proc.stdout.read() == b"go\n"  # then the pipe closed
+    assert spawner.proc.wait(10) == 0
+    assert GATE not in spawner.get_env()  # a start again on another port may fork: that server must not wait

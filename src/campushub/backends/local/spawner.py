@@ -38,7 +38,7 @@ class FastStart(LocalProcessSpawner):
     """A local spawner that starts the server by forking it from a pre-imported parent."""
 
     fast_start = Bool(True, config=True, help="Fork servers from a pre-imported parent.")
-    gated = Bool(False, help="The server started the normal way waits on its stdin for the hub's go.")
+    gated = Bool(False, help="While a server starts the normal way: it waits on its stdin for the hub's go.")
 
     async def start(self):
         if self.port == 0:
@@ -60,9 +60,12 @@ class FastStart(LocalProcessSpawner):
 
     async def start_normally(self) -> tuple[str, int]:
         """JupyterHub's start (a new process), held at campushub-singleuser's gate until its pid is saved."""
-        self.gated = True
         self.popen_kwargs = {**self.popen_kwargs, "stdin": subprocess.PIPE}  # type: ignore[has-type]
-        await super().start()
+        self.gated = True
+        try:
+            await super().start()
+        finally:  # a start again (another port) may fork: a forked server must not wait on the fork server's stdin
+            self.gated = False
         self.started(self.proc.pid)
         with contextlib.suppress(OSError):  # it has ended already: the hub's poll finds that
             self.proc.stdin.write(b"go\n")
