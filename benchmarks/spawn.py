@@ -16,6 +16,10 @@ and of a kernel in it, and of that their private dirty pages (what each wrote si
 with a kernel open in every user's server, the PSS of all the users' processes and of the fork servers divided by
 the users, beside how much MemAvailable fell per user since the round began.
 
+CPU, in every repeat: the CPU seconds the round cost per user, by who spent them (the hub, the proxy, the fork
+servers, this benchmark's own clients, and the rest of the host: the users' servers and kernels, the engine or
+Slurm), from ``/proc``, over all the repeats.
+
 A user who fails is counted with the step and the reason; the others go on. Every round is
 written to the JSON file as soon as it ends, and every user's server is stopped (and its
 account removed, once its server or job is gone) whatever happened.
@@ -199,6 +203,47 @@ def idle_memory(hub: Hub, user: str, token: str) -> dict:
         }
 
 
+#: what a process is, from its command line, for the CPU figures (first match); anything else is "servers"
+ROLES = (
+    ("proxy", b"configurable-http-proxy"),
+    ("fork server", b"-m\0campushub.server.forkserver"),
+    ("hub", b"-m\0jupyterhub\0"),
+)
+
+
+def cpu_ticks() -> tuple[int, dict[int, tuple[str, int]]]:
+    """The host's busy CPU time (clock ticks, all cores) and each hub-side process's own: role and ticks."""
+    with open("/proc/stat") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:]]
+    busy = sum(fields) - fields[3] - fields[4]  # all but idle and iowait
+    own = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            if not entry.name.isdigit():
+                continue
+            cmdline = (entry / "cmdline").read_bytes()
+            role = next((name for name, mark in ROLES if mark in cmdline), None)
+            if role:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                own[int(entry.name)] = (role, int(fields[11]) + int(fields[12]))
+        except (OSError, IndexError):
+            continue  # it ended
+    return busy, own
+
+
+def cpu_spent(before: tuple, after: tuple, client: float) -> dict:
+    """CPU seconds spent between two :func:`cpu_ticks`, by who spent them: the hub, the proxy, the fork servers,
+    this benchmark's clients, and the rest of the host (the users' servers and kernels, the engine or Slurm)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    spent = {"hub": 0.0, "proxy": 0.0, "fork server": 0.0}
+    for pid, (role, ticks) in after[1].items():
+        earlier = before[1].get(pid)
+        spent[role] += (ticks - (earlier[1] if earlier and earlier[0] == role else 0)) / tick
+    spent["client"] = client
+    spent["servers"] = (after[0] - before[0]) / tick - sum(spent.values())
+    return spent
+
+
 def mem_available() -> float:
     """The host's MemAvailable (MB)."""
     with open("/proc/meminfo") as meminfo:
@@ -231,7 +276,7 @@ def per_user_memory(hub: Hub, served: list[dict], available_before: float) -> di
 
 
 def run_round(hub: Hub, n: int, profile: str, round_no: int, repeat: int) -> dict:
-    results, memory = [], []
+    results, memory, cpu = [], [], []
     for r in range(repeat):
         names = [f"bench{round_no}-{r}-{i}" for i in range(n)]
         try:
@@ -239,8 +284,10 @@ def run_round(hub: Hub, n: int, profile: str, round_no: int, repeat: int) -> dic
                 for name in names:
                     subprocess.run(["useradd", "--create-home", name], capture_output=True, check=True)
             available = mem_available()
+            ticks, client = cpu_ticks(), time.process_time()
             with ThreadPoolExecutor(max_workers=n) as pool:
                 batch = list(pool.map(lambda name: one_user(hub, name, profile), names))
+            cpu.append(cpu_spent(ticks, cpu_ticks(), time.process_time() - client))
             results += batch
             served = [x for x in batch if "token" in x]
             if r == 0 and served and not profile.startswith("container"):  # container processes have other pids inside
@@ -261,6 +308,7 @@ def run_round(hub: Hub, n: int, profile: str, round_no: int, repeat: int) -> dic
         "ok": len(done),
         "failures": failed,
         "memory": memory[0] if memory else None,
+        "cpu": {role: round(sum(x[role] for x in cpu) / (n * len(cpu)), 3) for role in cpu[0]} if cpu else None,
     }
     for step in STEPS:
         values = sorted(x[step] for x in done)
@@ -281,6 +329,8 @@ def show(summary: dict) -> str:
             line += f"  per user: PSS={m['per_user_pss']}MB MemAvailable-={m['per_user_available']}MB"
         else:
             line += f"  per user: not measured ({m.get('per_user_error')})"
+    if summary["cpu"]:
+        line += "\n    CPU s per user: " + ", ".join(f"{role} {seconds}" for role, seconds in summary["cpu"].items())
     reasons = sorted({f"{f['failed']}: {f['reason']}" for f in summary["failures"]})
     return line + "".join(f"\n    failed at {reason}" for reason in reasons)
 
