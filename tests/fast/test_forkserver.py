@@ -44,3 +44,29 @@ def test_a_kernel_parents_preload_does_not_print_debugpys_frozen_modules_warning
     assert done.returncode == 0 and "Debugger warning" not in done.stderr, done.stderr
     bare = subprocess.run([sys.executable, "-c", "import ipykernel.debugger"], capture_output=True, text=True, env=env)
     assert "Debugger warning" in bare.stderr  # what it prints without: the check above can fail
+
+
+def test_the_parent_looks_up_kernel_provisioners_once_and_a_users_own_is_still_found(tmp_path):
+    theirs = tmp_path / "theirs-1.0.dist-info"  # a provisioner in a user's own site-packages, which the parent lacks
+    theirs.mkdir()
+    (theirs / "METADATA").write_text("Metadata-Version: 2.1\nName: theirs\nVersion: 1.0\n")
+    (theirs / "entry_points.txt").write_text(
+        "[jupyter_client.kernel_provisioners]\ntheirs = jupyter_client.provisioning:LocalProvisioner\n"
+    )
+    code = f"""
+import sys
+from campushub.server import forkserver
+from jupyter_client.provisioning import factory
+forkserver._look_up_provisioners()
+read = factory.entry_points
+def again(**_):
+    raise AssertionError("a child read the entry points again")
+factory.entry_points = again
+print(sorted(factory.KernelProvisionerFactory.instance().provisioners))
+factory.entry_points = read
+sys.path.append({str(tmp_path)!r})  # as a forked server adds the user's site-packages
+print(factory.KernelProvisionerFactory.instance()._check_availability("theirs"))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["['campushub-forked', 'local-provisioner']", "True"], done.stdout

@@ -56,8 +56,15 @@ SERVER_HANDLERS = [
     "services.security",
     "services.sessions",
 ]
-#: what every kernel imports as it starts, after ipykernel itself
-KERNEL_STARTS = ["IPython.core.debugger", "IPython.core.completerlib", "IPython.extensions.storemagic"]
+#: what every kernel imports as it starts or runs its first cell, after ipykernel itself
+KERNEL_STARTS = [
+    "IPython.core.debugger",
+    "IPython.core.completerlib",
+    "IPython.extensions.storemagic",
+    "IPython.core.logger",
+    "IPython.core.oinspect",
+    "faulthandler",
+]
 #: what the parent imports once, for every child (the kernel's too: kernels are forked from the server)
 PRELOAD = [
     "jupyterhub.singleuser",
@@ -82,6 +89,12 @@ PRELOAD = [
     "tornado.platform.asyncio",
     "campushub.server.lab_session",
     "campushub.server.job_port",
+    # what a forked child imports itself: its process title, this module (the parent runs it as __main__), the
+    # kernel provisioner and kernel specs of its first kernel
+    "setproctitle",
+    "campushub.server.forkserver",
+    "campushub.server.kernels",
+    "ipykernel.kernelspec",
     *KERNEL_STARTS,
 ]
 #: where a forked server finds its kernel parent (a file descriptor)
@@ -164,6 +177,7 @@ def _preload(modules: list[str] = PRELOAD):
         from . import singleuser
 
         singleuser.diet()
+        _look_up_provisioners()
     # debugpy warns, as it is imported, that the debugger may miss breakpoints in frozen standard modules: in
     # every job's and container's log, for every user, about something no user can change
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
@@ -176,6 +190,19 @@ def _preload(modules: list[str] = PRELOAD):
     # copy the pages they are on: move them out of its sight, so that children share them
     gc.collect()
     gc.freeze()
+
+
+def _look_up_provisioners():
+    """Look up the installed kernel provisioners once, for every child: jupyter_client reads every package's entry
+    points for them (3-4 ms) as each server starts its first kernel. They cannot change under this parent (the hub
+    starts a new one when ``site-packages`` changes), and a provisioner that only a user's own site-packages has is
+    still found: jupyter_client looks up by name one it does not know."""
+    try:
+        from jupyter_client.provisioning.factory import KernelProvisionerFactory
+    except ImportError:
+        return
+    installed = KernelProvisionerFactory._get_all_provisioners()
+    KernelProvisionerFactory._get_all_provisioners = staticmethod(lambda: installed)
 
 
 def _reap(_signum, _frame):
