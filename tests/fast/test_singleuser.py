@@ -116,3 +116,29 @@ def test_the_hub_sends_the_go_after_the_start_and_only_a_start_the_normal_way_wa
     assert spawner.proc.stdout.read() == b"go\n"  # then the pipe closed
     assert spawner.proc.wait(10) == 0
     assert GATE not in spawner.get_env()  # a start again on another port may fork: that server must not wait
+
+
+def test_an_empty_command_line_ends_as_a_parsed_one_and_any_other_is_parsed():
+    out = run("""
+        from jupyterhub.singleuser import make_singleuser_app
+        from jupyter_server.serverapp import ServerApp
+        from jupyterlab.labapp import LabApp
+        from ipykernel.kernelapp import IPKernelApp
+        from traitlets.config import Application
+
+        def state(app):
+            return app.argv, dict(app.cli_config), app.extra_args, app.config
+
+        parse = Application.parse_command_line.parse  # traitlets' own
+        for cls in (make_singleuser_app(ServerApp), LabApp, IPKernelApp):
+            quickly, parsed = cls(), cls()
+            quickly.parse_command_line([])
+            parse(parsed, [])
+            print(cls.__name__, state(quickly) == state(parsed))
+        app = IPKernelApp()
+        app.parse_command_line(["-f", "/tmp/kernel.json", "extra"])
+        print(app.config.IPKernelApp.connection_file, app.extra_args)
+    """)
+    lines = out.split("\n")
+    assert lines[:3] == ["SingleUserNotebookApp True", "LabApp True", "IPKernelApp True"], out
+    assert lines[3] == "/tmp/kernel.json ['extra']", out

@@ -112,6 +112,10 @@ def test_forked_processes_say_who_they_are(hub):
             kernel_pid, url = ast.literal_eval(found)
             assert command_line(kernel_pid).split()[1:4] == ["-m", "ipykernel_launcher", "-f"]
             assert command_line(int(status(kernel_pid)["PPid"])) == f"campushub-kernels {user}"
+            # its command line was given to ipykernel as config, not parsed: the same file, and it ends with its parent
+            given = "from ipykernel.kernelapp import IPKernelApp as A; import sys; a = A.instance()"
+            given += "; a.connection_file == sys.argv[2], a.parent_handle == os.getppid(), a.extra_args"
+            assert kernel.execute(given)["result"] == "(True, True, [])"
         port = int(url.split(":")[2].split("/")[0])
         assert holder_of(port) == f"pid {pid}, {user}: campushub-singleuser {user}"
     finally:

@@ -371,8 +371,13 @@ def _kernel(request: dict):
         # by the server ends with the server
         sys.argv = [*request["argv"], f"--IPKernelApp.parent_handle={os.getppid()}"]
         from ipykernel import kernelapp
+        from traitlets.config import Config
 
-        kernelapp.launch_new_instance()
+        if argv[1:2] == ["-f"] and len(argv) == 3:  # the default kernel's command line: given as config, not parsed
+            config = {"IPKernelApp": {"connection_file": argv[2], "parent_handle": os.getppid()}}
+            kernelapp.IPKernelApp.launch_instance([], config=Config(config))
+        else:
+            kernelapp.launch_new_instance()
         code = 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1

@@ -46,6 +46,7 @@ def diet():
     import jupyterlab.commands
 
     jupyterlab.commands._yarn_config = _no_yarn_config
+    _quick_empty_command_lines()
     for variable in ("JUPYTER_CONFIG_PATH", "JUPYTER_PATH"):  # config; data (the labextension campushub-session)
         paths = os.environ.get(variable, "")
         if CONFIG not in paths.split(os.pathsep):
@@ -54,6 +55,37 @@ def diet():
 
 def _no_yarn_config(logger):
     return {"yarn config": {}, "npm config": {}}
+
+
+def _quick_empty_command_lines():
+    """Parse an empty command line without building a parser for it.
+
+    traitlets builds an argparse parser of every option of every configurable class to parse any command line, even
+    none: 5-9 ms of CPU each time. A server's command line is empty (JupyterHub passes the rest in the environment),
+    and it is parsed three times (the server, then JupyterLab's and JupyterHub's extensions); a forked kernel's is
+    empty too (:func:`campushub.server.forkserver._kernel`). An empty one sets nothing, so it now ends as a parsed
+    one would: no arguments, an empty command-line config applied, no extra arguments. Any other command line is
+    parsed as always.
+    """
+    from traitlets.config import Application, Config
+
+    parse = Application.parse_command_line
+    if hasattr(parse, "parse"):
+        return
+
+    def parse_command_line(self, argv=None):
+        if argv is None:
+            argv = self._get_sys_argv(check_argcomplete=bool(self.subcommands))[1:]
+        if argv:
+            return parse(self, argv)
+        self.argv = []
+        self.cli_config = Config()
+        self.update_config(self.cli_config)
+        self.extra_args = []
+        return None
+
+    parse_command_line.parse = parse  # traitlets' own, for any other command line
+    Application.parse_command_line = parse_command_line
 
 
 #: what ``jupyterhub.scopes`` imports for functions only the hub calls (the database models, roles, SQLAlchemy), and
