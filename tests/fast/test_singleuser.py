@@ -142,3 +142,22 @@ def test_an_empty_command_line_ends_as_a_parsed_one_and_any_other_is_parsed():
     lines = out.split("\n")
     assert lines[:3] == ["SingleUserNotebookApp True", "LabApp True", "IPKernelApp True"], out
     assert lines[3] == "/tmp/kernel.json ['extra']", out
+
+
+def test_the_servers_hub_client_starts_no_resolver_thread_and_kernels_get_aiohttps_default():
+    out = run("""
+        import asyncio, threading
+        import aiohttp
+
+        async def connector():
+            before = threading.active_count()
+            made = aiohttp.TCPConnector()
+            kind = type(made._resolver).__name__, threading.active_count() - before
+            await made.close()
+            return kind
+
+        print(*asyncio.run(connector()))
+        singleuser.aiohttp_as_installed()  # as a kernel parent does for its kernels
+        print(*asyncio.run(connector()))
+    """)
+    assert out.split("\n")[:2] == ["ThreadedResolver 0", "AsyncResolver 1"], out

@@ -331,9 +331,10 @@ def start_kernel_parent(warm: bool = False) -> int:
         try:
             title("campushub-kernels", os.environ.get("JUPYTERHUB_USER", ""))
             server_end.close()
-            from .singleuser import forget_deferred
+            from .singleuser import aiohttp_as_installed, forget_deferred
 
             forget_deferred()
+            aiohttp_as_installed()
             signal.signal(signal.SIGCHLD, _reap)
             if warm:
                 _preload(KERNEL_PRELOAD)

@@ -47,6 +47,7 @@ def diet():
 
     jupyterlab.commands._yarn_config = _no_yarn_config
     _quick_empty_command_lines()
+    _hub_client_resolves_with_the_system()
     for variable in ("JUPYTER_CONFIG_PATH", "JUPYTER_PATH"):  # config; data (the labextension campushub-session)
         paths = os.environ.get(variable, "")
         if CONFIG not in paths.split(os.pathsep):
@@ -153,6 +154,26 @@ def without_the_hub():
         for name, module in stand_ins.items():
             if sys.modules.get(name) is module:
                 del sys.modules[name]
+
+
+def _hub_client_resolves_with_the_system():
+    """The server's client of the hub (aiohttp) looks names up with the system's resolver, as Python does.
+
+    aiohttp's default is c-ares (aiodns, which JupyterHub requires) when it is installed, and its resolver starts a
+    thread as it is made: 8 ms of CPU and a thread in every server, for a client that asks one address, often an
+    IP address, which needs no lookup at all. A kernel parent gives its kernels aiohttp's default back
+    (:func:`aiohttp_as_installed`).
+    """
+    from aiohttp import connector, resolver
+
+    connector.DefaultResolver = resolver.ThreadedResolver
+
+
+def aiohttp_as_installed():
+    """In a kernel parent: a user's aiohttp client resolves with aiohttp's own default."""
+    from aiohttp import connector, resolver
+
+    connector.DefaultResolver = resolver.DefaultResolver
 
 
 def forget_deferred():
