@@ -197,10 +197,8 @@ def _look_up_provisioners():
     points for them (3-4 ms) as each server starts its first kernel. They cannot change under this parent (the hub
     starts a new one when ``site-packages`` changes), and a provisioner that only a user's own site-packages has is
     still found: jupyter_client looks up by name one it does not know."""
-    try:
-        from jupyter_client.provisioning.factory import KernelProvisionerFactory
-    except ImportError:
-        return
+    from jupyter_client.provisioning.factory import KernelProvisionerFactory
+
     installed = KernelProvisionerFactory._get_all_provisioners()
     KernelProvisionerFactory._get_all_provisioners = staticmethod(lambda: installed)
 
