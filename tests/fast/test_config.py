@@ -127,10 +127,15 @@ def test_the_check_of_the_config_makes_and_registers_nothing(tmp_path):
     """``campushub up`` configures once to find problems before it starts the hub: that pass writes no state and
     no secret, and changes nothing in the process; the hub's own process (``install``) does."""
     from jupyterhub import apihandlers
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
 
-    from campushub.hub import metrics
+    from campushub.hub import metrics, selectin
 
-    handlers, profiles = list(apihandlers.default_handlers), dict(metrics.PROFILES)
+    def skipping() -> bool:
+        return event.contains(Session, "do_orm_execute", selectin._answer_loaded)
+
+    handlers, profiles, skipped = list(apihandlers.default_handlers), dict(metrics.PROFILES), skipping()
     site = base_site(
         profiles=[{"slug": "s", "name": "S", "backend": "slurm"}],
         metrics={"enabled": True, "token": {"env": "OTHER_SECRET"}},
@@ -138,8 +143,9 @@ def test_the_check_of_the_config_makes_and_registers_nothing(tmp_path):
     c = config_of(site, tmp_path)
     assert not (tmp_path / "state").exists()
     assert c.ConfigurableHTTPProxy.auth_token == state.NOT_MADE_YET
-    assert apihandlers.default_handlers == handlers and profiles == metrics.PROFILES
+    assert apihandlers.default_handlers == handlers and profiles == metrics.PROFILES and skipping() == skipped
     c = config_of(site, tmp_path, hub_process=True)
+    assert skipping()  # the hub's lookups of users it holds: one query (campushub.hub.selectin)
     token = (tmp_path / "state" / configurer.PROXY_TOKEN).read_text().strip()
     assert c.ConfigurableHTTPProxy.auth_token == token and len(token) == 64
     assert (tmp_path / "state" / "jupyterhub.sqlite").stat().st_mode & 0o777 == 0o600

@@ -21,7 +21,7 @@ from ..sitefile.errors import Problems, StartError
 from ..sitefile.fields import byte_count, read_secret
 from ..sitefile.model import Site
 from ..sitefile.read import config_path, load_site
-from . import api, branding, collector, metrics, start_api
+from . import api, branding, collector, metrics, selectin, start_api
 
 CULLER_SERVICE = start_api.CULLER_SERVICE
 CULLER_ROLE = "jupyterhub-idle-culler-role"
@@ -274,7 +274,8 @@ def install(site: Site):
     login's passwords) and the SQLite file, private; make or check the sessions ledger (closing what a stopped hub
     left open, pruning old rows daily); serve campushub's API handlers; declare its metrics for every profile; warm
     the backends up; refuse request bodies over :data:`campushub.hub.api.MAX_BODY_BYTES`; make the hub's garbage
-    collections fewer and shorter (:mod:`campushub.hub.collector`)."""
+    collections fewer and shorter (:mod:`campushub.hub.collector`) and its lookups of users it holds one query
+    (:mod:`campushub.hub.selectin`)."""
     state_dir = state.prepare(site.hub.state_dir)
     state.secret(state_dir / PROXY_TOKEN)
     login_of(site).prepare(site)
@@ -291,6 +292,7 @@ def install(site: Site):
         backend.install(site)
     api.limit_bodies()
     collector.tune()
+    selectin.skip_loaded()
 
 
 def configure_from_env(c):
