@@ -30,11 +30,12 @@ def skip_loaded():
 
 def _answer_loaded(orm_state: ORMExecuteState):
     """No rows, for a select-in load whose objects all have the relation loaded; None (run it) otherwise."""
-    params, path = orm_state.parameters, orm_state.loader_strategy_path
+    params = orm_state.parameters  # every ORM query of the hub comes here: the cheap look first
     keys = params.get("primary_keys") if isinstance(params, dict) else None
-    if not keys or path is None or not orm_state.is_relationship_load:
+    if not keys or not orm_state.is_relationship_load or orm_state.execution_options.get("populate_existing"):
         return None
-    if orm_state.execution_options.get("populate_existing"):
+    path = orm_state.loader_strategy_path
+    if path is None:
         return None
     *_, parent, relation = path.path
     if not isinstance(parent, Mapper) or not isinstance(relation, RelationshipProperty):
