@@ -70,3 +70,41 @@ print(factory.KernelProvisionerFactory.instance()._check_availability("theirs"))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:2] == ["['campushub-forked', 'local-provisioner']", "True"], done.stdout
+
+
+def test_the_parent_packs_module_names_and_files_without_changing_or_loading_a_module():
+    """Each kernel reads every module's name and ``__file__``: after the parent's packing they are equal strings on
+    new objects, in the same order, for the same modules; a lazily loaded module stays unloaded, and an entry that
+    is not a module stays as it was."""
+    code = """
+import importlib.util, sys
+from campushub.server import forkserver
+
+spec = importlib.util.find_spec("wave")
+spec.loader = importlib.util.LazyLoader(spec.loader)
+lazy = importlib.util.module_from_spec(spec)
+sys.modules["wave"] = lazy
+spec.loader.exec_module(lazy)
+sys.modules["not_installed_here"] = None
+
+
+def file_of(module):
+    try:
+        return object.__getattribute__(module, "__dict__").get("__file__")
+    except AttributeError:
+        return None
+
+
+before = [(name, module, file_of(module)) for name, module in sys.modules.items()]
+forkserver._pack_module_names()
+after = [(name, module, file_of(module)) for name, module in sys.modules.items()]
+assert [(n, m, f) for n, m, f in before] == [(n, m, f) for n, m, f in after]
+assert all(a[1] is b[1] for a, b in zip(before, after))
+assert all(a[0] is not b[0] for a, b in zip(before, after) if len(a[0]) > 1)
+files = [(a[2], b[2]) for a, b in zip(before, after) if isinstance(a[2], str)]
+assert len(files) > 50 and all(old is not new for old, new in files)
+assert type(lazy).__name__ == "_LazyModule" and sys.modules["not_installed_here"] is None
+print("packed", len(after), "modules")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("packed "), done.stderr

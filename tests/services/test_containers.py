@@ -132,13 +132,21 @@ def test_a_container_that_was_killed_says_so_on_the_home_page(deployment):
     assert "campushub-last-end" not in deployment.get(s, "/hub/home").text
 
 
+def what_runs_in(container: str) -> str:
+    """For a failed assertion: the container's processes and its server's last lines (both go with it on stop)."""
+    top = podman("top", container, "pid", "ppid", "args", check=False)
+    log = subprocess.run(["podman", "logs", "--tail", "40", container], capture_output=True, text=True)
+    return f"{top}\n{log.stdout}{log.stderr}"
+
+
 def test_round_trip_files_survive_a_stopped_server(deployment):
     s = deployment.login("alice")
     deployment.start_server(s, "alice")
     token = deployment.token(s, "alice")
     assert deployment.run_code("alice", token, "1+1") == "2"
     # fast_start: the server forked a kernel parent as it started, and the kernel is its fork
-    assert deployment.run_code("alice", token, KERNELS_PARENT) == repr("campushub-kernels alice")
+    parent = deployment.run_code("alice", token, KERNELS_PARENT)
+    assert parent == repr("campushub-kernels alice"), what_runs_in("jupyter-alice")
     code = "open('/home/jovyan/work/notes.txt', 'w').write('kept'); import os; os.getcwd()"
     assert deployment.run_code("alice", token, code) == "'/home/jovyan/work'"
     assert "jupyter-alice" in containers()

@@ -186,10 +186,35 @@ def _preload(modules: list[str] = PRELOAD):
             __import__(name)
         except ImportError as e:
             print(f"forkserver: cannot preload {name}: {e}", file=sys.stderr)
+    if modules is PRELOAD:
+        _pack_module_names()
     # the garbage collector would touch every object of the preloaded modules in each child, and
     # copy the pages they are on: move them out of its sight, so that children share them
     gc.collect()
     gc.freeze()
+
+
+def _pack_module_names():
+    """Give every module's name (its key in ``sys.modules``) and its ``__file__`` an equal, new copy, side by side.
+
+    Every kernel reads both for each module as it starts (ipykernel's list of files its debugger skips), and each
+    read writes the string's reference count. The imports left those strings scattered over this parent's heap, one
+    or two to a page, so each kernel copied a page per string; new copies made in one go sit together.
+    """
+    for name in list(sys.modules):
+        module = sys.modules.pop(name)
+        try:
+            namespace = object.__getattribute__(module, "__dict__")  # not getattr: that loads a lazy module
+        except AttributeError:
+            namespace = None
+        if isinstance(namespace, dict) and isinstance(namespace.get("__file__"), str):
+            namespace["__file__"] = _copy(namespace["__file__"])
+        sys.modules[_copy(name)] = module
+
+
+def _copy(text: str) -> str:
+    """An equal string that is a new object (a dictionary keeps its old key when given an equal one)."""
+    return (text + " ")[:-1]
 
 
 def _look_up_provisioners():
