@@ -45,6 +45,13 @@ def run(code: str) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+def machine_speed(repeat: int = 3) -> float:
+    """The CPU seconds a cold ``campushub-singleuser`` spends importing (the median of ``repeat``): how fast this
+    machine runs Python now. The same commands ran 10-25% slower on some days than on others here, so other
+    benchmarks print it beside their figures."""
+    return statistics.median(run(VARIANTS["campushub-singleuser"] + IMPORTS)[1] for _ in range(repeat))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=5)

@@ -40,7 +40,9 @@ socket, scripts/engine); ``slurm`` submits jobs to the cluster at $SLURM_CONF (s
 ``slurm-cold`` are those with ``fast_start: false`` (no kernel parent: each kernel started the normal way);
 ``slurm-nodes`` submits to the cluster of several hosts (scripts/slurm cluster start), whose nodes reach the hub on
 their bridge.
-Absolute times on a shared 2-core machine are noisy: compare figures from the same run.
+Absolute times on a shared 2-core machine are noisy: compare figures from the same run. Before the rounds it prints
+how fast the machine runs Python at the time (the CPU a cold ``campushub-singleuser`` spends importing,
+``benchmarks/imports.py``), to read figures from different days beside.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+from imports import machine_speed
+
 from harness import GROUP, SECRET_ENV, Hub, Kernel, ensure_account, free_port
 
 STEPS = ("login", "spawn", "kernel", "total")
@@ -354,6 +358,8 @@ def main(argv=None) -> int:
     folder = Path(tempfile.mkdtemp(prefix="campushub-bench-"))
     folder.chmod(0o755)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    speed = machine_speed()
+    print(f"machine: {speed:.2f} s of CPU to import a cold server's modules (imports.py's campushub-singleuser)")
     rounds = []
     for profile in args.profiles.split(","):
         site = yaml.safe_load(args.site.read_text()) if args.site else default_site(profile)
@@ -364,7 +370,8 @@ def main(argv=None) -> int:
                 summary = run_round(hub, n, profile, len(rounds), args.repeat)
                 rounds.append(summary)
                 print(show(summary), flush=True)
-                args.out.write_text(json.dumps({"benchmark": "spawn", "rounds": rounds}, indent=2))
+                result = {"benchmark": "spawn", "machine_import_cpu_s": speed, "rounds": rounds}
+                args.out.write_text(json.dumps(result, indent=2))
         finally:
             hub.stop()
     print(f"wrote {args.out}", file=sys.stderr)
