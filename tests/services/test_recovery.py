@@ -6,6 +6,7 @@ each user wrote before the fault is still there."""
 import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from campushub.ledger.record import FOUND_RUNNING
 from harness import (
     CAMPUSHUB,
     EMBEDDED,
@@ -207,12 +209,18 @@ def test_the_hub_killed_while_five_containers_start(container_site, hub_factory)
         thread.join(60)
     assert containers_of(users), "the containers went with the hub: nothing left to recover"
 
+    restarted = hub.log.stat().st_size
     hub.start()
     states = settle(hub, sessions)
+    # a server that runs is found where it listens, not waited for at the address recorded before its start returned
+    assert b"does not appear to be running" not in hub.log.read_bytes()[restarted:], hub.tail()
     assert doctor(hub) == (0, [HEALTHY]), hub.tail()
     left = containers_of(users)
     assert set(left) == {f"jupyter-{user}" for user, state in states.items() if state == "ready"}, (left, states)
     assert all(state.startswith("Up") for state in left.values()), left  # podman 4.3's words for running
+    with sqlite3.connect(hub.state / "jupyterhub.sqlite") as db:  # a server found running goes on in its session
+        found = dict(db.execute("SELECT user, notes FROM campushub_sessions WHERE ended IS NULL").fetchall())
+    assert found == {user: FOUND_RUNNING for user, state in states.items() if state == "ready"}, (found, states)
     read_notes(hub, sessions, "/home/jovyan/work/note.txt", states)
     for user, session in sessions.items():
         hub.stop_server(session, user)

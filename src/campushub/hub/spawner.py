@@ -167,6 +167,13 @@ class CampusProfilesSpawner(Form, ProfilesSpawner, OwnAccount):
                 self._record_end(*self._poll_outcome(ended, restored))
         return status
 
+    async def get_url(self):
+        """The child's answer: wrapspawner does not pass JupyterHub's question on (a restarted hub asks it of a
+        server whose start it did not see finish)."""
+        if self.child_spawner is None:
+            return await super().get_url()
+        return await self.child_spawner.get_url()
+
     def _poll_outcome(self, ended: dict, restored: bool) -> tuple[str, str, float | None]:
         """How a server found ended by a poll ended: as its backend says, else (found so at the hub's start) gone
         since its last activity."""

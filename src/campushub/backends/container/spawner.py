@@ -41,7 +41,7 @@ from jupyterhub.spawner import SpawnException
 from traitlets import Integer
 
 from ...sitefile.choices import size_text
-from ..base import until_listening
+from ..base import keep_state, until_listening
 from .engine import PURPOSE_LABEL, SERVER_LABEL, UID_LABEL, USER_ADDRESSES, USER_LABEL, pools, user_pool
 
 #: the group users' containers run in: Jupyter's images give their home folders to it (users)
@@ -121,6 +121,7 @@ class CampusDockerSpawner(DockerSpawner):
             await super().start_object()
         finally:  # started (on the network now) or failed: no longer a promise
             self.promised.discard(self.address)
+        keep_state(self)  # a hub killed before its server listens finds the container, and its session, again
 
     async def start(self):
         self.ended = {}
@@ -129,6 +130,19 @@ class CampusDockerSpawner(DockerSpawner):
         ip, port = await super().start()
         await until_listening(ip, port, min(self.http_timeout, LISTEN_LIMIT), self.still_running)
         return ip, port
+
+    async def get_url(self):
+        """Where the container's server listens, as the engine says. A hub killed while a container started finds it
+        running when it starts again, with the address JupyterHub recorded before the start returned (the hub's host
+        name and a port nobody listens on): on it, the restarted hub waited ``http_timeout`` for the server, and
+        then stopped the container."""
+        try:
+            ip, port = await self.get_ip_and_port()
+        except Exception as e:  # noqa: BLE001 (JupyterHub does not catch this: what it recorded is tried instead)
+            self.log.warning("The address of %s's container is unknown (%s)", self.user.name, e)
+            return await super().get_url()
+        host = f"[{ip}]" if ":" in ip else ip
+        return f"{self.server.proto}://{host}:{port}{self.server.base_url}"
 
     async def refuse_one_left_running(self):
         """Refuse to start over a container of this server's name that already runs (see Leftovers above)."""
