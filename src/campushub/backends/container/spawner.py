@@ -37,6 +37,7 @@ from typing import ClassVar
 
 import docker
 from dockerspawner import DockerSpawner
+from jupyterhub.objects import Server
 from jupyterhub.spawner import SpawnException
 from traitlets import Integer
 
@@ -141,8 +142,7 @@ class CampusDockerSpawner(DockerSpawner):
         except Exception as e:  # noqa: BLE001 (JupyterHub does not catch this: what it recorded is tried instead)
             self.log.warning("The address of %s's container is unknown (%s)", self.user.name, e)
             return await super().get_url()
-        host = f"[{ip}]" if ":" in ip else ip
-        return f"{self.server.proto}://{host}:{port}{self.server.base_url}"
+        return Server(proto=self.server.proto, ip=ip, port=port, base_url=self.server.base_url).url
 
     async def refuse_one_left_running(self):
         """Refuse to start over a container of this server's name that already runs (see Leftovers above)."""
