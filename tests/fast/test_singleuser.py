@@ -161,3 +161,40 @@ def test_the_servers_hub_client_starts_no_resolver_thread_and_kernels_get_aiohtt
         print(*asyncio.run(connector()))
     """)
     assert out.split("\n")[:2] == ["ThreadedResolver 0", "AsyncResolver 1"], out
+
+
+def test_the_hub_clients_ssl_contexts_read_the_systems_certificates_at_their_first_connection_and_still_verify(
+    tmp_path,
+):
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"  # a certificate no system trusts, for localhost
+    request = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"]
+    subprocess.run(
+        ["openssl", *request, "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    out = run(f"""
+        import asyncio, ssl
+        import aiohttp
+        from aiohttp import connector
+
+        system = ssl.create_default_context().cert_store_stats()["x509_ca"]  # made after the imports: reads at once
+        verified = connector._SSL_CONTEXT_VERIFIED
+        held = verified.cert_store_stats()["x509_ca"]
+        print(system > 0, held, verified.verify_mode == ssl.CERT_REQUIRED, verified.check_hostname)
+
+        async def fetch():
+            server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            server_side.load_cert_chain({str(cert)!r}, {str(key)!r})
+            server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0, ssl=server_side)
+            port = server.sockets[0].getsockname()[1]
+            async with aiohttp.ClientSession() as session:
+                try:
+                    await session.get(f"https://localhost:{{port}}/")
+                except aiohttp.ClientConnectorCertificateError as e:
+                    return type(e.certificate_error).__name__
+            return "connected"
+
+        print(asyncio.run(fetch()), verified.cert_store_stats()["x509_ca"] == system)
+    """)
+    assert out.split("\n")[:2] == ["True 0 True True", "SSLCertVerificationError True"], out

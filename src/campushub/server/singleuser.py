@@ -12,9 +12,10 @@ A JupyterLab server spends most of its start importing. Three imports do nothing
   of a cold start (:func:`without_the_hub`).
 
 ``requests`` (JupyterLab's extension listings, which campushub's config leaves off) is imported only
-when first used, if ever: about 20 ms. Two costs of the start itself are left out too: traitlets'
-parser for an empty command line (5-9 ms each, three times in a server), and the c-ares resolver
-thread of the server's client of the hub (8 ms).
+when first used, if ever: about 20 ms. Three costs of the start itself are left out too: traitlets'
+parser for an empty command line (5-9 ms each, three times in a server), the c-ares resolver
+thread of the server's client of the hub (8 ms), and that client's reading of the system's CA
+certificates before it ever connects (about 40 ms).
 
 This module also points ``JUPYTER_CONFIG_PATH`` at campushub's server config (read-only extension
 manager, no news, no update check, the resource meter without host figures or a Prometheus
@@ -30,7 +31,9 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import os
+import ssl
 import sys
+import threading
 import types
 from pathlib import Path
 
@@ -146,16 +149,44 @@ def without_the_hub():
     sys.modules.update(stand_ins)
     deferred = _Deferred()
     sys.meta_path.insert(0, deferred)
+    ssl.SSLContext.set_default_verify_paths = _certificates_at_first_connection
     try:
         import jupyterhub.log
         import jupyterhub.scopes
         import jupyterhub.utils  # noqa: F401
         import jupyterlab.commands  # noqa: F401
     finally:
+        del ssl.SSLContext.set_default_verify_paths
         sys.meta_path.remove(deferred)
         for name, module in stand_ins.items():
             if sys.modules.get(name) is module:
                 del sys.modules[name]
+
+
+def _certificates_at_first_connection(context: ssl.SSLContext):
+    """Read the system's CA certificates into ``context`` just before its first connection, not now.
+
+    Stands in for ``SSLContext.set_default_verify_paths`` while :func:`without_the_hub` imports aiohttp, which makes
+    its two default SSL contexts as it is imported; each read the whole CA bundle, about 20 ms of CPU, in every
+    server, for a client that talks to the hub over plain HTTP unless the hub's URL is HTTPS. Such a context verifies
+    as it would have: the same mode and host-name check, and the same certificates, read before its first handshake
+    (``wrap_bio``, which asyncio uses, or ``wrap_socket``).
+    """
+    lock = threading.Lock()
+
+    def reading_first(name: str):
+        def method(*args, **kwargs):
+            with lock:
+                if name in vars(context):
+                    for own in ("wrap_bio", "wrap_socket"):
+                        del vars(context)[own]
+                    super(ssl.SSLContext, context).set_default_verify_paths()
+            return getattr(ssl.SSLContext, name)(context, *args, **kwargs)
+
+        return method
+
+    context.wrap_bio = reading_first("wrap_bio")  # type: ignore[method-assign]
+    context.wrap_socket = reading_first("wrap_socket")  # type: ignore[method-assign]
 
 
 def _hub_client_resolves_with_the_system():
