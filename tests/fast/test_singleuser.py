@@ -1,6 +1,7 @@
 """campushub-singleuser's leaner start: what a server imports of the hub, and that what it leaves out still works."""
 
 import asyncio
+import os
 import subprocess
 import sys
 import textwrap
@@ -13,9 +14,9 @@ import jupyterhub.singleuser, jupyterhub.singleuser.extension, jupyterlab.labapp
 """
 
 
-def run(code: str) -> str:
+def run(code: str, env: dict | None = None) -> str:
     command = [sys.executable, "-c", SERVER_IMPORTS + textwrap.dedent(code)]
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -166,14 +167,14 @@ def test_the_servers_hub_client_starts_no_resolver_thread_and_kernels_get_aiohtt
 def test_the_hub_clients_ssl_contexts_read_the_systems_certificates_at_their_first_connection_and_still_verify(
     tmp_path,
 ):
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"  # a certificate no system trusts, for localhost
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"  # a certificate for localhost that no system trusts
     request = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"]
     subprocess.run(
         ["openssl", *request, "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
         check=True,
         capture_output=True,
     )
-    out = run(f"""
+    code = f"""
         import asyncio, ssl
         import aiohttp
         from aiohttp import connector
@@ -183,18 +184,28 @@ def test_the_hub_clients_ssl_contexts_read_the_systems_certificates_at_their_fir
         held = verified.cert_store_stats()["x509_ca"]
         print(system > 0, held, verified.verify_mode == ssl.CERT_REQUIRED, verified.check_hostname)
 
+        async def answer(reader, writer):
+            await reader.readuntil(b"\\r\\n\\r\\n")
+            writer.write(b"HTTP/1.1 204 No Content\\r\\nContent-Length: 0\\r\\n\\r\\n")
+            await writer.drain()
+            writer.close()
+
         async def fetch():
             server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             server_side.load_cert_chain({str(cert)!r}, {str(key)!r})
-            server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0, ssl=server_side)
+            server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=server_side)
             port = server.sockets[0].getsockname()[1]
             async with aiohttp.ClientSession() as session:
                 try:
-                    await session.get(f"https://localhost:{{port}}/")
+                    async with session.get(f"https://localhost:{{port}}/") as response:
+                        return response.status
                 except aiohttp.ClientConnectorCertificateError as e:
                     return type(e.certificate_error).__name__
-            return "connected"
 
         print(asyncio.run(fetch()), verified.cert_store_stats()["x509_ca"] == system)
-    """)
+    """
+    out = run(code)
     assert out.split("\n")[:2] == ["True 0 True True", "SSLCertVerificationError True"], out
+    # the same, where the system's CA bundle is that certificate (OpenSSL reads SSL_CERT_FILE as it loads the bundle)
+    out = run(code, env={**os.environ, "SSL_CERT_FILE": str(cert)})
+    assert out.split("\n")[:2] == ["True 0 True True", "204 True"], out
