@@ -14,7 +14,8 @@ timed on its own:
 Memory, in the first repeat of a round on this host's processes (not ``container``): the PSS of one idle server
 and of a kernel in it, and of that their private dirty pages (what each wrote since its fork: its own alone); and,
 with a kernel open in every user's server, the PSS of all the users' processes and of the fork servers divided by
-the users, beside how much MemAvailable fell per user since the round began.
+the users, beside how much MemAvailable fell per user since the round began, read ``--settle`` seconds after the
+last kernel opened, and what the kernel's KSM thread (``ksmd``) spent meanwhile.
 
 CPU, in every repeat: the CPU seconds the round cost per user, by who spent them (the hub, the proxy, the fork
 servers, this benchmark's own clients, and the rest of the host: the users' servers and kernels, the engine or
@@ -31,10 +32,13 @@ account removed, once its server or job is gone) whatever happened.
     .venv/bin/python benchmarks/spawn.py --profiles container-cold,container,slurm-cold,slurm --users 1 --repeat 5
     .venv/bin/python benchmarks/spawn.py --profiles local,slurm-nodes --users 1,10   # scripts/slurm cluster start
     .venv/bin/python benchmarks/spawn.py --profiles local,local-noledger --users 1,10 --repeat 3
+    .venv/bin/python benchmarks/spawn.py --profiles local,local-shared --users 100 --settle 120   # KSM started
 
 ``local`` runs servers as processes on this host, as each user's own account, forked from the
 pre-imported parent (the default); ``local-cold`` is the same with ``fast_start: false``; ``local-noledger`` is
-``local`` without the sessions ledger (``ledger: {enabled: false}``); ``container``
+``local`` without the sessions ledger (``ledger: {enabled: false}``); ``local-shared`` is ``local`` with
+``share_identical_pages: true`` (the host's KSM merges the servers' identical pages once an admin has started it:
+``echo 1 > /sys/kernel/mm/ksm/run``); ``container``
 runs the slim lab image (scripts/images) on the engine at $DOCKER_HOST (default: Podman's
 socket, scripts/engine); ``slurm`` submits jobs to the cluster at $SLURM_CONF (scripts/slurm); ``container-cold`` and
 ``slurm-cold`` are those with ``fast_start: false`` (no kernel parent: each kernel started the normal way);
@@ -71,6 +75,8 @@ PROFILES = {
     "local": {"backend": "local", "system_users": True},  # forked from the pre-imported parent (the default)
     "local-cold": {"backend": "local", "system_users": True, "fast_start": False},  # started the normal way
     "local-noledger": {"backend": "local", "system_users": True},  # `local` on a site without the sessions ledger
+    # `local` with the servers' identical pages merged by the host's kernel (KSM, when an admin has started it)
+    "local-shared": {"backend": "local", "system_users": True, "share_identical_pages": True},
     "container": {"backend": "container", "image": "localhost/campushub-lab-slim:latest"},
     "container-cold": {"backend": "container", "image": "localhost/campushub-lab-slim:latest", "fast_start": False},
     "slurm": {"backend": "slurm", "cpu": 1, "memory": "1G"},
@@ -79,7 +85,7 @@ PROFILES = {
     "slurm-nodes": {"backend": "slurm", "cpu": 1, "memory": "512M"},
 }
 #: servers run as users' own accounts: the benchmark makes one per user
-NEEDS_ACCOUNTS = {"local", "local-cold", "local-noledger", "slurm", "slurm-cold", "slurm-nodes"}
+NEEDS_ACCOUNTS = {"local", "local-cold", "local-noledger", "local-shared", "slurm", "slurm-cold", "slurm-nodes"}
 #: the cluster of several hosts: the hub's address on its bridge, and its slurm.conf
 NODES_HUB, NODES_CONF = "10.77.0.1", "/var/lib/campushub-slurm-net/slurm.conf"
 
@@ -227,6 +233,8 @@ def cpu_ticks() -> tuple[int, dict[int, tuple[str, int]]]:
                 continue
             cmdline = (entry / "cmdline").read_bytes()
             role = next((name for name, mark in ROLES if mark in cmdline), None)
+            if not cmdline and (entry / "comm").read_bytes() == b"ksmd\n":
+                role = "ksmd"  # the kernel's thread that merges identical pages (KSM)
             if role:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
                 own[int(entry.name)] = (role, int(fields[11]) + int(fields[12]))
@@ -239,7 +247,7 @@ def cpu_spent(before: tuple, after: tuple, client: float) -> dict:
     """CPU seconds spent between two :func:`cpu_ticks`, by who spent them: the hub, the proxy, the fork servers,
     this benchmark's clients, and the rest of the host (the users' servers and kernels, the engine or Slurm)."""
     tick = os.sysconf("SC_CLK_TCK")
-    spent = {"hub": 0.0, "proxy": 0.0, "fork server": 0.0}
+    spent = {"hub": 0.0, "proxy": 0.0, "fork server": 0.0, "ksmd": 0.0}
     for pid, (role, ticks) in after[1].items():
         earlier = before[1].get(pid)
         spent[role] += (ticks - (earlier[1] if earlier and earlier[0] == role else 0)) / tick
@@ -254,15 +262,23 @@ def mem_available() -> float:
         return next(int(line.split()[1]) for line in meminfo if line.startswith("MemAvailable:")) / 1024
 
 
-def per_user_memory(hub: Hub, served: list[dict], available_before: float) -> dict:
-    """With a kernel open in every served user's server: the PSS of all their processes (servers, kernel parents,
-    kernels) and of the fork servers, divided by the users; and how much MemAvailable fell per user since before
-    the round."""
+def ksmd_seconds() -> float:
+    """The CPU seconds the kernel's KSM thread has spent since the host started (0 without one)."""
+    busy = cpu_ticks()[1]
+    return sum(ticks for role, ticks in busy.values() if role == "ksmd") / os.sysconf("SC_CLK_TCK")
+
+
+def per_user_memory(hub: Hub, served: list[dict], available_before: float, settle: float) -> dict:
+    """With a kernel open in every served user's server, ``settle`` seconds after the last opened: the PSS of all
+    their processes (servers, kernel parents, kernels) and of the fork servers, divided by the users; how much
+    MemAvailable fell per user since before the round; and what KSM's thread spent meanwhile."""
     users = {pwd.getpwnam(x["user"]).pw_uid for x in served}
     with ThreadPoolExecutor(max_workers=10) as pool:
         kernels = list(pool.map(lambda x: Kernel.with_token(hub.url, x["user"], x["token"], timeout=300), served))
     try:
-        time.sleep(3)  # let the kernels settle
+        ksmd = ksmd_seconds()
+        time.sleep(settle)  # let the kernels settle (and KSM merge pages)
+        ksmd = ksmd_seconds() - ksmd
         total = 0.0
         for entry in Path("/proc").iterdir():
             try:
@@ -276,10 +292,15 @@ def per_user_memory(hub: Hub, served: list[dict], available_before: float) -> di
     finally:
         with ThreadPoolExecutor(max_workers=10) as pool:
             list(pool.map(lambda kernel: kernel.close(), kernels))
-    return {"per_user_pss": round(total / len(served), 1), "per_user_available": round(fell / len(served), 1)}
+    return {
+        "per_user_pss": round(total / len(served), 1),
+        "per_user_available": round(fell / len(served), 1),
+        "settle_s": settle,
+        "ksmd_cpu_s": round(ksmd, 1),
+    }
 
 
-def run_round(hub: Hub, n: int, profile: str, round_no: int, repeat: int) -> dict:
+def run_round(hub: Hub, n: int, profile: str, round_no: int, repeat: int, settle: float = 3) -> dict:
     results, memory, cpu = [], [], []
     for r in range(repeat):
         names = [f"bench{round_no}-{r}-{i}" for i in range(n)]
@@ -297,7 +318,7 @@ def run_round(hub: Hub, n: int, profile: str, round_no: int, repeat: int) -> dic
             if r == 0 and served and not profile.startswith("container"):  # container processes have other pids inside
                 memory.append(idle_memory(hub, served[0]["user"], served[0]["token"]))
                 try:
-                    memory[-1] |= per_user_memory(hub, served, available)
+                    memory[-1] |= per_user_memory(hub, served, available, settle)
                 except Exception as e:  # noqa: BLE001 (counted with its reason, as a failed user is)
                     memory[-1]["per_user_error"] = f"{type(e).__name__}: {e}".splitlines()[0][:300]
         finally:
@@ -331,6 +352,8 @@ def show(summary: dict) -> str:
         line += f" (private dirty {m['server_private']} + {m['kernel_private']}MB)"
         if "per_user_pss" in m:
             line += f"  per user: PSS={m['per_user_pss']}MB MemAvailable-={m['per_user_available']}MB"
+            if m["ksmd_cpu_s"]:
+                line += f" (after {m['settle_s']:g} s, in which ksmd spent {m['ksmd_cpu_s']} s of CPU)"
         else:
             line += f"  per user: not measured ({m.get('per_user_error')})"
     if summary["cpu"]:
@@ -348,6 +371,13 @@ def main(argv=None) -> int:
         help="comma-separated, of: " + ", ".join(PROFILES) + " (default local)",
     )
     parser.add_argument("--repeat", type=int, default=1, help="run every round this many times (default 1)")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=3,
+        help="seconds to wait, with a kernel open in every server, before the memory per user is read (default 3;"
+        " longer for local-shared, whose pages the host's KSM merges over minutes)",
+    )
     parser.add_argument("--site", type=Path, help="a site file to use (its profiles named in --profiles)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/spawn.json"))
     args = parser.parse_args(argv)
@@ -367,7 +397,7 @@ def main(argv=None) -> int:
         try:
             for n in (int(x) for x in args.users.split(",")):
                 print(f"spawn: {n} user(s) on profile {profile!r} ...", file=sys.stderr, flush=True)
-                summary = run_round(hub, n, profile, len(rounds), args.repeat)
+                summary = run_round(hub, n, profile, len(rounds), args.repeat, args.settle)
                 rounds.append(summary)
                 print(show(summary), flush=True)
                 result = {"benchmark": "spawn", "machine_import_cpu_s": speed, "rounds": rounds}

@@ -344,6 +344,25 @@ def test_local_limits_are_a_warning_not_an_error(check):
     assert "profiles.0.memory: the local backend cannot enforce" in result.stderr
 
 
+def test_sharing_identical_pages_warns_when_it_would_share_nothing_here(check, tmp_path, monkeypatch):
+    from campushub.backends import local
+
+    run = tmp_path / "ksm_run"
+    monkeypatch.setattr(local, "KSM_RUN", run)
+    shared = {**LOCAL, "share_identical_pages": True}
+    field = "profiles.0.share_identical_pages"
+    result = check(with_profiles(shared))  # a kernel without KSM
+    assert result.returncode == 0 and f"{field}: this host's kernel has no KSM" in result.stderr, result.stderr
+    run.write_text("0\n")
+    result = check(with_profiles(shared))
+    assert f"{field}: the host's KSM is stopped" in result.stderr and f"echo 1 > {run}" in result.stderr
+    run.write_text("1\n")
+    assert "share_identical_pages" not in check(with_profiles(shared)).stderr
+    result = check(with_profiles({**shared, "fast_start": False}))
+    assert f"{field}: only servers forked from the pre-imported parent share pages" in result.stderr
+    assert "share_identical_pages" not in check(with_profiles(LOCAL)).stderr  # off: nothing to say
+
+
 def test_starter_file_from_init_is_valid_and_never_overwritten(tmp_path):
     config = tmp_path / "campushub.yaml"
     made = subprocess.run([CAMPUSHUB, "init", "--config", str(config)], capture_output=True, text=True, check=True)

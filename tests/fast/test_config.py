@@ -166,6 +166,7 @@ def test_profiles_section_merges_shared_settings_and_passes_timeouts(tmp_path):
     ((name, slug, spawner, settings),) = s.profiles
     assert (name, slug, spawner) == ("Me", "me", "campushub.backends.local.spawner.CampusLocalSpawner")
     assert settings["fast_start"] is True and settings["cmd"][0].endswith("/campushub-singleuser")
+    assert settings["share_identical_pages"] is False  # on only where the site asks (the side channel it opens)
     assert settings["environment"] == {
         "JUPYTERHUB_ACTIVITY_INTERVAL": "300",
         "CAMPUSHUB_WARM_KERNELS": "1",  # a server started without a kernel parent forks one (fast_start)
@@ -602,6 +603,7 @@ CHANGES = {
     "profiles.default": (TWO, {"profiles.1.default": True}),
     "profiles.fast_start": (CONTAINER, {"profiles.0.fast_start": False}),
     "profiles[local].system_users": (EMBEDDED_LOCAL, {"profiles.0.system_users": True, "auth": base_site()["auth"]}),
+    "profiles[local].share_identical_pages": (LOCAL, {"profiles.0.share_identical_pages": True}),
     "profiles[container].image": (CONTAINER, {"profiles.0.image": "localhost/lab:2"}),
     "profiles[container].network": (CONTAINER, {"profiles.0.network": "campushub"}),
     "profiles[container].notebook_dir": (CONTAINER, {"profiles.0.notebook_dir": "/data"}),

@@ -6,6 +6,7 @@ check what forking must not change: whose process it is, what it can reach, what
 
 import ast
 import asyncio
+import contextlib
 import glob
 import logging
 import os
@@ -25,14 +26,16 @@ from campushub.backends.local import forking
 from harness import KERNELS_PARENT, Kernel, base_site
 
 USERS = ("cht-fast-a", "cht-fast-b")
+OTHER = "cht-fast-c"
 SLOW = {"slug": "slow", "name": "Started the normal way", "backend": "local", "system_users": True, "fast_start": False}
+SHARED = {"slug": "shared", "name": "Shared", "backend": "local", "system_users": True, "share_identical_pages": True}
 
 
 @pytest.fixture(scope="module")
 def hub(hubs, accounts):
-    accounts(*USERS)
+    accounts(*USERS, OTHER)
     site = base_site()
-    site["profiles"] = [*site["profiles"], SLOW]
+    site["profiles"] = [*site["profiles"], SLOW, SHARED]
     hub = hubs.start(site, "fast")
     yield hub
     hub.stop()
@@ -373,3 +376,45 @@ def test_a_forked_kernel_that_dies_is_started_again_by_its_server(hub):
         assert again["result"] != first, (first, again)
         assert kernel.execute(KERNELS_PARENT)["result"] == repr(f"campushub-kernels {user}")
     hub.stop_server(s, user)
+
+
+def ksm(pid: int) -> dict:
+    """What the host's kernel says of a process's part in merging identical pages (KSM)."""
+    return dict(line.rsplit(" ", 1) for line in Path(f"/proc/{pid}/ksm_stat").read_text().splitlines())
+
+
+def test_the_servers_of_a_sharing_profile_merge_their_identical_pages_and_their_kernels_never_do(hub):
+    knobs = {name: Path(f"/sys/kernel/mm/ksm/{name}") for name in ("run", "pages_to_scan", "sleep_millisecs")}
+    before = {name: knob.read_text().strip() for name, knob in knobs.items()}
+    sessions = []
+    try:
+        for name, value in (("pages_to_scan", "2000"), ("sleep_millisecs", "10"), ("run", "1")):
+            knobs[name].write_text(value)  # KSM as an admin starts it, scanning fast enough for a test
+        with contextlib.ExitStack() as open_kernels:
+            servers, kernels = {}, {}
+            for user in USERS:
+                s, token, servers[user] = started(hub, user, "shared")
+                sessions.append((s, user))
+                kernel = open_kernels.enter_context(Kernel.with_token(hub.url, user, token))
+                kernels[user] = int(kernel.execute("import os; os.getpid()")["result"])
+            other = hub.login(OTHER)  # a server of a profile without sharing, beside them
+            hub.start_server(other, OTHER)
+            sessions.append((other, OTHER))
+            unshared = server_pid(hub, OTHER, hub.token(other, OTHER))
+            for user, pid in servers.items():
+                assert ksm(pid)["ksm_merge_any:"] == "yes", user
+                for process in (int(status(kernels[user])["PPid"]), kernels[user]):  # its kernel parent, its kernel
+                    assert ksm(process)["ksm_merge_any:"] == "no", user
+            assert ksm(unshared)["ksm_merge_any:"] == "no"
+            deadline = time.monotonic() + 120
+            while not all(int(ksm(pid)["ksm_merging_pages"]) > 1000 for pid in servers.values()):
+                assert time.monotonic() < deadline, {pid: ksm(pid) for pid in servers.values()}
+                time.sleep(1)
+            assert ksm(unshared)["ksm_merging_pages"] == "0"
+            assert all(ksm(kernels[user])["ksm_merging_pages"] == "0" for user in USERS)
+    finally:
+        for s, user in sessions:
+            hub.stop_server(s, user)
+        knobs["run"].write_text("2")  # unmerge, then leave KSM as it was
+        for name in ("pages_to_scan", "sleep_millisecs", "run"):
+            knobs[name].write_text(before[name])

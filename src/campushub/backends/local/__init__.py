@@ -41,6 +41,13 @@ class LocalProfile(ProfileBase):
         " `state_dir/home/NAME`. `true`: each server runs as the system account of the same"
         " name, in its home folder (the hub must run as root, and the accounts must exist)",
     )
+    share_identical_pages: bool = Field(
+        False,
+        description="`true`: the host's kernel may merge the memory pages that are the same in different users'"
+        " servers (KSM, Linux 6.4 and later, started by the host's admin), about half of an idle server's own"
+        " memory; kernels never take part. Off by default: a user's code in their own server could then tell, by"
+        " timing, whether another user's server holds a page of the same content (docs/fast-start.md)",
+    )
 
 
 class Local(Backend):
@@ -94,11 +101,14 @@ class Local(Backend):
     def warnings(self, site, index, profile):
         fields = [f for f in ("cpu", "memory") if getattr(profile, f) is not None]
         fields += [f"choices.{f}" for f in ("cpu", "memory") if getattr(profile.choices, f, None) is not None]
-        return [
+        notes = [
             f"profiles.{index}.{field}: the local backend cannot enforce this limit;"
             " it is only passed to the server as an environment variable"
             for field in fields
         ]
+        if profile.share_identical_pages:
+            notes += _sharing_warnings(f"profiles.{index}.share_identical_pages", profile.fast_start)
+        return notes
 
     def spawner_class(self, profile):
         if profile.system_users:
@@ -108,6 +118,7 @@ class Local(Backend):
     def spawner(self, site, index, profile, config):
         config["cmd"] = [SINGLEUSER]
         config["fast_start"] = profile.fast_start
+        config["share_identical_pages"] = profile.share_identical_pages
         if site.spawner.notebook_dir:
             config["notebook_dir"] = site.spawner.notebook_dir
         if profile.system_users:
@@ -126,3 +137,23 @@ class Local(Backend):
 
 
 BACKEND = Local()
+
+
+#: whether the host's kernel merges identical pages (KSM): "1" while it runs
+KSM_RUN = Path("/sys/kernel/mm/ksm/run")
+
+
+def _sharing_warnings(field: str, fast_start: bool) -> list[str]:
+    """Why ``share_identical_pages`` would save nothing on this host, if it would not."""
+    if not fast_start:
+        return [f"{field}: only servers forked from the pre-imported parent share pages, and fast_start is false"]
+    try:
+        running = KSM_RUN.read_text().strip() == "1"
+    except OSError:
+        return [f"{field}: this host's kernel has no KSM ({KSM_RUN} is missing), so no page will be shared"]
+    if not running:
+        return [
+            f"{field}: the host's KSM is stopped, so no page is shared until an admin starts it:"
+            f" echo 1 > {KSM_RUN} (docs/fast-start.md)"
+        ]
+    return []

@@ -38,6 +38,9 @@ class FastStart(LocalProcessSpawner):
     """A local spawner that starts the server by forking it from a pre-imported parent."""
 
     fast_start = Bool(True, config=True, help="Fork servers from a pre-imported parent.")
+    share_identical_pages = Bool(
+        False, config=True, help="Let the host's kernel merge a forked server's pages with identical ones (KSM)."
+    )
     gated = Bool(False, help="While a server starts the normal way: it waits on its stdin for the hub's go.")
 
     async def start(self):
@@ -51,7 +54,8 @@ class FastStart(LocalProcessSpawner):
         env = self.get_env()
         argv = [*self.cmd, *self.get_args()]
         try:
-            await forking.fork(python, self.fork_spec(env, argv), self.log, self.started)
+            spec = self.fork_spec(env, argv) | {"share_pages": self.share_identical_pages}
+            await forking.fork(python, spec, self.log, self.started)
         except forking.Unavailable as e:
             self.log.warning("Starting %s the normal way: %s", self._log_name, e)
             return await self.start_normally()
