@@ -27,13 +27,14 @@ from harness import KERNELS_PARENT, Kernel, base_site
 
 USERS = ("cht-fast-a", "cht-fast-b")
 OTHER = "cht-fast-c"
+PORTS = "cht-fast-p"
 SLOW = {"slug": "slow", "name": "Started the normal way", "backend": "local", "system_users": True, "fast_start": False}
 SHARED = {"slug": "shared", "name": "Shared", "backend": "local", "system_users": True, "share_identical_pages": True}
 
 
 @pytest.fixture(scope="module")
 def hub(hubs, accounts):
-    accounts(*USERS, OTHER)
+    accounts(*USERS, OTHER, PORTS)
     site = base_site()
     site["profiles"] = [*site["profiles"], SLOW, SHARED]
     hub = hubs.start(site, "fast")
@@ -376,6 +377,60 @@ def test_a_forked_kernel_that_dies_is_started_again_by_its_server(hub):
         assert again["result"] != first, (first, again)
         assert kernel.execute(KERNELS_PARENT)["result"] == repr(f"campushub-kernels {user}")
     hub.stop_server(s, user)
+
+
+#: a user's own server config that takes every port jupyter_client chooses for a kernel, as another server's kernel
+#: started at the same moment can, before the kernel binds it; and notes each in ~/taken-ports
+TAKE_CHOSEN_PORTS = """
+import os, socket
+from jupyter_client.provisioning.local_provisioner import LocalPortCache
+
+choose, taken = LocalPortCache.find_available_port, []
+
+def choose_and_lose(cache, ip):
+    port = choose(cache, ip)
+    taken.append(socket.create_server((ip, port)))
+    with open(os.path.expanduser("~/taken-ports"), "a") as f:
+        print(port, file=f)
+    return port
+
+LocalPortCache.find_available_port = choose_and_lose
+"""
+#: code for a kernel: the ports it bound
+KERNEL_PORTS = (
+    "from ipykernel.kernelapp import IPKernelApp as a; a = a.instance(); "
+    "sorted((a.shell_port, a.iopub_port, a.stdin_port, a.control_port, a.hb_port))"
+)
+
+
+def test_a_kernel_starts_though_the_ports_chosen_for_it_were_taken_and_keeps_its_own(hub):
+    """One kernel in a class of 100 opening theirs at once never started: another server's kernel bound a port
+    jupyter_client had chosen for it, and every restart reused the lost port. A forked kernel binds ports of its own
+    choosing, and its restarts keep them (the server's open channels stay connected)."""
+    account = pwd.getpwnam(PORTS)
+    home = Path(account.pw_dir)
+    config = home / ".jupyter" / "jupyter_server_config.py"
+    config.parent.mkdir(exist_ok=True)
+    config.write_text(TAKE_CHOSEN_PORTS)
+    for path in (config.parent, config):
+        os.chown(path, account.pw_uid, account.pw_gid)
+    try:
+        s, token, _pid = started(hub, PORTS)
+        with Kernel.with_token(hub.url, PORTS, token, timeout=30) as kernel:
+            assert kernel.execute("1+1", timeout=30)["result"] == "2"
+            taken = {int(port) for port in (home / "taken-ports").read_text().split()}
+            ports = ast.literal_eval(kernel.execute(KERNEL_PORTS)["result"])
+            assert len(taken) >= 5 and not taken & set(ports), (taken, ports)  # 5 for each kernel opened
+            assert kernel.execute(KERNELS_PARENT)["result"] == repr(f"campushub-kernels {PORTS}")
+            assert kernel.execute("import os; os.kill(os.getpid(), 9)")["died"]
+            deadline = time.monotonic() + 90
+            while not (again := kernel.answer(KERNEL_PORTS, timeout=10)) or again["result"] is None:
+                assert not (again and again["error"]) and time.monotonic() < deadline, again
+                kernel.reconnect()
+            assert ast.literal_eval(again["result"]) == ports
+        hub.stop_server(s, PORTS)
+    finally:
+        config.unlink()
 
 
 def ksm(pid: int) -> dict:

@@ -5,20 +5,31 @@ parent that has ipykernel imported already (it is a copy of the pre-imported ser
 user. This kernel provisioner asks it for the default Python kernel (this Python, ``-m
 ipykernel_launcher``); every other kernel (a conda environment's, another language's), and
 every kernel of a server started the normal way, is launched as jupyter_client always does.
+
+A forked kernel chooses its own ports the first time it starts. jupyter_client chooses a kernel's ports by binding
+and closing them, and the kernel binds them again once it runs; another server's kernel, started at the same moment,
+could take one in between (one kernel in a class of 100 opening theirs together never started), and every restart
+reused the ports it had lost. Here the kernel is given port 0 for each, binds ports nobody holds (ZeroMQ's
+``bind_to_random_port``), and writes them into its connection file, where the server reads them before it connects.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
 import sys
 import threading
 import time
+from collections.abc import Mapping
 
+from jupyter_client.connect import port_names
 from jupyter_client.provisioning import LocalProvisioner
+from jupyter_client.provisioning.local_provisioner import LocalPortCache
+from jupyter_core.paths import secure_write
 
 from .forkserver import KERNEL_PARENT, _receive, _send
 
@@ -68,9 +79,19 @@ class ForkedKernel:
 class ForkedKernelProvisioner(LocalProvisioner):
     """LocalProvisioner that forks this Python's ipykernel from the kernel parent when there is one."""
 
+    #: how long a forked kernel may take to bind its ports before its start fails
+    bind_timeout = 60.0
+    #: the kernel manager's ports are ones a kernel of this provisioner bound itself (restarts keep them, as
+    #: jupyter_client's do: the server's open channels stay connected to them)
+    _own_ports = False
+
     async def launch_kernel(self, cmd: list[str], **kwargs):
-        if not (os.environ.get(KERNEL_PARENT) and _is_this_ipykernel(cmd)):
+        km = self.parent
+        if km is None or not (os.environ.get(KERNEL_PARENT) and _is_this_ipykernel(cmd)):
             return await super().launch_kernel(cmd, **kwargs)
+        choose = km.transport == "tcp" and km.cache_ports and not self._own_ports
+        if choose:
+            _write_connection_file(km.connection_file, {name: 0 for name in port_names})
         env = {k: v for k, v in (kwargs.get("env") or os.environ).items() if k != KERNEL_PARENT}
         request = {
             "argv": [cmd[0], *cmd[3:]],
@@ -82,22 +103,69 @@ class ForkedKernelProvisioner(LocalProvisioner):
             pid = await asyncio.to_thread(_ask, request)
         except OSError as e:
             self.log.warning("Starting a kernel the normal way: its parent cannot be reached (%s)", e)
+            if choose:
+                _write_connection_file(km.connection_file, self.connection_info)
             return await super().launch_kernel(cmd, **kwargs)
         kernel = ForkedKernel(pid)
         self.process = kernel  # type: ignore[assignment]  # what the provisioner uses of a Popen
         self.pid = self.pgid = pid  # the kernel leads its own session: signals reach its children too
         self.cwd = request["cwd"]
-        await _listening(dict(self.connection_info), kernel)
+        if choose:
+            await self._take_the_kernels_ports(km, kernel)
+        elif not await _listening(dict(self.connection_info), kernel):
+            self._own_ports = False  # it ended as it started: its next start chooses ports again
         return self.connection_info
 
+    async def _take_the_kernels_ports(self, km, kernel: ForkedKernel):
+        """Wait for the ports the kernel bound, and make them the manager's (or leave its own if the kernel ended)."""
+        ports = await _bound_ports(km.connection_file, kernel, self.bind_timeout)
+        if ports is None:
+            # the manager checks the file against what this returns; the restarter starts the kernel again
+            _write_connection_file(km.connection_file, self.connection_info)
+            if kernel.poll() is None:
+                kernel.kill()
+                raise RuntimeError(f"kernel {kernel.pid} did not bind its ports within {self.bind_timeout:.0f} s")
+            return
+        lpc = LocalPortCache.instance()
+        for name in port_names:  # the ports jupyter_client chose, and the kernel did not use
+            lpc.return_port(getattr(km, name))
+            setattr(km, name, ports[name])
+        self.connection_info = km.get_connection_info()
+        self._own_ports = True
 
-async def _listening(info: dict, kernel: ForkedKernel, timeout: float = 10):
-    """Return once the kernel listens on its IOPub port (or has ended, or ``timeout`` passed).
 
-    A fork returns before the kernel has bound its ports. The server's activity watcher subscribes to IOPub as soon
-    as this returns; a subscriber that connects before the bind retries only after ZeroMQ's reconnect interval, and
-    missed the status of the first kernel_info request, so a client's first execute waited for jupyter_server's
-    second nudge, half a second later (12 of 20 new kernels, docs/fast-start.md).
+def _write_connection_file(path: str, changes: Mapping):
+    """Rewrite the kernel's connection file (which jupyter_client wrote) with ``changes``, for the kernel's owner
+    only."""
+    with open(path) as f:
+        info = json.load(f)
+    info.update({name: changes[name] for name in port_names})
+    with secure_write(path) as f:
+        json.dump(info, f, indent=2)
+
+
+async def _bound_ports(path: str, kernel: ForkedKernel, timeout: float) -> dict | None:
+    """The ports the kernel wrote into its connection file once it had bound them; None if it ended first, or
+    ``timeout`` passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and kernel.poll() is None:
+        with contextlib.suppress(OSError, ValueError):  # a file the kernel is writing can be read half-written
+            with open(path) as f:
+                info = json.load(f)
+            if all(info.get(name) for name in port_names):
+                return {name: info[name] for name in port_names}
+        await asyncio.sleep(0.005)
+    return None
+
+
+async def _listening(info: dict, kernel: ForkedKernel, timeout: float = 10) -> bool:
+    """Return once the kernel listens on its IOPub port (True), or has ended, or ``timeout`` passed.
+
+    For a restart that keeps the kernel's ports. A fork returns before the kernel has bound its ports. The server's
+    activity watcher subscribes to IOPub as soon as this returns; a subscriber that connects before the bind retries
+    only after ZeroMQ's reconnect interval, and missed the status of the first kernel_info request, so a client's
+    first execute waited for jupyter_server's second nudge, half a second later (12 of 20 new kernels,
+    docs/fast-start.md).
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and kernel.poll() is None:
@@ -107,7 +175,8 @@ async def _listening(info: dict, kernel: ForkedKernel, timeout: float = 10):
             await asyncio.sleep(0.005)
             continue
         writer.close()
-        return
+        return True
+    return kernel.poll() is None
 
 
 def _is_this_ipykernel(cmd: list[str]) -> bool:
