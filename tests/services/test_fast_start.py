@@ -13,6 +13,7 @@ import os
 import pwd
 import re
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -28,13 +29,14 @@ from harness import KERNELS_PARENT, Kernel, base_site
 USERS = ("cht-fast-a", "cht-fast-b")
 OTHER = "cht-fast-c"
 PORTS = "cht-fast-p"
+RESTARTS = "cht-fast-r"
 SLOW = {"slug": "slow", "name": "Started the normal way", "backend": "local", "system_users": True, "fast_start": False}
 SHARED = {"slug": "shared", "name": "Shared", "backend": "local", "system_users": True, "share_identical_pages": True}
 
 
 @pytest.fixture(scope="module")
 def hub(hubs, accounts):
-    accounts(*USERS, OTHER, PORTS)
+    accounts(*USERS, OTHER, PORTS, RESTARTS)
     site = base_site()
     site["profiles"] = [*site["profiles"], SLOW, SHARED]
     hub = hubs.start(site, "fast")
@@ -399,8 +401,19 @@ LocalPortCache.find_available_port = choose_and_lose
 #: code for a kernel: the ports it bound
 KERNEL_PORTS = (
     "from ipykernel.kernelapp import IPKernelApp as a; a = a.instance(); "
-    "sorted((a.shell_port, a.iopub_port, a.stdin_port, a.control_port, a.hb_port))"
+    "{n: getattr(a, n + '_port') for n in ('shell', 'iopub', 'stdin', 'control', 'hb')}"
 )
+
+
+def answer_after_restart(kernel: Kernel, code: str) -> dict:
+    """The answer to ``code`` from a kernel its server restarts: a request sent while the kernel is down is lost,
+    and the server's REST state of a kernel restarted unasked can stay "busy" (its last status before it died): ask
+    again, on a new connection, until it answers."""
+    deadline = time.monotonic() + 90
+    while not (again := kernel.answer(code, timeout=10)) or again["result"] is None:
+        assert not (again and again["error"]) and time.monotonic() < deadline, again
+        kernel.reconnect()
+    return again
 
 
 def test_a_kernel_starts_though_the_ports_chosen_for_it_were_taken_and_keeps_its_own(hub):
@@ -420,17 +433,40 @@ def test_a_kernel_starts_though_the_ports_chosen_for_it_were_taken_and_keeps_its
             assert kernel.execute("1+1", timeout=30)["result"] == "2"
             taken = {int(port) for port in (home / "taken-ports").read_text().split()}
             ports = ast.literal_eval(kernel.execute(KERNEL_PORTS)["result"])
-            assert len(taken) >= 5 and not taken & set(ports), (taken, ports)  # 5 for each kernel opened
+            assert len(taken) >= 5 and not taken & set(ports.values()), (taken, ports)  # 5 for each kernel opened
             assert kernel.execute(KERNELS_PARENT)["result"] == repr(f"campushub-kernels {PORTS}")
             assert kernel.execute("import os; os.kill(os.getpid(), 9)")["died"]
-            deadline = time.monotonic() + 90
-            while not (again := kernel.answer(KERNEL_PORTS, timeout=10)) or again["result"] is None:
-                assert not (again and again["error"]) and time.monotonic() < deadline, again
-                kernel.reconnect()
-            assert ast.literal_eval(again["result"]) == ports
+            assert ast.literal_eval(answer_after_restart(kernel, KERNEL_PORTS)["result"]) == ports
         hub.stop_server(s, PORTS)
     finally:
         config.unlink()
+
+
+def test_a_restart_whose_iopub_port_was_taken_while_the_kernel_was_down_chooses_new_ports(hub):
+    """A restart keeps the kernel's ports. If another process took one while the kernel was down (here the IOPub
+    port, whose holder answers a connection as the kernel would), the kernel's next start chooses new ones, and the
+    server's activity watcher (the culler's source) follows them."""
+    s, token, _pid = started(hub, RESTARTS)
+    with Kernel.with_token(hub.url, RESTARTS, token, timeout=30) as kernel:
+        for _attempt in range(3):  # the port is taken once the kernel has ended, before its server restarts it
+            pid = int(kernel.execute("import os; os.getpid()")["result"])
+            ports = ast.literal_eval(kernel.execute(KERNEL_PORTS)["result"])
+            assert kernel.execute("os.kill(os.getpid(), 9)")["died"]
+            while Path(f"/proc/{pid}").exists():
+                time.sleep(0.005)
+            try:
+                taken = socket.create_server(("127.0.0.1", ports["iopub"]))
+                break
+            except OSError:  # the restart was quicker: try again
+                answer_after_restart(kernel, "1")
+        with taken:
+            again = ast.literal_eval(answer_after_restart(kernel, KERNEL_PORTS)["result"])
+            assert again["iopub"] != ports["iopub"], (ports, again)
+            model = kernel.http.get(f"{kernel.base}/{kernel.id}", timeout=30).json()
+            assert kernel.execute("1+1")["result"] == "2"
+            later = kernel.http.get(f"{kernel.base}/{kernel.id}", timeout=30).json()
+            assert later["last_activity"] > model["last_activity"] and later["execution_state"] == "idle", later
+    hub.stop_server(s, RESTARTS)
 
 
 def ksm(pid: int) -> dict:

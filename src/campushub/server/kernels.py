@@ -31,6 +31,7 @@ from jupyter_client.provisioning import LocalProvisioner
 from jupyter_client.provisioning.local_provisioner import LocalPortCache
 from jupyter_core.paths import secure_write
 
+from ..ops import processes
 from .forkserver import KERNEL_PARENT, _receive, _send
 
 _LOCK = threading.Lock()
@@ -84,6 +85,8 @@ class ForkedKernelProvisioner(LocalProvisioner):
     #: the kernel manager's ports are ones a kernel of this provisioner bound itself (restarts keep them, as
     #: jupyter_client's do: the server's open channels stay connected to them)
     _own_ports = False
+    #: a kernel was forked for this provisioner before (jupyter_server watches its activity since)
+    _launched = False
 
     async def launch_kernel(self, cmd: list[str], **kwargs):
         km = self.parent
@@ -110,10 +113,13 @@ class ForkedKernelProvisioner(LocalProvisioner):
         self.process = kernel  # type: ignore[assignment]  # what the provisioner uses of a Popen
         self.pid = self.pgid = pid  # the kernel leads its own session: signals reach its children too
         self.cwd = request["cwd"]
+        restart, self._launched = self._launched, True
         if choose:
             await self._take_the_kernels_ports(km, kernel)
+            if restart and self._own_ports:
+                _watch_the_new_ports(km)
         elif not await _listening(dict(self.connection_info), kernel):
-            self._own_ports = False  # it ended as it started: its next start chooses ports again
+            self._own_ports = False  # it ended as it started (a port was taken while it was down): choose again
         return self.connection_info
 
     async def _take_the_kernels_ports(self, km, kernel: ForkedKernel):
@@ -158,25 +164,42 @@ async def _bound_ports(path: str, kernel: ForkedKernel, timeout: float) -> dict 
     return None
 
 
+def _watch_the_new_ports(km):
+    """Point the server's activity watcher at a restarted kernel's new ports: jupyter_server follows new ports only
+    for a restart asked through its API, not for its restarter's."""
+    servers_kernels = km.parent
+    if km.kernel_id in getattr(servers_kernels, "_kernels", {}) and hasattr(servers_kernels, "start_watching_activity"):
+        servers_kernels.stop_watching_activity(km.kernel_id)
+        servers_kernels.start_watching_activity(km.kernel_id)
+
+
 async def _listening(info: dict, kernel: ForkedKernel, timeout: float = 10) -> bool:
-    """Return once the kernel listens on its IOPub port (True), or has ended, or ``timeout`` passed.
+    """Whether the kernel listens on its IOPub port (waiting until it does, or has ended, or ``timeout`` passed).
 
     For a restart that keeps the kernel's ports. A fork returns before the kernel has bound its ports. The server's
     activity watcher subscribes to IOPub as soon as this returns; a subscriber that connects before the bind retries
     only after ZeroMQ's reconnect interval, and missed the status of the first kernel_info request, so a client's
     first execute waited for jupyter_server's second nudge, half a second later (12 of 20 new kernels,
-    docs/fast-start.md).
+    docs/fast-start.md). The listener must be the kernel itself: another process that took the port while the kernel
+    was down would answer a connection too.
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and kernel.poll() is None:
-        try:
-            _reader, writer = await asyncio.open_connection(info.get("ip") or "127.0.0.1", info["iopub_port"])
-        except OSError:
-            await asyncio.sleep(0.005)
-            continue
-        writer.close()
-        return True
+        held = processes.listens(kernel.pid, info["iopub_port"])
+        if held or (held is None and await _connects(info.get("ip") or "127.0.0.1", info["iopub_port"])):
+            return True
+        await asyncio.sleep(0.005)
     return kernel.poll() is None
+
+
+async def _connects(ip: str, port: int) -> bool:
+    """Whether something accepts a TCP connection on ``port`` (where this host does not say who listens)."""
+    try:
+        _reader, writer = await asyncio.open_connection(ip, port)
+    except OSError:
+        return False
+    writer.close()
+    return True
 
 
 def _is_this_ipykernel(cmd: list[str]) -> bool:
