@@ -118,7 +118,7 @@ class ForkedKernelProvisioner(LocalProvisioner):
             await self._take_the_kernels_ports(km, kernel)
             if restart and self._own_ports:
                 _watch_the_new_ports(km)
-        elif not await _listening(dict(self.connection_info), kernel):
+        elif km.transport == "tcp" and not await _listening(dict(self.connection_info), kernel):
             self._own_ports = False  # it ended as it started (a port was taken while it was down): choose again
         return self.connection_info
 
