@@ -18,8 +18,8 @@ the users, beside how much MemAvailable fell per user since the round began, rea
 last kernel opened, and what the kernel's KSM thread (``ksmd``) spent meanwhile.
 
 CPU, in every repeat: the CPU seconds the round cost per user, by who spent them (the hub, the proxy, the fork
-servers, this benchmark's own clients, and the rest of the host: the users' servers and kernels, the engine or
-Slurm), from ``/proc``, over all the repeats.
+servers, this benchmark's own clients, and "servers": the users' server processes, kernel parents and kernels, and
+the rest of the host, such as the engine or Slurm), from ``/proc``, over all the repeats.
 
 A user who fails is counted with the step and the reason; the others go on. Every round is
 written to the JSON file as soon as it ends, and every user's server is stopped (and its
@@ -213,16 +213,24 @@ def idle_memory(hub: Hub, user: str, token: str) -> dict:
         }
 
 
-#: what a process is, from its command line, for the CPU figures (first match); anything else is "servers"
+#: what a process is, from its command line, for the CPU figures (first match); anything else is "other"
 ROLES = (
     ("proxy", b"configurable-http-proxy"),
     ("fork server", b"-m\0campushub.server.forkserver"),
     ("hub", b"-m\0jupyterhub\0"),
+    ("kernel parents", b"campushub-kernels"),
+    ("kernels", b"ipykernel_launcher"),
+    ("server processes", b"campushub-singleuser"),
 )
+#: the roles whose ended children were kernels: a kernel's CPU counts to its parent once the parent has reaped it
+KERNELS_PARENTS = ("kernel parents", "server processes")
+#: the roles that make up "servers": the users' servers, kernel parents and kernels, and the rest of the host
+SERVERS = ("server processes", "kernel parents", "kernels", "other")
 
 
-def cpu_ticks() -> tuple[int, dict[int, tuple[str, int]]]:
-    """The host's busy CPU time (clock ticks, all cores) and each hub-side process's own: role and ticks."""
+def cpu_ticks() -> tuple[int, dict[int, tuple[str, int, int]]]:
+    """The host's busy CPU time (clock ticks, all cores) and each known process's: role, its own ticks, and those
+    of its children that ended (and that it reaped)."""
     with open("/proc/stat") as stat:
         fields = [int(x) for x in stat.readline().split()[1:]]
     busy = sum(fields) - fields[3] - fields[4]  # all but idle and iowait
@@ -237,7 +245,7 @@ def cpu_ticks() -> tuple[int, dict[int, tuple[str, int]]]:
                 role = "ksmd"  # the kernel's thread that merges identical pages (KSM)
             if role:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                own[int(entry.name)] = (role, int(fields[11]) + int(fields[12]))
+                own[int(entry.name)] = (role, int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14]))
         except (OSError, IndexError):
             continue  # it ended
     return busy, own
@@ -245,14 +253,19 @@ def cpu_ticks() -> tuple[int, dict[int, tuple[str, int]]]:
 
 def cpu_spent(before: tuple, after: tuple, client: float) -> dict:
     """CPU seconds spent between two :func:`cpu_ticks`, by who spent them: the hub, the proxy, the fork servers,
-    this benchmark's clients, and the rest of the host (the users' servers and kernels, the engine or Slurm)."""
+    this benchmark's clients, and "servers": the users' server processes, kernel parents and kernels (those that
+    ended counted to their parents), and the rest of the host (the engine or Slurm, the OS)."""
     tick = os.sysconf("SC_CLK_TCK")
-    spent = {"hub": 0.0, "proxy": 0.0, "fork server": 0.0, "ksmd": 0.0}
-    for pid, (role, ticks) in after[1].items():
+    spent = dict.fromkeys(("hub", "proxy", "fork server", "ksmd", *SERVERS[:3]), 0.0)
+    for pid, (role, ticks, children) in after[1].items():
         earlier = before[1].get(pid)
-        spent[role] += (ticks - (earlier[1] if earlier and earlier[0] == role else 0)) / tick
+        same = earlier and earlier[0] == role
+        spent[role] += (ticks - (earlier[1] if same else 0)) / tick
+        if role in KERNELS_PARENTS:
+            spent["kernels"] += (children - (earlier[2] if same else 0)) / tick
     spent["client"] = client
-    spent["servers"] = (after[0] - before[0]) / tick - sum(spent.values())
+    spent["other"] = (after[0] - before[0]) / tick - sum(spent.values())
+    spent["servers"] = sum(spent[role] for role in SERVERS)
     return spent
 
 
@@ -265,7 +278,7 @@ def mem_available() -> float:
 def ksmd_seconds() -> float:
     """The CPU seconds the kernel's KSM thread has spent since the host started (0 without one)."""
     busy = cpu_ticks()[1]
-    return sum(ticks for role, ticks in busy.values() if role == "ksmd") / os.sysconf("SC_CLK_TCK")
+    return sum(ticks for role, ticks, _children in busy.values() if role == "ksmd") / os.sysconf("SC_CLK_TCK")
 
 
 def per_user_memory(hub: Hub, served: list[dict], available_before: float, settle: float) -> dict:
@@ -357,7 +370,9 @@ def show(summary: dict) -> str:
         else:
             line += f"  per user: not measured ({m.get('per_user_error')})"
     if summary["cpu"]:
-        line += "\n    CPU s per user: " + ", ".join(f"{role} {seconds}" for role, seconds in summary["cpu"].items())
+        cpu = summary["cpu"]
+        line += "\n    CPU s per user: " + ", ".join(f"{role} {cpu[role]}" for role in cpu if role not in SERVERS)
+        line += " (" + ", ".join(f"{role} {cpu[role]}" for role in SERVERS) + ")"
     reasons = sorted({f"{f['failed']}: {f['reason']}" for f in summary["failures"]})
     return line + "".join(f"\n    failed at {reason}" for reason in reasons)
 
