@@ -48,11 +48,8 @@ class ForkedKernel:
         self.returncode: int | None = None
 
     def poll(self) -> int | None:
-        if self.returncode is None:
-            try:
-                os.kill(self.pid, 0)
-            except ProcessLookupError:
-                self.returncode = 0
+        if self.returncode is None and not _running(self.pid):
+            self.returncode = 0
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
@@ -75,6 +72,16 @@ class ForkedKernel:
 
     def kill(self):
         self.send_signal(signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    """Whether the process runs: it exists and has not ended (an ended kernel its parent has not reaped yet is a
+    zombie, whose open files no longer say what it listened on)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 class ForkedKernelProvisioner(LocalProvisioner):
@@ -186,7 +193,9 @@ async def _listening(info: dict, kernel: ForkedKernel, timeout: float = 10) -> b
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and kernel.poll() is None:
         held = processes.listens(kernel.pid, info["iopub_port"])
-        if held or (held is None and await _connects(info.get("ip") or "127.0.0.1", info["iopub_port"])):
+        if held is None:  # this host does not say who listens: whatever answers, while the kernel runs
+            held = await _connects(info.get("ip") or "127.0.0.1", info["iopub_port"]) and kernel.poll() is None
+        if held:
             return True
         await asyncio.sleep(0.005)
     return kernel.poll() is None
