@@ -7,6 +7,8 @@ import os
 import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +89,18 @@ def test_where_the_kernel_will_not_say_who_listens_the_hub_says_it_cannot_tell(m
         monkeypatch.setattr(processes.socket, "socket", refusing)
         assert processes.listens(os.getpid(), server.getsockname()[1]) is None
         assert processes.holder_of(server.getsockname()[1]) is None
+
+
+def test_a_process_that_ended_runs_no_more_though_its_parent_has_not_reaped_it():
+    """A forked kernel its parent has not reaped yet is a zombie: /proc still has it, but it listens on nothing."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":  # not reaped yet
+            assert time.monotonic() < deadline, "the child did not end"
+            time.sleep(0.01)
+        assert not processes.running(child.pid)
+    finally:
+        child.wait()
+    assert processes.running(os.getpid())
+    assert not processes.running(child.pid)  # reaped: gone

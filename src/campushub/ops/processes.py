@@ -105,6 +105,16 @@ def command_of(pid: int | str) -> str:
     return " ".join(raw.decode(errors="replace").replace("\0", " ").split())
 
 
+def running(pid: int | str) -> bool:
+    """Whether ``pid`` exists and has not ended (an ended process its parent has not reaped yet is a zombie, whose
+    open files no longer say what it listened on)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def runs(pid: int, program: str) -> bool:
     """Whether ``pid`` runs and its command line names ``program`` (a zombie has no command line; a pid reused by
     another program does not name it)."""

@@ -48,7 +48,7 @@ class ForkedKernel:
         self.returncode: int | None = None
 
     def poll(self) -> int | None:
-        if self.returncode is None and not _running(self.pid):
+        if self.returncode is None and not processes.running(self.pid):
             self.returncode = 0
         return self.returncode
 
@@ -72,16 +72,6 @@ class ForkedKernel:
 
     def kill(self):
         self.send_signal(signal.SIGKILL)
-
-
-def _running(pid: int) -> bool:
-    """Whether the process runs: it exists and has not ended (an ended kernel its parent has not reaped yet is a
-    zombie, whose open files no longer say what it listened on)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 class ForkedKernelProvisioner(LocalProvisioner):
@@ -175,7 +165,7 @@ def _watch_the_new_ports(km):
     """Point the server's activity watcher at a restarted kernel's new ports: jupyter_server follows new ports only
     for a restart asked through its API, not for its restarter's."""
     servers_kernels = km.parent
-    if km.kernel_id in getattr(servers_kernels, "_kernels", {}) and hasattr(servers_kernels, "start_watching_activity"):
+    if hasattr(servers_kernels, "start_watching_activity") and km.kernel_id in servers_kernels:
         servers_kernels.stop_watching_activity(km.kernel_id)
         servers_kernels.start_watching_activity(km.kernel_id)
 
