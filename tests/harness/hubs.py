@@ -143,6 +143,12 @@ class HubClient:
         assert r.status_code in (201, 202), (r.status_code, r.text)
         return self.wait_ready(session, user, timeout)
 
+    def with_server(self, user: str, profile: str = "local") -> tuple[requests.Session, str]:
+        """Sign ``user`` in and start their server with ``profile``: the session, and a token of theirs."""
+        session = self.login(user)
+        self.start_server(session, user, profile=profile)
+        return session, self.token(session, user)
+
     def wait_ready(self, session: requests.Session, user: str, timeout: float = 180) -> dict:
         """Follow the hub's progress events for ``user``'s starting server until it is ready (no polling)."""
         path = f"users/{user}/server/progress"

@@ -33,6 +33,9 @@ class Kernel:
         self.id = r.json()["id"]
         self.server_url, self.headers, self.verify, self.timeout = server_url, headers, verify, timeout
         self.user = urlsplit(server_url).path.rstrip("/").rsplit("/", 1)[-1]
+        self.session = uuid.uuid4().hex
+        self.debug_seq = 0
+        self.debug_events: list[dict] = []
         self.ws = self._connect()
 
     def _connect(self) -> websocket.WebSocket:
@@ -67,42 +70,28 @@ class Kernel:
     def answer(self, code: str, timeout: float) -> dict | None:
         """As :meth:`execute`, or None when no answer came within ``timeout`` (a request sent while the kernel was
         down is lost)."""
-        msg_id = uuid.uuid4().hex
-        self.ws.send(
-            json.dumps(
-                {
-                    "header": {
-                        "msg_id": msg_id,
-                        "username": self.user,
-                        "session": uuid.uuid4().hex,
-                        "msg_type": "execute_request",
-                        "version": "5.3",
-                        "date": "",
-                    },
-                    "parent_header": {},
-                    "metadata": {},
-                    "channel": "shell",
-                    "buffers": [],
-                    "content": {
-                        "code": code,
-                        "silent": False,
-                        "store_history": False,
-                        "user_expressions": {},
-                        "allow_stdin": False,
-                        "stop_on_error": True,
-                    },
-                }
-            )
+        return self.outcome(self.send(code), timeout)
+
+    def send(self, code: str) -> str:
+        """Ask the kernel to run ``code``, without waiting: the request's id, for :meth:`outcome`."""
+        return self._request(
+            "shell",
+            "execute_request",
+            {
+                "code": code,
+                "silent": False,
+                "store_history": False,
+                "user_expressions": {},
+                "allow_stdin": False,
+                "stop_on_error": True,
+            },
         )
+
+    def outcome(self, msg_id: str, timeout: float) -> dict | None:
+        """What came of the request ``msg_id`` (:meth:`execute`), or None when it did not end within ``timeout``."""
         outcome = {"result": None, "error": None, "died": False}
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            self.ws.settimeout(left)
-            try:
-                msg = json.loads(self.ws.recv())
-            except websocket.WebSocketTimeoutException:
-                break
-            except websocket.WebSocketConnectionClosedException:  # the server itself is gone
+        for msg in self._messages(timeout):
+            if msg is None:
                 return {**outcome, "died": True}
             kind, content = msg["msg_type"], msg.get("content", {})
             if kind == "status" and content.get("execution_state") in ("restarting", "dead"):
@@ -116,6 +105,53 @@ class Kernel:
             elif kind == "status" and content.get("execution_state") == "idle":
                 return outcome
         return None
+
+    def debug(self, command: str, arguments: dict | None = None, timeout: float = 30) -> dict:
+        """Send the debugger a request (a ``debug_request``, as JupyterLab's debugger panel does); its answer. The
+        debugger's events that came meanwhile are added to ``debug_events``."""
+        self.debug_seq += 1
+        request = {"type": "request", "seq": self.debug_seq, "command": command, "arguments": arguments or {}}
+        msg_id = self._request("control", "debug_request", request)
+        for msg in self._messages(timeout):
+            assert msg is not None, f"the server closed the connection before the debugger answered {command}"
+            if msg["msg_type"] == "debug_event":
+                self.debug_events.append(msg["content"])
+            elif msg["msg_type"] == "debug_reply" and msg["parent_header"].get("msg_id") == msg_id:
+                return msg["content"]
+        raise AssertionError(f"the debugger did not answer {command} within {timeout} s")
+
+    def debug_event(self, event: str, timeout: float = 30) -> dict:
+        """The debugger's next ``event`` (one that came already, or the next to come)."""
+        for i, content in enumerate(self.debug_events):
+            if content.get("event") == event:
+                return self.debug_events.pop(i)
+        for msg in self._messages(timeout):
+            assert msg is not None, f"the server closed the connection before the debugger's {event} event"
+            if msg["msg_type"] == "debug_event":
+                if msg["content"].get("event") == event:
+                    return msg["content"]
+                self.debug_events.append(msg["content"])
+        raise AssertionError(f"no {event} event from the debugger within {timeout} s")
+
+    def _request(self, channel: str, kind: str, content: dict) -> str:
+        msg_id = uuid.uuid4().hex
+        header = {"msg_id": msg_id, "username": self.user, "session": self.session, "msg_type": kind, "version": "5.3"}
+        message = {"header": {**header, "date": ""}, "parent_header": {}, "metadata": {}, "channel": channel}
+        self.ws.send(json.dumps({**message, "buffers": [], "content": content}))
+        return msg_id
+
+    def _messages(self, timeout: float):
+        """The kernel's messages as they come, until ``timeout``; None if the server closed the connection."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            self.ws.settimeout(left)
+            try:
+                yield json.loads(self.ws.recv())
+            except websocket.WebSocketTimeoutException:
+                return
+            except websocket.WebSocketConnectionClosedException:  # the server itself is gone
+                yield None
+                return
 
     def close(self):
         self.ws.close()

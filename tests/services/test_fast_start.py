@@ -57,9 +57,7 @@ def server_pid(hub, user: str, token: str) -> int:
 
 
 def started(hub, user: str, profile: str = "local") -> tuple[object, str, int]:
-    s = hub.login(user)
-    hub.start_server(s, user, profile=profile)
-    token = hub.token(s, user)
+    s, token = hub.with_server(user, profile)
     return s, token, server_pid(hub, user, token)
 
 
@@ -467,63 +465,6 @@ def test_a_restart_whose_iopub_port_was_taken_while_the_kernel_was_down_chooses_
             later = kernel.http.get(f"{kernel.base}/{kernel.id}", timeout=30).json()
             assert later["last_activity"] > model["last_activity"] and later["execution_state"] == "idle", later
     hub.stop_server(s, RESTARTS)
-
-
-#: code for a kernel: a ZeroMQ subscriber to every message on another kernel's IOPub port (PORT)
-SUBSCRIBE = (
-    "import zmq; listener = zmq.Context.instance().socket(zmq.SUB); listener.setsockopt(zmq.SUBSCRIBE, b''); "
-    "listener.connect('tcp://127.0.0.1:PORT')"
-)
-#: code for that kernel: whether anything it heard within 3 s held SECRET
-HEARD = "b'SECRET' in b''.join(b''.join(listener.recv_multipart()) for _ in iter(lambda: listener.poll(3000), 0))"
-
-
-def subscriber(info: dict):
-    """A subscriber to a kernel's IOPub that holds what its connection file holds: its server key, if any."""
-    import zmq
-
-    listener = zmq.Context.instance().socket(zmq.SUB)
-    if info.get("curve_publickey"):
-        listener.curve_serverkey = info["curve_publickey"].encode()
-        listener.curve_publickey, listener.curve_secretkey = zmq.curve_keypair()
-    listener.setsockopt(zmq.SUBSCRIBE, b"")
-    listener.connect(f"tcp://127.0.0.1:{info['iopub_port']}")
-    return listener
-
-
-def test_another_users_code_cannot_hear_a_kernels_output(hub):
-    """Kernels listen on the host's loopback, where every user's code can connect. What a kernel prints (IOPub) was
-    sent to any subscriber: another user's notebook heard it. Only a holder of the kernel's connection file (its
-    owner, here root standing in for the server) hears it now."""
-    import json
-
-    import zmq
-
-    eavesdropper, victim = USERS
-    s_e, token_e, _pid = started(hub, eavesdropper)
-    s_v, token_v, _pid = started(hub, victim)
-    with (
-        Kernel.with_token(hub.url, eavesdropper, token_e, timeout=30) as listening,
-        Kernel.with_token(hub.url, victim, token_v, timeout=30) as speaking,
-    ):
-        connection_file = speaking.execute(
-            "from ipykernel.kernelapp import IPKernelApp as a; a.instance().abs_connection_file"
-        )["result"]
-        info = json.loads(Path(ast.literal_eval(connection_file)).read_text())
-        holder = subscriber(info)
-        assert listening.execute(SUBSCRIBE.replace("PORT", str(info["iopub_port"])))["error"] is None
-        time.sleep(1)  # both subscriptions reach the kernel
-        secret = f"SECRET-{os.urandom(8).hex()}"
-        assert speaking.execute(f"print({secret!r}); 1")["result"] == "1"
-        heard = []
-        while holder.poll(3000):
-            heard += holder.recv_multipart()
-        holder.close(linger=0)
-        assert secret.encode() in b"".join(heard), "the connection file's holder heard nothing: the check means nothing"
-        assert listening.execute(HEARD)["result"] == "False", f"{eavesdropper} heard {victim}'s kernel"
-    zmq.Context.instance().term()
-    hub.stop_server(s_e, eavesdropper)
-    hub.stop_server(s_v, victim)
 
 
 def ksm(pid: int) -> dict:

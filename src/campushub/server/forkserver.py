@@ -78,6 +78,7 @@ PRELOAD = [
     "ipykernel.kernelapp",
     "ipykernel.ipkernel",
     "ipykernel.debugger",  # debugpy, which every kernel imports
+    "campushub.server.debugger",
     "IPython",
     "psutil",
     # what each server or kernel would otherwise import as it starts (found by importing the above, then starting
@@ -103,7 +104,17 @@ KERNEL_PARENT = "CAMPUSHUB_KERNEL_PARENT"
 #: kernel parent of its own as it starts (:func:`campushub.server.singleuser.warm_kernels`)
 WARM_KERNELS = "CAMPUSHUB_WARM_KERNELS"
 #: what a kernel parent imports when the server it serves was not forked from a pre-imported parent
-KERNEL_PRELOAD = ["ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.debugger", "IPython", *KERNEL_STARTS]
+KERNEL_PRELOAD = [
+    "ipykernel.kernelapp",
+    "ipykernel.ipkernel",
+    "ipykernel.debugger",
+    "campushub.server.debugger",
+    "IPython",
+    *KERNEL_STARTS,
+]
+#: the kernel class of every kernel of this Python, forked or not: its debugger answers only the kernel itself
+KERNEL_CLASS = "campushub.server.debugger.Kernel"
+KERNEL_CLASS_OPTION = f"--IPKernelApp.kernel_class={KERNEL_CLASS}"
 #: the only variables the parent starts with (it must hold no secret; see above)
 PARENT_ENV = ["PATH", "LANG", "LC_ALL", "LD_LIBRARY_PATH", "PYTHONPATH", "VIRTUAL_ENV"]
 #: how long after a change to ``site-packages`` :func:`fingerprint` reads it again at every call
@@ -414,8 +425,15 @@ def _kernel(request: dict):
         from ipykernel import kernelapp
         from traitlets.config import Config
 
-        if argv[1:2] == ["-f"] and len(argv) == 3:  # the default kernel's command line: given as config, not parsed
-            config = {"IPKernelApp": {"connection_file": argv[2], "parent_handle": os.getppid()}}
+        if argv[1:2] == ["-f"] and argv[3:] == [KERNEL_CLASS_OPTION]:
+            # the default kernel's command line (campushub.server.kernels): given as config, not parsed
+            config = {
+                "IPKernelApp": {
+                    "connection_file": argv[2],
+                    "parent_handle": os.getppid(),
+                    "kernel_class": KERNEL_CLASS,
+                }
+            }
             kernelapp.IPKernelApp.launch_instance([], config=Config(config))
         else:
             kernelapp.launch_new_instance()

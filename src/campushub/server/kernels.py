@@ -4,7 +4,9 @@ A server forked by :mod:`campushub.server.forkserver` starts, before its own eve
 parent that has ipykernel imported already (it is a copy of the pre-imported server), as the
 user. This kernel provisioner asks it for the default Python kernel (this Python, ``-m
 ipykernel_launcher``); every other kernel (a conda environment's, another language's), and
-every kernel of a server started the normal way, is launched as jupyter_client always does.
+every kernel of a server started the normal way, is launched as jupyter_client always does. Every kernel of this
+Python, forked or not, runs campushub's kernel class, whose debugger answers only the kernel itself
+(:mod:`campushub.server.debugger`).
 
 A forked kernel chooses its own ports the first time it starts. jupyter_client chooses a kernel's ports by binding
 and closing them, and the kernel binds them again once it runs; another server's kernel, started at the same moment,
@@ -32,7 +34,7 @@ from jupyter_client.provisioning.local_provisioner import LocalPortCache
 from jupyter_core.paths import secure_write
 
 from ..ops import processes
-from .forkserver import KERNEL_PARENT, _receive, _send
+from .forkserver import KERNEL_CLASS_OPTION, KERNEL_PARENT, _receive, _send
 
 _LOCK = threading.Lock()
 _PARENT: socket.socket | None = None
@@ -87,6 +89,7 @@ class ForkedKernelProvisioner(LocalProvisioner):
 
     async def launch_kernel(self, cmd: list[str], **kwargs):
         km = self.parent
+        cmd = with_campushubs_kernel(cmd)
         if km is None or not (os.environ.get(KERNEL_PARENT) and _is_this_ipykernel(cmd)):
             return await super().launch_kernel(cmd, **kwargs)
         choose = km.transport == "tcp" and km.cache_ports and not self._own_ports
@@ -199,6 +202,14 @@ async def _connects(ip: str, port: int) -> bool:
         return False
     writer.close()
     return True
+
+
+def with_campushubs_kernel(cmd: list[str]) -> list[str]:
+    """A kernel's command line, with campushub's kernel class if it is this Python's ipykernel (another Python, a
+    conda environment's, may not have campushub)."""
+    if _is_this_ipykernel(cmd) and KERNEL_CLASS_OPTION not in cmd:
+        return [*cmd, KERNEL_CLASS_OPTION]
+    return cmd
 
 
 def _is_this_ipykernel(cmd: list[str]) -> bool:

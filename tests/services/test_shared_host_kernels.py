@@ -1,0 +1,218 @@
+"""Kernels on a shared host (``local`` and ``slurm`` servers): every user's code can connect to the host's loopback,
+where kernels listen. What another user's notebook would try: hear a kernel's output, or attach to its debugger."""
+
+import ast
+import json
+import os
+import pwd
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import Kernel, base_site
+
+USERS = ("cht-kern-a", "cht-kern-b")
+SLOW = {"slug": "slow", "name": "Started the normal way", "backend": "local", "system_users": True, "fast_start": False}
+
+
+@pytest.fixture(scope="module")
+def hub(hubs, accounts):
+    accounts(*USERS)
+    site = base_site()
+    site["profiles"] = [*site["profiles"], SLOW]
+    hub = hubs.start(site, "kernels")
+    yield hub
+    hub.stop()
+
+
+#: code for a kernel: a ZeroMQ subscriber to every message on another kernel's IOPub port (PORT)
+SUBSCRIBE = (
+    "import zmq; listener = zmq.Context.instance().socket(zmq.SUB); listener.setsockopt(zmq.SUBSCRIBE, b''); "
+    "listener.connect('tcp://127.0.0.1:PORT')"
+)
+#: code for that kernel: whether anything it heard within 3 s held SECRET
+HEARD = "b'SECRET' in b''.join(b''.join(listener.recv_multipart()) for _ in iter(lambda: listener.poll(3000), 0))"
+
+
+def subscriber(info: dict):
+    """A subscriber to a kernel's IOPub that holds what its connection file holds: its server key, if any."""
+    import zmq
+
+    listener = zmq.Context.instance().socket(zmq.SUB)
+    if info.get("curve_publickey"):
+        listener.curve_serverkey = info["curve_publickey"].encode()
+        listener.curve_publickey, listener.curve_secretkey = zmq.curve_keypair()
+    listener.setsockopt(zmq.SUBSCRIBE, b"")
+    listener.connect(f"tcp://127.0.0.1:{info['iopub_port']}")
+    return listener
+
+
+def test_another_users_code_cannot_hear_a_kernels_output(hub):
+    """What a kernel prints (IOPub) was sent to any subscriber: another user's notebook heard it. Only a holder of
+    the kernel's connection file (its owner, here root standing in for the server) hears it now."""
+    import zmq
+
+    eavesdropper, victim = USERS
+    s_e, token_e = hub.with_server(eavesdropper)
+    s_v, token_v = hub.with_server(victim)
+    with (
+        Kernel.with_token(hub.url, eavesdropper, token_e, timeout=30) as listening,
+        Kernel.with_token(hub.url, victim, token_v, timeout=30) as speaking,
+    ):
+        connection_file = speaking.execute(
+            "from ipykernel.kernelapp import IPKernelApp as a; a.instance().abs_connection_file"
+        )["result"]
+        info = json.loads(Path(ast.literal_eval(connection_file)).read_text())
+        holder = subscriber(info)
+        assert listening.execute(SUBSCRIBE.replace("PORT", str(info["iopub_port"])))["error"] is None
+        time.sleep(1)  # both subscriptions reach the kernel
+        secret = f"SECRET-{os.urandom(8).hex()}"
+        assert speaking.execute(f"print({secret!r}); 1")["result"] == "1"
+        heard = []
+        while holder.poll(3000):
+            heard += holder.recv_multipart()
+        holder.close(linger=0)
+        assert secret.encode() in b"".join(heard), "the connection file's holder heard nothing: the check means nothing"
+        assert listening.execute(HEARD)["result"] == "False", f"{eavesdropper} heard {victim}'s kernel"
+    zmq.Context.instance().term()
+    hub.stop_server(s_e, eavesdropper)
+    hub.stop_server(s_v, victim)
+
+
+#: what JupyterLab's debugger panel sends first
+INITIALIZE = {
+    "clientID": "jupyterlab",
+    "clientName": "JupyterLab",
+    "adapterID": "python",
+    "pathFormat": "path",
+    "linesStartAt1": True,
+    "columnsStartAt1": True,
+    "supportsVariableType": True,
+    "supportsVariablePaging": True,
+    "supportsRunInTerminalRequest": True,
+    "locale": "en",
+}
+#: a cell to stop in: its frame's variables are more than one read of the debugger's answers (64 KiB), and not ASCII
+CELL = "def f(a):\n    many = {f'key{i}': 'é€😀' * 150 for i in range(250)}\n    b = a + ' é€😀'\n    return b\nf('x')"
+
+
+def turn_on(kernel: Kernel):
+    """Turn the kernel's debugger on, as JupyterLab's toggle does."""
+    for command, arguments in (("initialize", INITIALIZE), ("attach", {}), ("configurationDone", {})):
+        answer = kernel.debug(command, arguments)
+        assert answer["success"], answer
+
+
+def turn_off(kernel: Kernel):
+    answer = kernel.debug("disconnect", {"restart": False, "terminateDebuggee": False})
+    assert answer["success"], answer
+
+
+@pytest.mark.parametrize("profile", ["local", "slow"])
+def test_the_debugger_stops_at_a_breakpoint_and_shows_the_frame_and_turns_off_and_on(hub, profile):
+    """A user's own debugger works, in a forked kernel (``local``) and one started the normal way (``slow``)."""
+    user = USERS[0]
+    s, token = hub.with_server(user, profile)
+    try:
+        with Kernel.with_token(hub.url, user, token, timeout=30) as kernel:
+            turn_on(kernel)
+            source = kernel.debug("dumpCell", {"code": CELL})["body"]["sourcePath"]
+            breakpoints = {"breakpoints": [{"line": 3}], "source": {"path": source}, "sourceModified": False}
+            assert kernel.debug("setBreakpoints", breakpoints)["body"]["breakpoints"][0]["verified"]
+            running = kernel.send(CELL)
+            thread = kernel.debug_event("stopped")["body"]["threadId"]
+            frame = kernel.debug("stackTrace", {"threadId": thread})["body"]["stackFrames"][0]
+            assert (frame["name"], frame["line"]) == ("f", 3), frame
+            scope = kernel.debug("scopes", {"frameId": frame["id"]})["body"]["scopes"][0]
+            shown = kernel.debug("variables", {"variablesReference": scope["variablesReference"]})["body"]
+            values = {v["name"]: v for v in shown["variables"]}
+            assert values["a"]["value"] == "'x'", values
+            many = kernel.debug("variables", {"variablesReference": values["many"]["variablesReference"]})["body"]
+            keys = [v["value"] for v in many["variables"] if v["name"].startswith("'key")]
+            assert len(keys) == 250 and all("é€😀" in value for value in keys), many["variables"][:3]
+            uid = kernel.debug("evaluate", {"expression": "__import__('os').getuid()", "frameId": frame["id"]})
+            assert uid["body"]["result"] == str(pwd.getpwnam(user).pw_uid), uid
+            assert kernel.debug("continue", {"threadId": thread})["success"]
+            assert kernel.outcome(running, timeout=30)["result"] == repr("x é€😀")
+            turn_off(kernel)
+            turn_on(kernel)
+            assert kernel.debug("debugInfo")["body"]["isStarted"]
+            turn_off(kernel)
+            assert kernel.execute("6 * 7")["result"] == "42"
+    finally:
+        hub.stop_server(s, user)
+
+
+#: code for a kernel: the TCP ports that listen on this host now
+LISTENING = """
+def listening():
+    ports = set()
+    for table in ('/proc/net/tcp', '/proc/net/tcp6'):
+        for line in open(table).read().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == '0A':
+                ports.add(int(fields[1].rsplit(':', 1)[1], 16))
+    return ports
+"""
+#: code for a kernel: what each of some ports answers to a debugger client's initialize, attach and evaluate of the
+#: uid its code runs as: the answers to evaluate that succeeded
+ATTACK = r"""
+import json, socket
+
+def attach_and_evaluate(ports):
+    evaluated = []
+    for port in ports:
+        data = b''
+        try:
+            with socket.create_connection(('127.0.0.1', port), timeout=2) as s:
+                requests = [('initialize', {'adapterID': 'python'}), ('attach', {'justMyCode': False}),
+                            ('evaluate', {'expression': "__import__('os').getuid()", 'context': 'repl'})]
+                for seq, (command, arguments) in enumerate(requests, 1):
+                    body = json.dumps({'type': 'request', 'seq': seq, 'command': command, 'arguments': arguments})
+                    s.sendall(b'Content-Length: %d\r\n\r\n' % len(body) + body.encode())
+                while chunk := s.recv(65536):
+                    data += chunk
+        except OSError:
+            pass
+        while b'\r\n\r\n' in data:
+            head, _, data = data.partition(b'\r\n\r\n')
+            try:
+                size = int(head.rsplit(b':', 1)[1])
+                message = json.loads(data[:size])
+            except ValueError:
+                break
+            data = data[size:]
+            if message.get('command') == 'evaluate' and message.get('success'):
+                evaluated.append((port, message['body'].get('result')))
+    return evaluated
+"""
+
+
+@pytest.mark.parametrize("profile", ["local", "slow"])
+def test_another_users_code_cannot_reach_a_kernels_debugger(hub, profile):
+    """ipykernel's debugger listened on a loopback port for any debugger client, from the moment its user turned it
+    on, and after they turned it off: another user's notebook attached and ran code as them. Now nothing listens
+    for it, and the user's debugger still answers after the attempt."""
+    attacker, victim = USERS
+    s_a, token_a = hub.with_server(attacker)
+    s_v, token_v = hub.with_server(victim, profile)
+    try:
+        with (
+            Kernel.with_token(hub.url, attacker, token_a, timeout=30) as attacking,
+            Kernel.with_token(hub.url, victim, token_v, timeout=30) as debugged,
+        ):
+            assert attacking.execute(LISTENING + ATTACK + "before = listening()")["error"] is None
+            turn_on(debugged)
+            tried = attacking.execute("attach_and_evaluate(sorted(listening() - before))")
+            assert tried["result"] == "[]", f"{attacker} ran code in {victim}'s kernel while debugged: {tried}"
+            assert debugged.debug("threads")["success"]
+            turn_off(debugged)
+            tried = attacking.execute("attach_and_evaluate(sorted(listening() - before))")
+            assert tried["result"] == "[]", f"{attacker} ran code in {victim}'s kernel after its debugger: {tried}"
+            turn_on(debugged)
+            assert debugged.debug("threads")["success"]
+            turn_off(debugged)
+    finally:
+        hub.stop_server(s_a, attacker)
+        hub.stop_server(s_v, victim)
