@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +39,7 @@ def examine(site: Site, frontdoor_dir: Path | None = None) -> list[str]:
         findings += route_findings(site, known.started)
     findings += space_findings(site)
     findings += certificate_findings(site, frontdoor_dir)
+    findings += kernel_findings(site)
     for backend in used(site):  # each backend's service, and what it left that no server of the hub owns
         findings += backend.doctor(site, known)
     return findings
@@ -163,6 +165,49 @@ def certificate_findings(site: Site, folder: Path | None) -> list[str]:
     return [
         f"front_door.certificate: {pem} {when}; renew it (a new file: then `campushub frontdoor`, and reload Apache)"
     ]
+
+
+def kernel_findings(site: Site, folders: list[str] | None = None) -> list[str]:
+    """The kernels installed for every user on this host (``folders``: the servers' Python's and the system's kernel
+    folders) that another user's code can reach, where users' servers share a host (``local`` with
+    ``system_users``, ``slurm``): kernels whose channels are not encrypted, and ipykernels of another Python, which
+    keep ipykernel's own debugger (docs/authentication.md, "Kernels on a shared host")."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_core.paths import ENV_JUPYTER_PATH, SYSTEM_JUPYTER_PATH
+
+    if not any(p.backend == "slurm" or getattr(p, "system_users", False) for p in site.profiles):
+        return []
+    if folders is None:
+        folders = [os.path.join(path, "kernels") for path in (*ENV_JUPYTER_PATH, *SYSTEM_JUPYTER_PATH)]
+    specs = KernelSpecManager(kernel_dirs=folders, ensure_native_kernel=False)
+    findings = []
+    for name, folder in sorted(specs.find_kernel_specs().items()):
+        try:
+            spec = specs.get_kernel_spec(name)
+        except (OSError, ValueError) as e:
+            findings.append(f"kernels: {folder}/kernel.json cannot be read ({e}); fix or remove it")
+            continue
+        said, todo = [], []
+        if "curve" not in spec.metadata.get("supported_encryption", []):
+            said.append("its channels are not encrypted, so other users' code on the host can read what it prints")
+            todo.append("update its ipykernel to 7.4 or later (other languages: offer it in container profiles only)")
+        if spec.metadata.get("debugger") and _another_pythons_ipykernel(spec.argv):
+            said.append("it keeps ipykernel's own debugger, which other users' code can attach to once it is on")
+            todo.append("offer it in container profiles only, or tell users not to turn its debugger on")
+        if said:
+            findings.append(f"kernels: {name} ({spec.display_name}, {folder}): {'; '.join(said)}: {'; '.join(todo)}")
+    return findings
+
+
+def _another_pythons_ipykernel(argv: list[str]) -> bool:
+    """Whether a kernelspec's command runs ipykernel on a Python other than campushub's (jupyter_client runs a bare
+    ``python`` as its own Python)."""
+    if not any(arg.startswith("ipykernel") for arg in argv[1:3]):
+        return False
+    python = argv[0]
+    if python in ("python", "python3", f"python3.{sys.version_info.minor}"):
+        return False
+    return os.path.realpath(python) != os.path.realpath(sys.executable)
 
 
 def _timestamp(value) -> float:
