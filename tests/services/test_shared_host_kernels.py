@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import Kernel, base_site
+from harness import GROUP, PROXY_SECRET, Kernel, base_site
+from harness.browser import ARTIFACTS, CHROMIUM_FLAGS
 
 USERS = ("cht-kern-a", "cht-kern-b")
 SLOW = {"slug": "slow", "name": "Started the normal way", "backend": "local", "system_users": True, "fast_start": False}
@@ -216,3 +217,41 @@ def test_another_users_code_cannot_reach_a_kernels_debugger(hub, profile):
     finally:
         hub.stop_server(s_a, attacker)
         hub.stop_server(s_v, victim)
+
+
+def test_jupyterlabs_debugger_panel_stops_at_a_breakpoint_and_shows_the_variables(hub):
+    """JupyterLab's own debugger, in Chromium, with campushub's kernel class: the toggle, a breakpoint set in the
+    gutter, the stop with the frame's variables and call stack, continue."""
+    from playwright.sync_api import expect, sync_playwright
+
+    user = USERS[0]
+    s, _token = hub.with_server(user)
+    headers = {hub.user_header: user, hub.groups_header: GROUP, hub.secret_header: PROXY_SECRET}
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
+        page = browser.new_context(extra_http_headers=headers, viewport={"width": 1400, "height": 900}).new_page()
+        try:
+            page.goto(f"{hub.url}/user/{user}/lab")
+            page.locator('.jp-LauncherCard[data-category="Notebook"]').first.click(timeout=60_000)
+            toggle = page.locator(".jp-DebuggerBugButton").first
+            expect(toggle).to_be_enabled(timeout=60_000)
+            toggle.click()
+            expect(toggle).to_have_attribute("aria-pressed", "true", timeout=30_000)
+            cell = page.locator(".jp-Notebook .jp-Cell .cm-content").first
+            cell.click()
+            page.keyboard.type("def f(a):\nb = a * 2\nreturn b\n")
+            page.keyboard.press("Backspace")
+            page.keyboard.type("f(21)")
+            page.locator(".jp-Notebook .jp-Cell .cm-gutter.cm-breakpoint-gutter .cm-gutterElement").nth(2).click()
+            page.keyboard.press("Shift+Enter")
+            variables = page.locator(".jp-DebuggerVariables")
+            expect(variables).to_contain_text("21", timeout=60_000)
+            expect(page.locator(".jp-DebuggerCallstack")).to_contain_text("f", timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / "debugger-stopped.png"))
+            page.keyboard.press("F9")
+            expect(page.locator(".jp-OutputArea-output").first).to_contain_text("42", timeout=30_000)
+        finally:
+            page.screenshot(path=str(ARTIFACTS / "debugger-last.png"))
+            browser.close()
+            hub.stop_server(s, user)
