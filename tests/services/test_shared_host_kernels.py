@@ -234,9 +234,9 @@ def test_jupyterlabs_debugger_panel_stops_at_a_breakpoint_and_shows_the_variable
         try:
             page.goto(f"{hub.url}/user/{user}/lab")
             page.locator('.jp-LauncherCard[data-category="Notebook"]').first.click(timeout=60_000)
+            # a web component: disabled (aria-disabled) until the kernel has said it supports debugging
             toggle = page.locator(".jp-DebuggerBugButton").first
-            expect(toggle).to_be_enabled(timeout=60_000)
-            toggle.click()
+            page.locator('.jp-DebuggerBugButton[aria-disabled="false"]').first.click(timeout=60_000)
             expect(toggle).to_have_attribute("aria-pressed", "true", timeout=30_000)
             cell = page.locator(".jp-Notebook .jp-Cell .cm-content").first
             cell.click()
