@@ -51,6 +51,14 @@ def test_doctor_names_the_shared_kernels_other_users_code_can_reach(tmp_path):
     curve = {"supported_encryption": ["curve"]}
     kernelspec(kernels, "ours", ["python", *THIS[1:]], debugger=True, **curve)
     kernelspec(kernels, "ours-by-path", THIS, debugger=True, **curve)
+    # this Python, but not ipykernel_launcher: the servers do not give it campushub's class
+    kernelspec(
+        kernels,
+        "ours-not-launched",
+        [sys.executable, "-m", "ipykernel", "-f", "{connection_file}"],
+        debugger=True,
+        **curve,
+    )
     kernelspec(kernels, "geo", ["/opt/conda/envs/geo/bin/python", *THIS[1:]], debugger=True)
     kernelspec(kernels, "geo-new", ["/opt/conda/envs/geo-new/bin/python", *THIS[1:]], debugger=True, **curve)
     kernelspec(kernels, "old", ["/opt/old/bin/python", *THIS[1:]], **curve)
@@ -59,9 +67,10 @@ def test_doctor_names_the_shared_kernels_other_users_code_can_reach(tmp_path):
     (kernels / "broken" / "kernel.json").write_text("{")
     shared = loaded(tmp_path, base_site())
     findings = doctor.kernel_findings(shared, [str(kernels)])
-    geo, geo_new, r = (
-        next(line for line in findings if line.startswith(f"kernels: {n} (")) for n in ("geo", "geo-new", "r")
-    )
+    said = {line.split(" ", 2)[1]: line for line in findings}
+    assert set(said) == {"geo", "geo-new", "ours-not-launched", "r", f"{kernels / 'broken'}/kernel.json"}, findings
+    geo, geo_new, r = said["geo"], said["geo-new"], said["r"]
+    assert "not encrypted" not in said["ours-not-launched"] and "debugger" in said["ours-not-launched"]
     assert "not encrypted" in geo and "debugger" in geo, geo
     assert "not encrypted" not in geo_new and "debugger" in geo_new, geo_new
     assert "not encrypted" in r and "debugger" not in r, r

@@ -170,8 +170,9 @@ def certificate_findings(site: Site, folder: Path | None) -> list[str]:
 def kernel_findings(site: Site, folders: list[str] | None = None) -> list[str]:
     """The kernels installed for every user on this host (``folders``: the servers' Python's and the system's kernel
     folders) that another user's code can reach, where users' servers share a host (``local`` with
-    ``system_users``, ``slurm``): kernels whose channels are not encrypted, and ipykernels of another Python, which
-    keep ipykernel's own debugger (docs/authentication.md, "Kernels on a shared host")."""
+    ``system_users``, ``slurm``): kernels whose channels are not encrypted, and ipykernels that do not get campushub's
+    kernel class (another Python's), which keep ipykernel's own debugger (docs/authentication.md, "Kernels on a
+    shared host")."""
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_core.paths import ENV_JUPYTER_PATH, SYSTEM_JUPYTER_PATH
 
@@ -191,7 +192,7 @@ def kernel_findings(site: Site, folders: list[str] | None = None) -> list[str]:
         if "curve" not in spec.metadata.get("supported_encryption", []):
             said.append("its channels are not encrypted, so other users' code on the host can read what it prints")
             todo.append("update its ipykernel to 7.4 or later (other languages: offer it in container profiles only)")
-        if spec.metadata.get("debugger") and _another_pythons_ipykernel(spec.argv):
+        if spec.metadata.get("debugger") and _keeps_ipykernels_debugger(spec.argv):
             said.append("it keeps ipykernel's own debugger, which other users' code can attach to once it is on")
             todo.append("offer it in container profiles only, or tell users not to turn its debugger on")
         if said:
@@ -199,15 +200,21 @@ def kernel_findings(site: Site, folders: list[str] | None = None) -> list[str]:
     return findings
 
 
-def _another_pythons_ipykernel(argv: list[str]) -> bool:
-    """Whether a kernelspec's command runs ipykernel on a Python other than campushub's (jupyter_client runs a bare
-    ``python`` as its own Python)."""
+def _keeps_ipykernels_debugger(argv: list[str]) -> bool:
+    """Whether a kernelspec's command runs ipykernel without campushub's kernel class (the servers' provisioner gives
+    it to this Python's ipykernel only; jupyter_client runs a bare ``python`` as this Python)."""
+    from ..server.forkserver import KERNEL_CLASS_OPTION
+    from ..server.kernels import with_campushubs_kernel
+
     if not any(arg.startswith("ipykernel") for arg in argv[1:3]):
         return False
-    python = argv[0]
-    if python in ("python", "python3", f"python3.{sys.version_info.minor}"):
-        return False
-    return os.path.realpath(python) != os.path.realpath(sys.executable)
+    if argv[0] in (
+        "python",
+        f"python{sys.version_info.major}",
+        f"python{sys.version_info.major}.{sys.version_info.minor}",
+    ):
+        argv = [sys.executable, *argv[1:]]
+    return KERNEL_CLASS_OPTION not in with_campushubs_kernel(argv)
 
 
 def _timestamp(value) -> float:
