@@ -14,13 +14,18 @@ import subprocess
 import time
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
+from campushub.hub import indexes
+from campushub.ops import database
 from harness import ARTIFACTS, CAMPUSHUB, GROUP, base_site, kill_processes_of
 from harness.ledger import fill
 
 ADMIN_GROUPS = f"{GROUP};crc-admins"
 LIMITED = {"slug": "local", "name": "On the hub host", "backend": "local", "system_users": True, "default": True}
 LIMITED |= {"cpu": 2, "memory": "1G"}
+ADDED_INDEXES = [f"{indexes.PREFIX}{table}_{column}" for table, column in indexes.COLUMNS]
 
 
 def rows(hub) -> dict[str, list[dict]]:
@@ -173,6 +178,18 @@ def test_the_ledger_works_on_postgresql_from_a_new_database(postgres, hub_factor
     assert (row["group"], row["sessions"], row["failed_starts"]) == ("physics", 1, 0)
     admin = hub.login("chl-pg-admin", ADMIN_GROUPS)
     assert "<td>physics</td>" in hub.get(admin, "/hub/campushub/usage").text
+    # JupyterHub made its tables with the indexes campushub adds; a hub whose database lacks one adds it as it starts
+    database_url = make_url(hub_settings["db_url"]).set(drivername=database.POSTGRES_DRIVER, password=postgres.password)
+    assert indexes.create_missing(database_url) == []
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP INDEX campushub_ix_spawners_user_id"))
     hub.stop()
     hub.start()  # the next hub finds its ledger made, at its revision
-    assert "made the sessions ledger" not in hub.log.read_text().split("campushub: starting JupyterHub")[-1]
+    since_restart = hub.log.read_text().split("campushub: starting JupyterHub")[-1]
+    assert "made the sessions ledger" not in since_restart
+    assert "campushub: added the index campushub_ix_spawners_user_id to the hub's database" in hub.log.read_text()
+    with engine.connect() as connection:
+        found = connection.execute(text("SELECT indexname FROM pg_indexes WHERE indexname LIKE 'campushub_ix_%'"))
+        assert {name for (name,) in found} == set(ADDED_INDEXES)
+    engine.dispose()

@@ -13,11 +13,15 @@ from pathlib import Path
 
 import pytest
 import requests
+from sqlalchemy.engine import make_url
 
+from campushub.hub import indexes
 from campushub.ops import database
 from harness import CAMPUSHUB, EMBEDDED, free_port
 
 PREVIOUS = "jupyterhub==5.5.4"
+ADDED = [f"{indexes.PREFIX}{table}_{column}" for table, column in indexes.COLUMNS]
+LEFT_OUT = ADDED[0]
 SERVICE_TOKEN = secrets.token_hex(16)
 PROXY = str(Path(sys.executable).parent / "configurable-http-proxy")
 
@@ -83,6 +87,11 @@ c.JupyterHub.load_roles = [{{"name": "setup", "scopes": ["admin:users", "admin:g
         (state / "jupyterhub_config.py").unlink()
 
 
+def index_names(path: Path) -> set[str]:
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        return {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+
+
 def test_a_state_from_jupyterhub_5_is_refused_then_upgraded_and_served(previous_jupyterhub, hub_factory):
     hub = hub_factory({**EMBEDDED, "hub": {"admin_users": ["boss"]}}, start=False)
     hub.state.mkdir(mode=0o700)
@@ -101,6 +110,11 @@ def test_a_state_from_jupyterhub_5_is_refused_then_upgraded_and_served(previous_
     with sqlite3.connect(hub.state / "jupyterhub.sqlite") as db:
         (old,) = db.execute("SELECT version_num FROM alembic_version").fetchone()
     assert old != database.head()
+    # two of the indexes campushub adds to JupyterHub's tables, there before the upgrade; the third left out
+    database_url = make_url(f"sqlite:///{hub.state / 'jupyterhub.sqlite'}")
+    assert indexes.create_missing(database_url) == [*ADDED]
+    with sqlite3.connect(hub.state / "jupyterhub.sqlite") as db:
+        db.execute(f"DROP INDEX {LEFT_OUT}")
     as_user = ["--as-user", hub.as_user] if hub.as_user else []
     result = subprocess.run([CAMPUSHUB, "upgrade", *as_user], capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -110,7 +124,10 @@ def test_a_state_from_jupyterhub_5_is_refused_then_upgraded_and_served(previous_
     assert f'"revision": "{old}"' in (saved / "manifest.json").read_text()
     assert '"jupyterhub": "6.' in (saved / "manifest.json").read_text()
 
+    assert set(ADDED) - {LEFT_OUT} <= index_names(hub.state / "jupyterhub.sqlite")  # JupyterHub's migrations kept them
+
     hub.start()
+    assert set(ADDED) <= index_names(hub.state / "jupyterhub.sqlite")  # the hub's start added the one left out
     me = requests.get(f"{hub.url}/hub/api/user", headers={"Authorization": f"token {token}"}, timeout=30)
     assert me.status_code == 200, me.text
     assert me.json()["name"] == "ada" and me.json()["groups"] == ["physics"]

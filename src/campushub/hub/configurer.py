@@ -21,7 +21,7 @@ from ..sitefile.errors import Problems, StartError
 from ..sitefile.fields import byte_count, read_secret
 from ..sitefile.model import Site
 from ..sitefile.read import config_path, load_site
-from . import api, branding, collector, metrics, selectin, start_api
+from . import api, branding, collector, indexes, metrics, selectin, start_api
 
 CULLER_SERVICE = start_api.CULLER_SERVICE
 CULLER_ROLE = "jupyterhub-idle-culler-role"
@@ -271,7 +271,8 @@ def class_problems(site: Site) -> list[str]:
 def install(site: Site):
     """What the hub's own process does before its config is read, and ``campushub up``'s check of the config
     (:func:`configure` alone) never does: make the state directory and the secrets kept there (the proxy's token, a
-    login's passwords) and the SQLite file, private; make or check the sessions ledger (closing what a stopped hub
+    login's passwords) and the SQLite file, private; index JupyterHub's tables where it does not
+    (:mod:`campushub.hub.indexes`); make or check the sessions ledger (closing what a stopped hub
     left open, pruning old rows daily); serve campushub's API handlers; declare its metrics for every profile; warm
     the backends up; refuse request bodies over :data:`campushub.hub.api.MAX_BODY_BYTES`; make the hub's garbage
     collections fewer and shorter (:mod:`campushub.hub.collector`) and its lookups of users it holds one query
@@ -280,6 +281,9 @@ def install(site: Site):
     state.secret(state_dir / PROXY_TOKEN)
     login_of(site).prepare(site)
     database.prepare(site)
+    indexes.declare()
+    for name in indexes.create_missing(database.url(site)):
+        print(f"campushub: added the index {name} to the hub's database", file=sys.stderr, flush=True)
     for line in store.prepare(site):
         print(f"campushub: {line}", file=sys.stderr, flush=True)
     if site.ledger.enabled:

@@ -1,0 +1,58 @@
+"""Indexes JupyterHub's tables lack: on the foreign keys its queries find a user's servers and tokens by.
+
+JupyterHub indexes no foreign key of its tables, and neither SQLite nor PostgreSQL makes such an index by itself,
+so every query by one of them reads the whole table (jupyterhub/jupyterhub#4485): a user's servers by
+``spawners.user_id`` (the users API joins them to every user it lists, and jupyterhub-idle-culler's query joins
+users to their running servers on every page it asks for), a server's spawner by ``spawners.server_id``, a user's
+tokens by ``api_tokens.user_id``.
+
+:func:`declare` adds the indexes to JupyterHub's tables in the hub's process, so that a new database is made with
+them; :func:`create_missing` adds those an existing database lacks as the hub starts. Their names start with
+``campushub_ix_``, apart from JupyterHub's own; JupyterHub's migrations leave them in place (on SQLite, a migration
+that rebuilds a table copies its indexes).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Index, create_engine, inspect
+from sqlalchemy.engine import URL
+
+#: (table, column) of every index campushub adds
+COLUMNS = (("spawners", "user_id"), ("spawners", "server_id"), ("api_tokens", "user_id"))
+PREFIX = "campushub_ix_"
+
+
+def indexes() -> list[Index]:
+    """The indexes, on JupyterHub's own table objects (made once: an index belongs to its table)."""
+    from jupyterhub.orm import Base
+
+    tables = Base.metadata.tables
+    found = {index.name: index for name, _ in COLUMNS for index in tables[name].indexes}
+    return [
+        found.get(f"{PREFIX}{table}_{column}") or Index(f"{PREFIX}{table}_{column}", tables[table].c[column])
+        for table, column in COLUMNS
+    ]
+
+
+def declare():
+    """In the hub's process: a database JupyterHub makes from now on is made with the indexes."""
+    indexes()
+
+
+def create_missing(url: URL) -> list[str]:
+    """Add to an existing database the indexes it lacks; the names of those added. A new (empty) database is left
+    to JupyterHub, which makes them with its tables."""
+    engine = create_engine(url)
+    added = []
+    try:
+        with engine.begin() as connection:
+            present = set(inspect(connection).get_table_names())
+            for index in indexes():
+                if index.table is not None and index.table.name in present:
+                    existing = {i["name"] for i in inspect(connection).get_indexes(index.table.name)}
+                    if index.name not in existing:
+                        index.create(connection)
+                        added.append(str(index.name))
+    finally:
+        engine.dispose()
+    return added

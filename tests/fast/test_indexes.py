@@ -1,0 +1,71 @@
+"""The indexes campushub adds to JupyterHub's tables: made with a new database, added to one that lacks them, and
+used by the queries they are for."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from jupyterhub import orm
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import joinedload
+
+from campushub.hub import indexes
+
+ADDED = {"campushub_ix_spawners_user_id", "campushub_ix_spawners_server_id", "campushub_ix_api_tokens_user_id"}
+
+
+def names(path) -> set[str]:
+    with sqlite3.connect(path) as db:
+        return {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+
+
+def culler_plan(db) -> list[str]:
+    """SQLite's plan for jupyterhub-idle-culler's page of users (``GET /hub/api/users?state=ready``), as JupyterHub's
+    handler builds it."""
+    query = (
+        db.query(orm.User)
+        .join(orm.Spawner, orm.User._orm_spawners)
+        .filter(orm.Spawner.server != None)  # noqa: E711 (SQLAlchemy's IS NOT NULL)
+        .group_by(orm.User.id)
+        .options(joinedload(orm.User._orm_spawners).joinedload(orm.Spawner.user))
+        .order_by(orm.User.id)
+        .limit(50)
+    )
+    sql = str(query.statement.compile(db.get_bind(), compile_kwargs={"literal_binds": True}))
+    return [row[-1] for row in db.execute(text("EXPLAIN QUERY PLAN " + sql))]
+
+
+def test_a_new_database_is_made_with_them_and_one_that_lacks_them_gets_them(tmp_path):
+    path = tmp_path / "jupyterhub.sqlite"
+    url = make_url(f"sqlite:///{path}")
+    indexes.declare()
+    indexes.declare()  # the hub's config may be read more than once: still one index of each
+    orm.new_session_factory(url.render_as_string())  # as JupyterHub makes its database
+    assert names(path) >= ADDED
+    assert indexes.create_missing(url) == []
+
+    with sqlite3.connect(path) as db:
+        db.execute("DROP INDEX campushub_ix_spawners_user_id")
+        db.execute("DROP INDEX campushub_ix_api_tokens_user_id")
+    assert sorted(indexes.create_missing(url)) == ["campushub_ix_api_tokens_user_id", "campushub_ix_spawners_user_id"]
+    assert names(path) >= ADDED
+
+
+def test_an_empty_database_is_left_to_jupyterhub(tmp_path):
+    path = tmp_path / "jupyterhub.sqlite"
+    assert indexes.create_missing(make_url(f"sqlite:///{path}")) == []
+    assert names(path) == set()
+
+
+def test_the_cullers_query_finds_each_users_servers_by_index_not_by_reading_the_table(tmp_path):
+    path = tmp_path / "jupyterhub.sqlite"
+    indexes.declare()
+    db = orm.new_session_factory(f"sqlite:///{path}")()
+    assert "SEARCH spawners USING INDEX campushub_ix_spawners_user_id (user_id=?)" in culler_plan(db)
+    db.close()
+
+    with sqlite3.connect(path) as plain:
+        plain.execute("DROP INDEX campushub_ix_spawners_user_id")
+    db = orm.new_session_factory(f"sqlite:///{path}")()
+    assert not any("campushub_ix_spawners_user_id" in step for step in culler_plan(db))  # the check above can fail
