@@ -103,7 +103,7 @@ def main(argv=None):
     parser.add_argument("--turns", type=int, default=2, help="before and after take this many turns (default 2)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/hub_queries.json"))
     args = parser.parse_args(argv)
-    indexes.declare()  # the tables' definitions; each round drops or adds the indexes themselves
+    indexes.indexes()  # on the tables' definitions; each round drops or adds them in the database
     results = []
     for users in (int(n) for n in args.users.split(",")):
         with tempfile.TemporaryDirectory() as folder:

@@ -5,14 +5,23 @@ from __future__ import annotations
 
 import sqlite3
 
+import yaml
 from jupyterhub import orm
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import joinedload
 
 from campushub.hub import indexes
+from campushub.sitefile.read import load_site
+from harness import EMBEDDED, free_port
 
 ADDED = {"campushub_ix_spawners_user_id", "campushub_ix_spawners_server_id", "campushub_ix_api_tokens_user_id"}
+
+
+def site(tmp_path, hub: dict):
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump({**EMBEDDED, "hub": {"state_dir": "state", **hub}}))
+    return load_site(path)
 
 
 def names(path) -> set[str]:
@@ -36,31 +45,35 @@ def culler_plan(db) -> list[str]:
     return [row[-1] for row in db.execute(text("EXPLAIN QUERY PLAN " + sql))]
 
 
-def test_a_new_database_is_made_with_them_and_one_that_lacks_them_gets_them(tmp_path):
-    path = tmp_path / "jupyterhub.sqlite"
-    url = make_url(f"sqlite:///{path}")
-    indexes.declare()
-    indexes.declare()  # the hub's config may be read more than once: still one index of each
-    orm.new_session_factory(url.render_as_string())  # as JupyterHub makes its database
+def test_a_new_database_is_made_with_them_and_one_that_lacks_them_gets_them_as_the_hub_starts(tmp_path):
+    (tmp_path / "state").mkdir()
+    path = tmp_path / "state" / "jupyterhub.sqlite"
+    assert indexes.prepare(site(tmp_path, {})) == []  # no database yet: JupyterHub makes it, with them
+    assert indexes.prepare(site(tmp_path, {})) == []  # the hub's config may be read twice: one index of each
+    orm.new_session_factory(f"sqlite:///{path}")  # as JupyterHub makes its database
     assert names(path) >= ADDED
-    assert indexes.create_missing(url) == []
+    assert indexes.create_missing(make_url(f"sqlite:///{path}")) == []
 
     with sqlite3.connect(path) as db:
         db.execute("DROP INDEX campushub_ix_spawners_user_id")
         db.execute("DROP INDEX campushub_ix_api_tokens_user_id")
-    assert sorted(indexes.create_missing(url)) == ["campushub_ix_api_tokens_user_id", "campushub_ix_spawners_user_id"]
+    assert sorted(indexes.prepare(site(tmp_path, {}))) == [
+        "added the index campushub_ix_api_tokens_user_id to the hub's database",
+        "added the index campushub_ix_spawners_user_id to the hub's database",
+    ]
     assert names(path) >= ADDED
 
 
-def test_an_empty_database_is_left_to_jupyterhub(tmp_path):
-    path = tmp_path / "jupyterhub.sqlite"
-    assert indexes.create_missing(make_url(f"sqlite:///{path}")) == []
-    assert names(path) == set()
+def test_a_database_that_refuses_them_is_said_and_the_hub_goes_on(tmp_path):
+    unreachable = site(tmp_path, {"db_url": f"postgresql://hub@127.0.0.1:{free_port()}/hub"})
+    (line,) = indexes.prepare(unreachable)
+    assert line.startswith("could not add campushub's indexes to the hub's database (connection failed"), line
+    assert line.endswith("the hub works without them")
 
 
 def test_the_cullers_query_finds_each_users_servers_by_index_not_by_reading_the_table(tmp_path):
     path = tmp_path / "jupyterhub.sqlite"
-    indexes.declare()
+    indexes.indexes()
     db = orm.new_session_factory(f"sqlite:///{path}")()
     assert "SEARCH spawners USING INDEX campushub_ix_spawners_user_id (user_id=?)" in culler_plan(db)
     db.close()

@@ -281,10 +281,7 @@ def install(site: Site):
     state.secret(state_dir / PROXY_TOKEN)
     login_of(site).prepare(site)
     database.prepare(site)
-    indexes.declare()
-    for name in indexes.create_missing(database.url(site)):
-        print(f"campushub: added the index {name} to the hub's database", file=sys.stderr, flush=True)
-    for line in store.prepare(site):
+    for line in [*indexes.prepare(site), *store.prepare(site)]:
         print(f"campushub: {line}", file=sys.stderr, flush=True)
     if site.ledger.enabled:
         totals.register(database.url(site))

@@ -6,8 +6,8 @@ so every query by one of them reads the whole table (jupyterhub/jupyterhub#4485)
 users to their running servers on every page it asks for), a server's spawner by ``spawners.server_id``, a user's
 tokens by ``api_tokens.user_id``.
 
-:func:`declare` adds the indexes to JupyterHub's tables in the hub's process, so that a new database is made with
-them; :func:`create_missing` adds those an existing database lacks as the hub starts. Their names start with
+:func:`prepare` adds the indexes to JupyterHub's tables in the hub's process, so that a new database is made with
+them, and adds those an existing database lacks (:func:`create_missing`) as the hub starts. Their names start with
 ``campushub_ix_``, apart from JupyterHub's own; JupyterHub's migrations leave them in place (on SQLite, a migration
 that rebuilds a table copies its indexes).
 """
@@ -16,6 +16,10 @@ from __future__ import annotations
 
 from sqlalchemy import Index, create_engine, inspect
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..ops import database
+from ..sitefile.model import Site
 
 #: (table, column) of every index campushub adds
 COLUMNS = (("spawners", "user_id"), ("spawners", "server_id"), ("api_tokens", "user_id"))
@@ -34,9 +38,16 @@ def indexes() -> list[Index]:
     ]
 
 
-def declare():
-    """In the hub's process: a database JupyterHub makes from now on is made with the indexes."""
+def prepare(site: Site) -> list[str]:
+    """In the hub's process, as it starts: a database JupyterHub makes from now on is made with the indexes, and the
+    site's database gets those it lacks. What was done, for the log. A database that refuses them (a role without the
+    right to make indexes) is said and left as it is: the hub works without them."""
     indexes()
+    try:
+        return [f"added the index {name} to the hub's database" for name in create_missing(database.url(site))]
+    except SQLAlchemyError as e:
+        reason = str(getattr(e, "orig", None) or e).splitlines()[0]
+        return [f"could not add campushub's indexes to the hub's database ({reason}); the hub works without them"]
 
 
 def create_missing(url: URL) -> list[str]:
