@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import joinedload
 
 from campushub.hub import indexes
+from campushub.ops import doctor
 from campushub.sitefile.read import load_site
 from harness import EMBEDDED, free_port
 
@@ -82,3 +83,21 @@ def test_the_cullers_query_finds_each_users_servers_by_index_not_by_reading_the_
         plain.execute("DROP INDEX campushub_ix_spawners_user_id")
     db = orm.new_session_factory(f"sqlite:///{path}")()
     assert not any("campushub_ix_spawners_user_id" in step for step in culler_plan(db))  # the check above can fail
+
+
+def test_doctor_names_the_indexes_a_database_lacks(tmp_path):
+    (tmp_path / "state").mkdir()
+    path = tmp_path / "state" / "jupyterhub.sqlite"
+    checked = site(tmp_path, {})
+    assert doctor.index_findings(checked) == [] and not path.exists()  # no database yet, and none made
+    indexes.prepare(checked)
+    orm.new_session_factory(f"sqlite:///{path}")
+    assert doctor.index_findings(checked) == []
+    with sqlite3.connect(path) as db:
+        db.execute("DROP INDEX campushub_ix_spawners_server_id")
+        db.execute("DROP INDEX campushub_ix_api_tokens_user_id")
+    (finding,) = doctor.index_findings(checked)
+    assert finding.startswith(
+        "hub.db_url: the hub's database has no index on spawners.server_id, api_tokens.user_id: the users list"
+    ), finding
+    assert doctor.index_findings(site(tmp_path, {"db_url": f"postgresql://hub@127.0.0.1:{free_port()}/hub"})) == []

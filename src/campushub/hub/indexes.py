@@ -54,16 +54,24 @@ def create_missing(url: URL) -> list[str]:
     """Add to an existing database the indexes it lacks; the names of those added. A new (empty) database is left
     to JupyterHub, which makes them with its tables."""
     engine = create_engine(url)
-    added = []
     try:
         with engine.begin() as connection:
-            present = set(inspect(connection).get_table_names())
-            for index in indexes():
-                if index.table is not None and index.table.name in present:
-                    existing = {i["name"] for i in inspect(connection).get_indexes(index.table.name)}
-                    if index.name not in existing:
-                        index.create(connection)
-                        added.append(str(index.name))
+            added = missing(connection)
+            for index in added:
+                index.create(connection)
     finally:
         engine.dispose()
-    return added
+    return [str(index.name) for index in added]
+
+
+def missing(connection) -> list[Index]:
+    """The indexes a database's JupyterHub tables lack (none while it has no tables)."""
+    found = inspect(connection)
+    present = set(found.get_table_names())
+    return [
+        index
+        for index in indexes()
+        if index.table is not None
+        and index.table.name in present
+        and index.name not in {i["name"] for i in found.get_indexes(index.table.name)}
+    ]

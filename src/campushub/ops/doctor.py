@@ -37,6 +37,7 @@ def examine(site: Site, frontdoor_dir: Path | None = None) -> list[str]:
     known = read_known(site, findings)
     if up and known is not None:
         findings += route_findings(site, known.started)
+    findings += index_findings(site)
     findings += space_findings(site)
     findings += certificate_findings(site, frontdoor_dir)
     findings += kernel_findings(site)
@@ -123,6 +124,36 @@ def orphan_proxy(site: Site, hub_pid: int | None, up: bool) -> list[str]:
     if hub_pid or up or not processes.runs(pid, "configurable-http-proxy"):
         return []
     return [f"proxy: configurable-http-proxy (pid {pid}) runs without its hub; stop it: kill {pid}"]
+
+
+def index_findings(site: Site) -> list[str]:
+    """The indexes campushub adds to JupyterHub's tables that the database lacks (a hub whose role may not make
+    them said so in its log); nothing when the database cannot be read (:func:`read_known` says so)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ..hub import indexes
+
+    try:
+        if database.revision(site) is None:
+            return []  # never started: no tables yet (and no file made here)
+    except StartError:
+        return []
+    engine = create_engine(database.url(site))
+    try:
+        with engine.connect() as connection:
+            names = {str(index.name) for index in indexes.missing(connection)}
+    except SQLAlchemyError:
+        return []
+    finally:
+        engine.dispose()
+    lacking = [f"{table}.{column}" for table, column in indexes.COLUMNS if f"{indexes.PREFIX}{table}_{column}" in names]
+    if not lacking:
+        return []
+    return [
+        f"hub.db_url: the hub's database has no index on {', '.join(lacking)}: the users list and the idle culler"
+        " read those tables whole; let the hub's database role create indexes, then restart the hub (it adds them)"
+    ]
 
 
 def space_findings(site: Site) -> list[str]:
