@@ -8,8 +8,8 @@ tokens by ``api_tokens.user_id``.
 
 :func:`prepare` adds the indexes to JupyterHub's tables in the hub's process, so that a new database is made with
 them, and adds those an existing database lacks (:func:`create_missing`) as the hub starts. Their names start with
-``campushub_ix_``, apart from JupyterHub's own; JupyterHub's migrations leave them in place (on SQLite, a migration
-that rebuilds a table copies its indexes).
+``campushub_ix_``, apart from JupyterHub's own; JupyterHub's migrations from 5.x to this version keep them
+(tests/services/test_upgrade.py). :func:`missing` is also what ``campushub doctor`` asks.
 """
 
 from __future__ import annotations
