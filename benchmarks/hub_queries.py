@@ -68,8 +68,8 @@ def rounds(path: Path, users: int, calls: int, turns: int) -> dict:
     for _turn in range(turns):
         for state in ("before", "after"):
             with sqlite3.connect(path) as plain:
-                for name in (f"{indexes.PREFIX}{t}_{c}" for t, c in indexes.COLUMNS):
-                    plain.execute(f"DROP INDEX IF EXISTS {name}")
+                for table, column in indexes.COLUMNS:
+                    plain.execute(f"DROP INDEX IF EXISTS {indexes.name(table, column)}")
             if state == "after":
                 indexes.create_missing(make_url(f"sqlite:///{path}"))
             db = orm.new_session_factory(f"sqlite:///{path}")()

@@ -25,7 +25,7 @@ from harness.ledger import fill
 ADMIN_GROUPS = f"{GROUP};crc-admins"
 LIMITED = {"slug": "local", "name": "On the hub host", "backend": "local", "system_users": True, "default": True}
 LIMITED |= {"cpu": 2, "memory": "1G"}
-ADDED_INDEXES = [f"{indexes.PREFIX}{table}_{column}" for table, column in indexes.COLUMNS]
+ADDED_INDEXES = [indexes.name(table, column) for table, column in indexes.COLUMNS]
 
 
 def rows(hub) -> dict[str, list[dict]]:

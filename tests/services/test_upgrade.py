@@ -20,7 +20,7 @@ from campushub.ops import database
 from harness import CAMPUSHUB, EMBEDDED, free_port
 
 PREVIOUS = "jupyterhub==5.5.4"
-ADDED = [f"{indexes.PREFIX}{table}_{column}" for table, column in indexes.COLUMNS]
+ADDED = [indexes.name(table, column) for table, column in indexes.COLUMNS]
 LEFT_OUT = ADDED[0]
 SERVICE_TOKEN = secrets.token_hex(16)
 PROXY = str(Path(sys.executable).parent / "configurable-http-proxy")

@@ -26,14 +26,19 @@ COLUMNS = (("spawners", "user_id"), ("spawners", "server_id"), ("api_tokens", "u
 PREFIX = "campushub_ix_"
 
 
+def name(table: str, column: str) -> str:
+    """The name of campushub's index on ``table.column``."""
+    return f"{PREFIX}{table}_{column}"
+
+
 def indexes() -> list[Index]:
     """The indexes, on JupyterHub's own table objects (made once: an index belongs to its table)."""
     from jupyterhub.orm import Base
 
     tables = Base.metadata.tables
-    found = {index.name: index for name, _ in COLUMNS for index in tables[name].indexes}
+    found = {index.name: index for table, _ in COLUMNS for index in tables[table].indexes}
     return [
-        found.get(f"{PREFIX}{table}_{column}") or Index(f"{PREFIX}{table}_{column}", tables[table].c[column])
+        found.get(name(table, column)) or Index(name(table, column), tables[table].c[column])
         for table, column in COLUMNS
     ]
 
@@ -46,8 +51,8 @@ def prepare(site: Site) -> list[str]:
     try:
         return [f"added the index {name} to the hub's database" for name in create_missing(database.url(site))]
     except SQLAlchemyError as e:
-        reason = str(getattr(e, "orig", None) or e).splitlines()[0]
-        return [f"could not add campushub's indexes to the hub's database ({reason}); the hub works without them"]
+        said = database.reason(e)
+        return [f"could not add campushub's indexes to the hub's database ({said}); the hub works without them"]
 
 
 def create_missing(url: URL) -> list[str]:

@@ -46,7 +46,12 @@ def sqlite_file(site: Site) -> Path | None:
 
 def failure(site: Site, error: Exception) -> str:
     """Why the database cannot be read, in one line: the driver's words when there are some."""
-    return f"hub.db_url: cannot read {shown(site)}: {str(getattr(error, 'orig', None) or error).splitlines()[0]}"
+    return f"hub.db_url: cannot read {shown(site)}: {reason(error)}"
+
+
+def reason(error: Exception) -> str:
+    """A database error in one line: the driver's words when there are some."""
+    return str(getattr(error, "orig", None) or error).splitlines()[0]
 
 
 def prepare(site: Site):

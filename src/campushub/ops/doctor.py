@@ -147,7 +147,7 @@ def index_findings(site: Site) -> list[str]:
         return []
     finally:
         engine.dispose()
-    lacking = [f"{table}.{column}" for table, column in indexes.COLUMNS if f"{indexes.PREFIX}{table}_{column}" in names]
+    lacking = [f"{table}.{column}" for table, column in indexes.COLUMNS if indexes.name(table, column) in names]
     if not lacking:
         return []
     return [
