@@ -209,3 +209,32 @@ def test_the_hub_clients_ssl_contexts_read_the_systems_certificates_at_their_fir
     # the same, where the system's CA bundle is that certificate (OpenSSL reads SSL_CERT_FILE as it loads the bundle)
     out = run(code, env={**os.environ, "SSL_CERT_FILE": str(cert)})
     assert out.split("\n")[:2] == ["True 0 True True", "204 True"], out
+
+
+def test_a_cold_server_collects_again_from_its_start_with_its_set_up_frozen():
+    """``main`` leaves the collector off through the imports and set-up; the server turns it on as it starts, before
+    it listens. The server's listening and its event loop are stood in for (the order is what is tested; the service
+    tests run real servers, whose kernels must collect)."""
+    out = run("""
+        import gc
+        from jupyter_server.serverapp import ServerApp
+        gc.disable()
+        singleuser.collect_once_started()
+        app = ServerApp()
+        app.start_app = lambda: print("listens", gc.isenabled(), gc.get_freeze_count() > 10000)
+        app.start_ioloop = lambda: print("loop", gc.isenabled())
+        app.start()
+    """)
+    assert out.split("\n")[:2] == ["listens True True", "loop True"], out
+
+
+def test_only_a_cold_start_turns_the_collector_off():
+    """A child of the fork server (``serve``) keeps the collector as its parent left it. The server itself is stood
+    in for: what is asserted is the collector's state as it would start."""
+    out = run("""
+        import gc
+        from unittest import mock
+        with mock.patch("jupyterhub.singleuser.main", lambda: gc.isenabled()):
+            print(singleuser.serve(), singleuser.main())
+    """)
+    assert out.split("\n")[0] == "True False", out

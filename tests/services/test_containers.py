@@ -147,6 +147,8 @@ def test_round_trip_files_survive_a_stopped_server(deployment):
     # fast_start: the server forked a kernel parent as it started, and the kernel is its fork
     parent = deployment.run_code("alice", token, KERNELS_PARENT)
     assert parent == repr("campushub-kernels alice"), what_runs_in("jupyter-alice")
+    # the server started with Python's garbage collector off (a cold start's imports); the kernels collect
+    assert deployment.run_code("alice", token, "import gc; gc.isenabled()") == "True"
     code = "open('/home/jovyan/work/notes.txt', 'w').write('kept'); import os; os.getcwd()"
     assert deployment.run_code("alice", token, code) == "'/home/jovyan/work'"
     assert "jupyter-alice" in containers()

@@ -153,6 +153,8 @@ def test_a_slurm_server_runs_as_the_user_and_its_job_ends_with_it(hub, slurm_con
     assert hub.run_code(user, token, "import os; os.getuid()") == str(pwd.getpwnam(user).pw_uid)
     # fast_start: the server forked a kernel parent as it started, and the kernel is its fork
     assert hub.run_code(user, token, KERNELS_PARENT) == repr(f"campushub-kernels {user}")
+    # the server started with Python's garbage collector off (a cold start's imports); the kernels collect
+    assert hub.run_code(user, token, "import gc; gc.isenabled()") == "True"
     # the server reported its port itself, once it listened, without batchspawner-singleuser or the hub's modules
     log = Path(pwd.getpwnam(user).pw_dir, f"jupyterhub_slurmspawner_{job}.log").read_text()
     assert "campushub: reported port" in log, log[-2000:]

@@ -268,7 +268,7 @@ def _child(connection: socket.socket):
         sys.argv = spec["argv"]
         from . import singleuser
 
-        code = singleuser.main() or 0
+        code = singleuser.serve() or 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
     except BaseException as e:  # noqa: BLE001 (everything must end here: never return into the parent's loop)
@@ -389,6 +389,7 @@ def start_kernel_parent(warm: bool = False) -> int:
             signal.signal(signal.SIGCHLD, _reap)
             if warm:
                 _preload(KERNEL_PRELOAD)
+            gc.enable()  # a cold server made it with the collector off (singleuser.main): its kernels collect
             while True:
                 try:
                     request = _receive(kernel_end)

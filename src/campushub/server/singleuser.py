@@ -12,10 +12,11 @@ A JupyterLab server spends most of its start importing. Three imports do nothing
   of a cold start (:func:`without_the_hub`).
 
 ``requests`` (JupyterLab's extension listings, which campushub's config leaves off) is imported only
-when first used, if ever: about 20 ms. Three costs of the start itself are left out too: traitlets'
+when first used, if ever: about 20 ms. Four costs of the start itself are left out too: traitlets'
 parser for an empty command line (5-9 ms each, three times in a server), the c-ares resolver
-thread of the server's client of the hub (8 ms), and that client's reading of the system's CA
-certificates before it ever connects (about 40 ms).
+thread of the server's client of the hub (8 ms), that client's reading of the system's CA
+certificates before it ever connects (about 40 ms), and, in a cold start, Python's garbage collections
+during the imports and set-up (about 60 ms; :func:`main`).
 
 This module also points ``JUPYTER_CONFIG_PATH`` at campushub's server config (read-only extension
 manager, no news, no update check, the resource meter without host figures or a Prometheus
@@ -27,6 +28,7 @@ Measured figures: docs/benchmarks.md.
 
 from __future__ import annotations
 
+import gc
 import importlib.abc
 import importlib.machinery
 import importlib.util
@@ -242,11 +244,40 @@ def gate():
     os.close(devnull)
 
 
+def collect_once_started():
+    """Turn Python's garbage collector back on as the server starts, with every object made so far (the imports',
+    the server's set-up) frozen out of its sight, as the fork server does for the children it forks: collections
+    then walk only what the running server makes."""
+    from jupyter_server.serverapp import ServerApp
+
+    start = ServerApp.start
+
+    def started(self):
+        gc.freeze()
+        gc.enable()
+        return start(self)
+
+    ServerApp.start = started
+
+
 def main():
+    """``campushub-singleuser``: a server started cold (in a container, a Slurm job, or with ``fast_start: false``).
+
+    Its imports and set-up run without Python's garbage collector, which ran about 200 collections in them, a sixth
+    of their CPU, to free a few thousand objects (docs/benchmarks.md); it is on again from the server's start."""
+    gc.disable()
+    return serve(cold=True)
+
+
+def serve(cold: bool = False):
+    """Start the server; a child of the fork server comes here directly (its parent did the imports, and froze
+    them)."""
     gate()
     diet()
     job_port.choose()
     warm_kernels()
+    if cold:
+        collect_once_started()
     from jupyterhub.singleuser import main as singleuser
 
     return singleuser()
