@@ -31,7 +31,7 @@ from .network import (
 )
 from .saml_idp import SamlIdp
 from .sites import EMBEDDED, EXTERNAL, GROUP, PROXY_SECRET, SECRET_ENV, base_site, guarded, needs_root
-from .slurm import scripts_slurm, slurm
+from .slurm import cluster_report, occupy_node, scripts_slurm, slurm
 from .stubs import StubUser
 
 __all__ = [
@@ -63,6 +63,7 @@ __all__ = [
     "account_environment",
     "as_account",
     "base_site",
+    "cluster_report",
     "ensure_account",
     "ensure_user",
     "free_port",
@@ -71,6 +72,7 @@ __all__ = [
     "kill_processes_of",
     "last_end",
     "needs_root",
+    "occupy_node",
     "own_config",
     "podman",
     "proxies_on",

@@ -22,7 +22,9 @@ from harness import (
     LAB_IMAGE,
     REPO,
     base_site,
+    cluster_report,
     free_port,
+    occupy_node,
     podman,
     proxies_on,
     remove_volumes,
@@ -341,16 +343,8 @@ def test_slurmctld_restarted_while_a_job_waits_and_the_start_completes(slurm_con
     hub = hub_factory(site)
     home = Path(os.path.expanduser(f"~{SLURM_USER}"))
     (home / "note.txt").write_text(f"{NOTE} by {SLURM_USER}")
-    filler = slurm(  # the node's two CPUs: the user's job waits
-        slurm_conf,
-        *("sbatch", "--parsable", "-p", "campus", "-c", "2", "--mem=100M", "--time=5", "--output=/dev/null"),
-        *("--wrap", "sleep 280"),
-    )
+    filler = occupy_node(slurm_conf, 280)  # the node's two CPUs: the user's job waits
     try:
-        deadline = time.monotonic() + 30
-        while job_state(slurm_conf, filler) != "RUNNING":
-            assert time.monotonic() < deadline, job_state(slurm_conf, filler)
-            time.sleep(0.5)
         session = hub.login(SLURM_USER)
         r = hub.api(session, "POST", f"users/{SLURM_USER}/server", json={})
         assert r.status_code == 202, r.text
@@ -358,7 +352,7 @@ def test_slurmctld_restarted_while_a_job_waits_and_the_start_completes(slurm_con
         while not (job := slurm(slurm_conf, "squeue", "-h", "-u", SLURM_USER, "-o", "%i")):
             assert time.monotonic() < deadline, hub.tail()
             time.sleep(0.5)
-        assert job_state(slurm_conf, job) == "PENDING"
+        assert job_state(slurm_conf, job) == "PENDING", cluster_report(slurm_conf)
         slurm(slurm_conf, "scontrol", "shutdown", "slurmctld")
         deadline = time.monotonic() + 30
         while "DOWN" not in slurm(slurm_conf, "scontrol", "ping", check=False):
@@ -369,7 +363,7 @@ def test_slurmctld_restarted_while_a_job_waits_and_the_start_completes(slurm_con
         slurm(slurm_conf, "slurmctld")
         deadline = time.monotonic() + 30
         while job_state(slurm_conf, job) != "PENDING":
-            assert time.monotonic() < deadline, f"job {job} after the restart: {job_state(slurm_conf, job)!r}"
+            assert time.monotonic() < deadline, f"job {job} after the restart\n{cluster_report(slurm_conf)}"
             time.sleep(0.5)
     finally:
         slurm(slurm_conf, "scancel", filler, check=False)

@@ -20,6 +20,7 @@ from harness import (
     Kernel,
     base_site,
     last_end,
+    occupy_node,
     slurm,
 )
 
@@ -235,25 +236,8 @@ def progress_messages(hub, session, user, until, timeout=120) -> list[str]:
 
 def test_a_pending_job_says_why_and_when_in_words_and_starts_when_the_node_frees(hub, slurm_conf):
     user = USERS[4]
-    filler = slurm(
-        slurm_conf,
-        "sbatch",
-        "--parsable",
-        "-p",
-        "campus",
-        "-c",
-        "2",
-        "--mem=100M",
-        "--time=3",
-        "--wrap",
-        "sleep 170",
-        "--output=/dev/null",
-    )
+    filler = occupy_node(slurm_conf, 170)
     try:
-        deadline = time.monotonic() + 30
-        while job_state(slurm_conf, filler) != "RUNNING":
-            assert time.monotonic() < deadline, job_state(slurm_conf, filler)
-            time.sleep(0.5)
         s = hub.login(user)
         r = hub.api(s, "POST", f"users/{user}/server", json={"profile": "batch"})
         assert r.status_code == 202, r.text
