@@ -208,6 +208,36 @@ def test_valid_site_prints_ok(check):
             id="choice-default-not-listed",
         ),
         pytest.param(
+            with_profiles({**SLURM_NODE, "runtime": "00:30"}),
+            "profiles.0.runtime",
+            "not a time limit in HH:MM:SS or D-HH:MM:SS",
+            id="slurm-runtime-read-as-seconds-by-slurm",
+        ),
+        pytest.param(
+            with_profiles({**SLURM_NODE, "runtime": "1-02"}),
+            "profiles.0.runtime",
+            "not a time limit in HH:MM:SS",
+            id="slurm-runtime-days-hours",
+        ),
+        pytest.param(
+            with_profiles({**SLURM_NODE, "runtime": "30"}),
+            "profiles.0.runtime",
+            "not a time limit in HH:MM:SS",
+            id="slurm-runtime-bare-minutes",
+        ),
+        pytest.param(
+            with_profiles({**SLURM_NODE, "runtime": "02:75:00"}),
+            "profiles.0.runtime",
+            "not a time limit in HH:MM:SS",
+            id="slurm-runtime-minutes-past-59",
+        ),
+        pytest.param(
+            with_profiles({**SLURM_NODE, "runtime": "00:00:00"}),
+            "profiles.0.runtime",
+            "is none",
+            id="slurm-runtime-zero",
+        ),
+        pytest.param(
             with_profiles(
                 {
                     "slug": "s",

@@ -118,6 +118,8 @@ def test_a_slurm_card_says_its_time_limit_ends_it(tmp_path):
     assert card["gets"] == "2 CPUs, partition campus, up to 2 hours"
     assert card["runs"].startswith("as a batch job on the cluster, as your own cluster account")
     assert card["stops"] == "when its time limit runs out"
+    short = {"slug": "s", "name": "S", "backend": "slurm", "runtime": "00:00:30"}
+    assert cards(tmp_path, short, culler={"enabled": False})["gets"] == "up to 1 minute"  # rounded up, never 0
 
 
 def test_without_culler_or_limit_a_server_stops_when_its_user_stops_it(tmp_path):

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from ...hub import api
 from ...server import job_port
@@ -95,15 +96,29 @@ class SlurmChoices(Choices):
     qos: AssociationChoice | None = Field(None, description="`--qos`")
 
 
+#: a profile's fixed ``--time``: the two forms nobody reads two ways. Slurm's shorter ones read otherwise than a
+#: clock: ``30:00`` is thirty minutes, ``00:30`` thirty seconds, ``1-02`` a day and two hours
+TIME_LIMIT = re.compile(r"^(?:\d{1,3}-)?\d{1,2}:[0-5]\d:[0-5]\d$")
+
+
+def _time_limit(value: str) -> str:
+    if not TIME_LIMIT.match(value):
+        raise ValueError(f"{value[:40]!r} is not a time limit in HH:MM:SS or D-HH:MM:SS (such as 02:00:00)")
+    if minutes(value) == 0:
+        raise ValueError("a time limit of 00:00:00 is none (leave runtime out for the partition's own)")
+    return value
+
+
+TimeLimit = Annotated[str, AfterValidator(_time_limit)]
+
+
 class SlurmProfile(ProfileBase):
     """A JupyterLab batch job."""
 
     backend: Literal["slurm"]
     choices: SlurmChoices | None = Field(None, description="what users choose for their job, within bounds")
     partition: Name | None = Field(None, description="`--partition`")
-    runtime: str | None = Field(
-        None, pattern=r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$", description="`--time` (`HH:MM:SS` or `D-HH:MM:SS`)"
-    )
+    runtime: TimeLimit | None = Field(None, description="`--time` (`HH:MM:SS` or `D-HH:MM:SS`)")
     gres: Name | None = Field(None, description="`--gres`")
     cluster: Name | None = Field(None, description="`-M` on sbatch, squeue and scancel (needs slurmdbd)")
     account: Name | None = Field(None, description="`--account`")
