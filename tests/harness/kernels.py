@@ -36,6 +36,9 @@ class Kernel:
         self.session = uuid.uuid4().hex
         self.debug_seq = 0
         self.debug_events: list[dict] = []
+        #: what a debugger request read that is not the debugger's (a stopped cell's output, which can come before
+        #: ``continue`` is answered), for :meth:`outcome`
+        self.held: list[dict] = []
         self.ws = self._connect()
 
     def _connect(self) -> websocket.WebSocket:
@@ -112,12 +115,14 @@ class Kernel:
         self.debug_seq += 1
         request = {"type": "request", "seq": self.debug_seq, "command": command, "arguments": arguments or {}}
         msg_id = self._request("control", "debug_request", request)
-        for msg in self._messages(timeout):
+        for msg in self._messages(timeout, held=False):
             assert msg is not None, f"the server closed the connection before the debugger answered {command}"
             if msg["msg_type"] == "debug_event":
                 self.debug_events.append(msg["content"])
             elif msg["msg_type"] == "debug_reply" and msg["parent_header"].get("msg_id") == msg_id:
                 return msg["content"]
+            else:
+                self.held.append(msg)
         raise AssertionError(f"the debugger did not answer {command} within {timeout} s")
 
     def debug_event(self, event: str, timeout: float = 30) -> dict:
@@ -125,12 +130,14 @@ class Kernel:
         for i, content in enumerate(self.debug_events):
             if content.get("event") == event:
                 return self.debug_events.pop(i)
-        for msg in self._messages(timeout):
+        for msg in self._messages(timeout, held=False):
             assert msg is not None, f"the server closed the connection before the debugger's {event} event"
             if msg["msg_type"] == "debug_event":
                 if msg["content"].get("event") == event:
                     return msg["content"]
                 self.debug_events.append(msg["content"])
+            else:
+                self.held.append(msg)
         raise AssertionError(f"no {event} event from the debugger within {timeout} s")
 
     def _request(self, channel: str, kind: str, content: dict) -> str:
@@ -140,8 +147,11 @@ class Kernel:
         self.ws.send(json.dumps({**message, "buffers": [], "content": content}))
         return msg_id
 
-    def _messages(self, timeout: float):
-        """The kernel's messages as they come, until ``timeout``; None if the server closed the connection."""
+    def _messages(self, timeout: float, held: bool = True):
+        """The kernel's messages as they come (after those :attr:`held`, unless ``held`` is False), until
+        ``timeout``; None if the server closed the connection."""
+        while held and self.held:
+            yield self.held.pop(0)
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             self.ws.settimeout(left)
