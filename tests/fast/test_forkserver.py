@@ -108,3 +108,40 @@ print("packed", len(after), "modules")
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("packed "), done.stderr
+
+
+def test_a_forked_kernel_lists_its_own_modules_and_its_debugger_gets_the_parents_too():
+    """What ipykernel's kernel lists of ``sys.modules`` as it starts, through the ``sys`` a forked kernel is made
+    with: only the modules imported since the parent listed its own; with the parent's list, all of them. The
+    parent's listing leaves a lazily loaded module unloaded."""
+    code = """
+import importlib.util, sys
+from ipykernel import ipkernel
+from campushub.server import debugger
+
+spec = importlib.util.find_spec("wave")
+spec.loader = importlib.util.LazyLoader(spec.loader)
+lazy = importlib.util.module_from_spec(spec)
+sys.modules["wave"] = lazy
+spec.loader.exec_module(lazy)
+debugger.list_parents_modules()
+assert type(lazy).__name__ == "_LazyModule"  # not loaded by the listing
+del sys.modules["wave"]  # as a kernel parent forgets the deferred modules
+import wave  # imported after the fork
+names, files = debugger._parents_modules
+def as_ipykernel_lists():
+    return [m.__file__ for m in ipkernel.sys.modules.copy().values() if hasattr(m, "__file__") and m.__file__]
+
+
+everything = as_ipykernel_lists()
+ipkernel.sys = debugger._SysForAForkedKernel(names)
+own = as_ipykernel_lists()
+assert ipkernel.sys.modules["sys"] is sys and ipkernel.sys.platform == sys.platform
+ipkernel.sys = sys
+assert own == [wave.__file__], own
+assert sorted(own + list(files)) == sorted(everything)
+assert len(files) > 500 and wave.__file__ not in files
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout == "ok\n", done.stderr

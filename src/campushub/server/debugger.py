@@ -8,7 +8,9 @@ pydevd's listener, which its API always opens (on a port of the system's choosin
 connected. pydevd also asks for an access token that only this kernel holds, on every connection and after every
 ``disconnect``, so a client that reached it in that moment could run nothing.
 
-The server gives every kernel of its own Python this kernel class (:mod:`campushub.server.kernels`).
+The server gives every kernel of its own Python this kernel class (:mod:`campushub.server.kernels`). In a kernel
+forked from a kernel parent (:mod:`campushub.server.forkserver`) it also lists for the debugger only the modules the
+kernel imported itself: the parent's were listed once, before it forked (:func:`list_parents_modules`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import json
 import os
 import secrets
 import socket
+import sys
 
+from ipykernel import ipkernel
 from ipykernel.debugger import Debugger, DebugpyClient, get_tmp_directory
 from ipykernel.ipkernel import IPythonKernel
 from tornado.ioloop import IOLoop
@@ -29,6 +33,8 @@ from zmq import ROUTING_ID
 LISTEN = '__import__("campushub.server.debugger", fromlist=["listen"]).listen()'
 HEADER = b"Content-Length: "
 SEPARATOR = b"\r\n\r\n"
+#: in the parent kernels are forked from, and in what it forks: the names of its modules, and their files
+_parents_modules: tuple[frozenset[str], tuple[str, ...]] | None = None
 
 
 class PairedDebugpyClient(DebugpyClient):
@@ -112,6 +118,8 @@ class PairedDebugger(Debugger):
 
     def start(self):
         """As ipykernel starts debugpy (on the kernel's main thread), but with :func:`listen`; then connect."""
+        if _parents_modules is not None and not self.debugpy_initialized:
+            self.kernel_modules.extend(_parents_modules[1])  # the kernel's own are in the list already
         if not self.debugpy_initialized:
             os.makedirs(get_tmp_directory(), mode=0o700, exist_ok=True)
             content = {"code": LISTEN, "silent": True}
@@ -139,9 +147,81 @@ class PairedDebugger(Debugger):
 
 
 class Kernel(IPythonKernel):
-    """ipykernel's kernel with :class:`PairedDebugger`."""
+    """ipykernel's kernel with :class:`PairedDebugger`; forked, it lists only its own modules as it starts."""
 
     debugger_class = Type(PairedDebugger)
+
+    def __init__(self, **kwargs):
+        if _parents_modules is None:
+            super().__init__(**kwargs)
+            return
+        ipkernel.sys = _SysForAForkedKernel(_parents_modules[0])
+        try:
+            super().__init__(**kwargs)
+        finally:
+            ipkernel.sys = sys
+
+
+def list_parents_modules():
+    """In the parent kernels are forked from (the fork server, or a warm kernel parent), once it has imported what
+    they use: list its modules and their files, once, for every kernel.
+
+    ipykernel's kernel lists the ``__file__`` of every module in ``sys.modules`` as it starts (the files its debugger
+    keeps a user from stepping into). Each read writes the module's reference count, so each forked kernel copied
+    the pages of the parent's thousand and more modules (3 MB). A forked kernel lists only the modules it has
+    imported since, and its debugger adds the parent's list when it is turned on. A module that a lazy loader has
+    not loaded yet is left out (reading its ``__file__`` would load it, here and in every child).
+    """
+    global _parents_modules
+    loaded = {name: module for name, module in sys.modules.copy().items() if type(module).__name__ != "_LazyModule"}
+    files = (_file_of(module) for module in loaded.values())
+    _parents_modules = (frozenset(loaded), tuple(f for f in files if f))
+
+
+def _file_of(module) -> str | None:
+    """A module's ``__file__``, as ipykernel reads it but without asking a module's ``__getattr__``."""
+    try:
+        namespace = object.__getattribute__(module, "__dict__")
+    except AttributeError:
+        return None
+    found = namespace.get("__file__") if isinstance(namespace, dict) else None
+    return found if isinstance(found, str) else None
+
+
+class _SysForAForkedKernel:
+    """``sys`` as :mod:`ipykernel.ipkernel` sees it while a forked kernel is made: ``sys.modules.copy()`` holds the
+    modules that are not the kernel parent's (read without touching the parent's); all else is the real ``sys``."""
+
+    def __init__(self, parents: frozenset[str]):
+        self.modules = _ModulesSinceTheFork(parents)
+
+    def __getattr__(self, name):
+        return getattr(sys, name)
+
+
+class _ModulesSinceTheFork:
+    """``sys.modules`` whose ``copy()`` holds only the modules not in ``parents``."""
+
+    def __init__(self, parents: frozenset[str]):
+        self._parents = parents
+
+    def copy(self) -> dict:
+        return {name: sys.modules[name] for name in list(sys.modules) if name not in self._parents}
+
+    def __getattr__(self, name):
+        return getattr(sys.modules, name)
+
+    def __getitem__(self, name):
+        return sys.modules[name]
+
+    def __contains__(self, name):
+        return name in sys.modules
+
+    def __iter__(self):
+        return iter(sys.modules)
+
+    def __len__(self):
+        return len(sys.modules)
 
 
 def listen():

@@ -199,6 +199,10 @@ def _preload(modules: list[str] = PRELOAD):
             print(f"forkserver: cannot preload {name}: {e}", file=sys.stderr)
     if modules is PRELOAD:
         _pack_module_names()
+    with contextlib.suppress(ImportError):  # without ipykernel no kernel is forked from here
+        from .debugger import list_parents_modules
+
+        list_parents_modules()  # once here, for every kernel forked from here or from a child
     # the garbage collector would touch every object of the preloaded modules in each child, and
     # copy the pages they are on: move them out of its sight, so that children share them
     gc.collect()
