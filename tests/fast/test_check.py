@@ -207,35 +207,17 @@ def test_valid_site_prints_ok(check):
             "not one of the options",
             id="choice-default-not-listed",
         ),
-        pytest.param(
-            with_profiles({**SLURM_NODE, "runtime": "00:30"}),
-            "profiles.0.runtime",
-            "not a time limit in HH:MM:SS or D-HH:MM:SS",
-            id="slurm-runtime-read-as-seconds-by-slurm",
-        ),
-        pytest.param(
-            with_profiles({**SLURM_NODE, "runtime": "1-02"}),
-            "profiles.0.runtime",
-            "not a time limit in HH:MM:SS",
-            id="slurm-runtime-days-hours",
-        ),
-        pytest.param(
-            with_profiles({**SLURM_NODE, "runtime": "30"}),
-            "profiles.0.runtime",
-            "not a time limit in HH:MM:SS",
-            id="slurm-runtime-bare-minutes",
-        ),
-        pytest.param(
-            with_profiles({**SLURM_NODE, "runtime": "02:75:00"}),
-            "profiles.0.runtime",
-            "not a time limit in HH:MM:SS",
-            id="slurm-runtime-minutes-past-59",
-        ),
-        pytest.param(
-            with_profiles({**SLURM_NODE, "runtime": "00:00:00"}),
-            "profiles.0.runtime",
-            "is none",
-            id="slurm-runtime-zero",
+        *(
+            pytest.param(
+                with_profiles({**SLURM_NODE, "runtime": runtime}), "profiles.0.runtime", reason, id=f"slurm-runtime-{i}"
+            )
+            for runtime, reason, i in (
+                ("00:30", "not a time limit in HH:MM:SS or D-HH:MM:SS", "read-as-seconds-by-slurm"),
+                ("1-02", "not a time limit in HH:MM:SS", "days-hours"),
+                ("30", "not a time limit in HH:MM:SS", "bare-minutes"),
+                ("02:75:00", "not a time limit in HH:MM:SS", "minutes-past-59"),
+                ("00:00:00", "is none", "zero"),
+            )
         ),
         pytest.param(
             with_profiles(

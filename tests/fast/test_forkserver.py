@@ -72,19 +72,27 @@ print(factory.KernelProvisionerFactory.instance()._check_availability("theirs"))
     assert done.stdout.split("\n")[:2] == ["['campushub-forked', 'local-provisioner']", "True"], done.stdout
 
 
-def test_the_parent_packs_module_names_and_files_without_changing_or_loading_a_module():
-    """Each kernel reads every module's name and ``__file__``: after the parent's packing they are equal strings on
-    new objects, in the same order, for the same modules; a lazily loaded module stays unloaded, and an entry that
-    is not a module stays as it was."""
-    code = """
-import importlib.util, sys
-from campushub.server import forkserver
-
+#: code that puts a lazily loaded module in ``sys.modules`` (``lazy``): reading its ``__file__`` would load it
+LAZY_WAVE = """
 spec = importlib.util.find_spec("wave")
 spec.loader = importlib.util.LazyLoader(spec.loader)
 lazy = importlib.util.module_from_spec(spec)
 sys.modules["wave"] = lazy
 spec.loader.exec_module(lazy)
+"""
+
+
+def test_the_parent_packs_module_names_and_files_without_changing_or_loading_a_module():
+    """Each kernel reads every module's name and ``__file__``: after the parent's packing they are equal strings on
+    new objects, in the same order, for the same modules; a lazily loaded module stays unloaded, and an entry that
+    is not a module stays as it was."""
+    code = (
+        """
+import importlib.util, sys
+from campushub.server import forkserver
+"""
+        + LAZY_WAVE
+        + """
 sys.modules["not_installed_here"] = None
 
 
@@ -106,6 +114,7 @@ assert len(files) > 50 and all(old is not new for old, new in files)
 assert type(lazy).__name__ == "_LazyModule" and sys.modules["not_installed_here"] is None
 print("packed", len(after), "modules")
 """
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("packed "), done.stderr
 
@@ -114,16 +123,14 @@ def test_a_forked_kernel_lists_its_own_modules_and_its_debugger_gets_the_parents
     """What ipykernel's kernel lists of ``sys.modules`` as it starts, through the ``sys`` a forked kernel is made
     with: only the modules imported since the parent listed its own; with the parent's list, all of them. The
     parent's listing leaves a lazily loaded module unloaded."""
-    code = """
+    code = (
+        """
 import importlib.util, sys
 from ipykernel import ipkernel
 from campushub.server import debugger
-
-spec = importlib.util.find_spec("wave")
-spec.loader = importlib.util.LazyLoader(spec.loader)
-lazy = importlib.util.module_from_spec(spec)
-sys.modules["wave"] = lazy
-spec.loader.exec_module(lazy)
+"""
+        + LAZY_WAVE
+        + """
 debugger.list_parents_modules()
 assert type(lazy).__name__ == "_LazyModule"  # not loaded by the listing
 del sys.modules["wave"]  # as a kernel parent forgets the deferred modules
@@ -143,5 +150,6 @@ assert sorted(own + list(files)) == sorted(everything)
 assert len(files) > 500 and wave.__file__ not in files
 print("ok")
 """
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout == "ok\n", done.stderr
