@@ -19,7 +19,7 @@ from .doors import HEADER_LOG, DoorClient, own_config, raw_get, start_through_do
 from .engines import LAB_IMAGE, podman, remove_volumes
 from .env import CAMPUSHUB, IN_CI, REPO
 from .hubs import Hub, HubClient, last_end
-from .kernels import KERNELS_PARENT, Kernel, run_in_kernel
+from .kernels import KERNELS_PARENT, OWN_MODULES_ONLY, Kernel, run_in_kernel
 from .network import (
     RESOLVE_TEST_DOMAIN,
     TEST_DOMAIN,
@@ -47,6 +47,7 @@ __all__ = [
     "IN_CI",
     "KERNELS_PARENT",
     "LAB_IMAGE",
+    "OWN_MODULES_ONLY",
     "PROXY_SECRET",
     "REPO",
     "RESOLVE_TEST_DOMAIN",

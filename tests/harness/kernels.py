@@ -12,6 +12,9 @@ import websocket
 
 #: code for a kernel: its parent's command line ("campushub-kernels USER" for a kernel forked from its kernel parent)
 KERNELS_PARENT = "import os; open(f'/proc/{os.getppid()}/cmdline').read().replace(chr(0), ' ').strip()"
+#: code for a kernel: whether it listed only a few modules for its debugger as it started (True for a kernel forked
+#: from a parent that listed its own once; the debugger adds them when it starts)
+OWN_MODULES_ONLY = "len(get_ipython().kernel.debugger.kernel_modules) < 100"
 
 
 class Kernel:

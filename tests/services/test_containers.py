@@ -19,6 +19,7 @@ from harness import (
     GROUP,
     KERNELS_PARENT,
     LAB_IMAGE,
+    OWN_MODULES_ONLY,
     REPO,
     Compose,
     Kernel,
@@ -149,6 +150,8 @@ def test_round_trip_files_survive_a_stopped_server(deployment):
     assert parent == repr("campushub-kernels alice"), what_runs_in("jupyter-alice")
     # the server started with Python's garbage collector off (a cold start's imports); the kernels collect
     assert deployment.run_code("alice", token, "import gc; gc.isenabled()") == "True"
+    # it listed only its own modules for its debugger: the kernel parent listed its own once
+    assert deployment.run_code("alice", token, OWN_MODULES_ONLY) == "True"
     code = "open('/home/jovyan/work/notes.txt', 'w').write('kept'); import os; os.getcwd()"
     assert deployment.run_code("alice", token, code) == "'/home/jovyan/work'"
     assert "jupyter-alice" in containers()

@@ -16,6 +16,7 @@ from harness import (
     CHROMIUM_FLAGS,
     GROUP,
     KERNELS_PARENT,
+    OWN_MODULES_ONLY,
     PROXY_SECRET,
     Kernel,
     base_site,
@@ -156,6 +157,8 @@ def test_a_slurm_server_runs_as_the_user_and_its_job_ends_with_it(hub, slurm_con
     assert hub.run_code(user, token, KERNELS_PARENT) == repr(f"campushub-kernels {user}")
     # the server started with Python's garbage collector off (a cold start's imports); the kernels collect
     assert hub.run_code(user, token, "import gc; gc.isenabled()") == "True"
+    # it listed only its own modules for its debugger: the kernel parent listed its own once
+    assert hub.run_code(user, token, OWN_MODULES_ONLY) == "True"
     # the server reported its port itself, once it listened, without batchspawner-singleuser or the hub's modules
     log = Path(pwd.getpwnam(user).pw_dir, f"jupyterhub_slurmspawner_{job}.log").read_text()
     assert "campushub: reported port" in log, log[-2000:]
