@@ -31,7 +31,7 @@ from .network import (
 )
 from .saml_idp import SamlIdp
 from .sites import EMBEDDED, EXTERNAL, GROUP, PROXY_SECRET, SECRET_ENV, base_site, guarded, needs_root
-from .slurm import cluster_report, occupy_node, scripts_slurm, slurm
+from .slurm import cluster_report, job_state, occupy_node, scripts_slurm, slurm
 from .stubs import StubUser
 
 __all__ = [
@@ -70,6 +70,7 @@ __all__ = [
     "free_port",
     "free_ports",
     "guarded",
+    "job_state",
     "kill_processes_of",
     "last_end",
     "needs_root",

@@ -25,6 +25,11 @@ def scripts_slurm(*args: str) -> str:
     return done.stdout.strip()
 
 
+def job_state(conf: str, job: str) -> str:
+    """A job's state as squeue shows it (RUNNING, PENDING...); empty once it has left the queue."""
+    return slurm(conf, "squeue", "-h", "-j", job, "-o", "%T", check=False)
+
+
 def cluster_report(conf: str) -> str:
     """What a failed wait on the cluster should show: its nodes' states and reasons, its queue with each job's
     reason, and the end of the controller's log."""
@@ -44,7 +49,7 @@ def occupy_node(conf: str, seconds: int, timeout: float = 60) -> str:
         *(f"--time={seconds // 60 + 1}", "--wrap", f"sleep {seconds}"),
     )
     deadline = time.monotonic() + timeout
-    while slurm(conf, "squeue", "-h", "-j", job, "-o", "%T", check=False) != "RUNNING":
+    while job_state(conf, job) != "RUNNING":
         assert time.monotonic() < deadline, f"job {job} did not start in {timeout} s\n{cluster_report(conf)}"
         time.sleep(0.5)
     return job

@@ -24,6 +24,7 @@ from harness import (
     base_site,
     cluster_report,
     free_port,
+    job_state,
     occupy_node,
     podman,
     proxies_on,
@@ -317,10 +318,6 @@ SLURM_USER = "chrec-slurm"
 def slurm_conf(slurm_cluster, accounts):
     accounts(SLURM_USER)
     return slurm_cluster
-
-
-def job_state(conf, job) -> str:
-    return slurm(conf, "squeue", "-h", "-j", job, "-o", "%T", check=False)
 
 
 def test_slurmctld_restarted_while_a_job_waits_and_the_start_completes(slurm_conf, hub_factory):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import GROUP, PROXY_SECRET, Kernel, base_site
+from harness import GROUP, OWN_MODULES_ONLY, PROXY_SECRET, Kernel, base_site
 from harness.browser import ARTIFACTS, CHROMIUM_FLAGS
 
 USERS = ("cht-kern-a", "cht-kern-b")
@@ -101,8 +101,9 @@ CELL = "def f(a):\n    many = {f'key{i}': 'é€😀' * 150 for i in range(250)}
 #: code for a kernel: whether the files its debugger keeps a user from stepping into are a few, whether ipykernel's
 #: own are among them, and whether ipykernel's module has its own ``sys`` again
 SKIPPED = (
-    "(lambda i, d, s: (len(d.kernel_modules) < 100, i.__file__ in d.kernel_modules, i.sys is s))"
-    "(__import__('ipykernel.ipkernel').ipkernel, get_ipython().kernel.debugger, __import__('sys'))"
+    f"({OWN_MODULES_ONLY},"
+    " *(lambda i, d, s: (i.__file__ in d.kernel_modules, i.sys is s))"
+    "(__import__('ipykernel.ipkernel').ipkernel, get_ipython().kernel.debugger, __import__('sys')))"
 )
 
 

@@ -118,8 +118,6 @@ class PairedDebugger(Debugger):
 
     def start(self):
         """As ipykernel starts debugpy (on the kernel's main thread), but with :func:`listen`; then connect."""
-        if _parents_modules is not None and not self.debugpy_initialized:
-            self.kernel_modules.extend(_parents_modules[1])  # the kernel's own are in the list already
         if not self.debugpy_initialized:
             os.makedirs(get_tmp_directory(), mode=0o700, exist_ok=True)
             content = {"code": LISTEN, "silent": True}
@@ -130,6 +128,8 @@ class PairedDebugger(Debugger):
             if not self.debugpy_initialized:
                 self.log.error("The debugger did not start: %s", msg["content"].get("evalue"))
                 return False
+            if _parents_modules is not None:  # once: the kernel's own modules are in the list already
+                self.kernel_modules.extend(_parents_modules[1])
         return super().start()
 
     async def _forward_message(self, msg):
