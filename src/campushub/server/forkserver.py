@@ -41,6 +41,8 @@ import threading
 import time
 from pathlib import Path
 
+from . import heap
+
 #: jupyter_server's packages whose request handlers every server loads as it starts
 SERVER_HANDLERS = [
     "kernelspecs",
@@ -206,6 +208,7 @@ def _preload(modules: list[str] = PRELOAD):
     # the garbage collector would touch every object of the preloaded modules in each child, and
     # copy the pages they are on: move them out of its sight, so that children share them
     gc.collect()
+    heap.fill_gaps()  # and the gaps the imports and the collection left would be filled in every child
     gc.freeze()
 
 
