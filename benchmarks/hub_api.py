@@ -8,12 +8,13 @@ with an admin's token, the calls a hub's services and admins make most:
 - ``user``: ``GET /hub/api/users/NAME`` (a user, with their servers);
 - ``list``: the admin page's first page of users, as it asks: paginated, its page size (the hub's
   ``api_page_default_limit``, 50), with stopped servers;
-- ``culler``: jupyterhub-idle-culler's query, as it asks: the users with a ready server, paginated at the hub's page
-  size, every page in turn (timed as one call).
+- ``culler``: jupyterhub-idle-culler's query, as campushub runs it: the users with a ready server, paginated at
+  its page size (``CULLER_PAGE_SIZE``, 200), every page in turn (timed as one call).
 
 Until 2026-12-06 ``list`` asked without pagination, which JupyterHub answers with 200 users (its
-``api_page_max_limit``), and ``culler`` asked for 200 a page: four times the users either client asks for a time
-(docs/benchmarks.md has both).
+``api_page_max_limit``), and ``culler`` asked for 200 a page while campushub's culler asked for 50; from then until
+2026-12-07 ``culler`` asked for 50 a page as the culler did (two pages for the 100 ready users); since, campushub's
+culler asks for 200 a page, one page for them (docs/benchmarks.md has all three).
 
 Each is timed ``--calls`` times one after the other on a quiet hub; then ``--bursts`` times ``--burst`` new users
 sign in at once through the SSO header path (whose own times are printed too) while each call is timed over and
@@ -42,6 +43,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+from campushub.hub.configurer import CULLER_PAGE_SIZE
 from harness import GROUP, SECRET_ENV, Hub, ensure_account
 
 ADMIN = "bench-admin"
@@ -84,7 +86,7 @@ class Caller:
         url, headers = {
             "user": (f"{self.api}/users/{self.names[i % len(self.names)]}", {}),
             "list": (f"{self.api}/users?{ADMIN_PAGE}", PAGINATION),
-            "culler": (f"{self.api}/users?state=ready", PAGINATION),
+            "culler": (f"{self.api}/users?limit={CULLER_PAGE_SIZE}&state=ready", PAGINATION),
         }[call]
         started = time.perf_counter()
         try:

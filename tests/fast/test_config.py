@@ -233,6 +233,7 @@ def test_culler_role_has_exactly_the_seed_scopes(tmp_path):
         }
     ]
     assert "--timeout=3600" in c.JupyterHub.services[0]["command"]
+    assert "--api-page-size=200" in c.JupyterHub.services[0]["command"]  # one page for up to 200 running servers
     assert c.JupyterHub.last_activity_interval == 300
 
 

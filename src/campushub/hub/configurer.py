@@ -25,6 +25,9 @@ from . import api, branding, collector, indexes, metrics, selectin, start_api
 
 CULLER_SERVICE = start_api.CULLER_SERVICE
 CULLER_ROLE = "jupyterhub-idle-culler-role"
+#: the users the culler asks for a page: JupyterHub's most (``api_page_max_limit``), so that a hub's running servers
+#: come in one answer, not in pages of the default 50, each of which waits its turn on the hub's event loop
+CULLER_PAGE_SIZE = 200
 #: exactly the seed deployment's scopes; deleting users (culler.users) also needs admin:users
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 #: user names campushub accepts (after JupyterHub lower-cases them): they become account names,
@@ -194,6 +197,7 @@ def culler(c, site: Site):
         f"--timeout={settings.timeout}",
         f"--cull-every={settings.every}",
         f"--max-age={settings.max_age}",
+        f"--api-page-size={CULLER_PAGE_SIZE}",
     ]
     scopes = list(CULLER_SCOPES)
     if settings.users:
