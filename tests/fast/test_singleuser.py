@@ -238,3 +238,23 @@ def test_only_a_cold_start_turns_the_collector_off():
             print(singleuser.serve(), singleuser.main())
     """)
     assert out.split("\n")[0] == "True False", out
+
+
+def test_a_server_runs_no_git_in_a_repository_its_environment_sits_in(tmp_path):
+    """jupyter_server ran ``git rev-parse`` as each server started when a ``.git`` was in a folder above it."""
+    (tmp_path / ".git").mkdir()
+    package = tmp_path / "venv" / "site-packages" / "jupyter_server"
+    package.mkdir(parents=True)
+    look = f"""
+        import subprocess
+        from jupyter_server import _sysinfo
+        runs = []
+        def popen(*args, **kwargs):
+            runs.append(args)
+            raise OSError("recorded")
+        subprocess.Popen = popen
+        print(_sysinfo.pkg_commit_hash({str(package)!r}), len(runs))
+    """
+    assert run(look).splitlines()[0] == "('', '') 0"
+    bare = subprocess.run([sys.executable, "-c", textwrap.dedent(look)], capture_output=True, text=True, check=True)
+    assert bare.stdout.splitlines()[0] == "('', '') 1"  # without campushub's diet: git is run (the check can fail)

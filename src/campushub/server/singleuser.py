@@ -12,7 +12,8 @@ A JupyterLab server spends most of its start importing. Three imports do nothing
   of a cold start (:func:`without_the_hub`).
 
 ``requests`` (JupyterLab's extension listings, which campushub's config leaves off) is imported only
-when first used, if ever: about 20 ms. Four costs of the start itself are left out too: traitlets'
+when first used, if ever: about 20 ms. Five costs of the start itself are left out too: jupyter_server's
+``git rev-parse`` in a repository the environment sits in (:func:`_installed_jupyter_server`), traitlets'
 parser for an empty command line (5-9 ms each, three times in a server), the c-ares resolver
 thread of the server's client of the hub (8 ms), that client's reading of the system's CA
 certificates before it ever connects (about 40 ms), and, in a cold start, Python's garbage collections
@@ -53,6 +54,7 @@ def diet():
     import jupyterlab.commands
 
     jupyterlab.commands._yarn_config = _no_yarn_config
+    _installed_jupyter_server()
     _quick_empty_command_lines()
     _hub_client_resolves_with_the_system()
     for variable in ("JUPYTER_CONFIG_PATH", "JUPYTER_PATH"):  # config; data (the labextension campushub-session)
@@ -63,6 +65,23 @@ def diet():
 
 def _no_yarn_config(logger):
     return {"yarn config": {}, "npm config": {}}
+
+
+def _installed_jupyter_server():
+    """Take jupyter_server as the installed package it is, not a checkout of its repository.
+
+    As each server starts, jupyter_server looks for a ``.git`` folder in every folder above its own and, finding one,
+    runs ``git rev-parse`` there; it finds the repository a site's environment happens to sit in (a clone of
+    campushub with its ``.venv``), runs git as the user in it (1.2-1.4 ms of CPU, a process per server), and, when
+    that works, serves JupyterLab's static files uncached, as for a developer of jupyter_server.
+    """
+    from jupyter_server import _sysinfo
+
+    _sysinfo.pkg_commit_hash = _no_commit
+
+
+def _no_commit(pkg_path):
+    return "", ""
 
 
 def _quick_empty_command_lines():
