@@ -105,12 +105,15 @@ def _fill_c_heap():
     for size in range(_C_SMALLEST, _C_CACHED + 1, 16):  # the per-thread cache first: it is not counted as free
         for _ in range(_C_CACHE_DEPTH):
             malloc(size)
-    filled = 0
-    while (free := _free_below_top(libc)) >= 4096 and filled < _C_MOST:
+    filled, free = 0, _free_below_top(libc)
+    while free >= 4096 and filled < _C_MOST:
         chunks = min(free, _C_MOST - filled) // 32
         for _ in range(chunks):  # the smallest chunk: a larger free chunk is split until it is used up
             malloc(_C_SMALLEST)
         filled += chunks * 32
+        before, free = free, _free_below_top(libc)
+        if before - free < chunks * 16:
+            return  # what is left free is out of this thread's reach: another thread's arena, counted with it
 
 
 def _free_below_top(libc) -> int:
