@@ -22,8 +22,8 @@ import sys
 
 #: one row of ``sys._debugmallocstats``'s table of pools: class, block size, pools, blocks in use, blocks free
 _POOL_ROW = re.compile(rb"^\s*\d+\s+(\d+)\s+\d+\s+\d+\s+(\d+)\s*$", re.MULTILINE)
-#: the smallest block Python's allocator hands out that a bytes object fits (its header is 33 bytes)
-_SMALLEST_BYTES_BLOCK = 48
+#: the bytes a ``bytes`` object takes beside its content, and the smallest block of Python's allocator one fits
+_BYTES_HEADER, _SMALLEST_BYTES_BLOCK = sys.getsizeof(b""), 48
 #: the C library's smallest request, and the largest its per-thread cache keeps (7 chunks of each 16-byte size)
 _C_SMALLEST, _C_CACHED, _C_CACHE_DEPTH = 24, 1032, 7
 #: at most this much of the C library's free space is filled: it gives the smallest free chunks first, and a large
@@ -60,7 +60,7 @@ def fill_gaps():
     for _ in range(2):  # the first pass's own reading frees a few blocks; the second fills those
         _FILLING.append(
             [
-                bytes(size - 33)
+                bytes(size - _BYTES_HEADER)
                 for size, free in pool_gaps().items()
                 if size >= _SMALLEST_BYTES_BLOCK
                 for _ in range(free)
