@@ -66,6 +66,14 @@ def test_a_python_or_c_library_that_cannot_say_leaves_its_gaps(monkeypatch: pyte
     heap.fill_gaps()  # fills nothing, and says nothing
 
 
+def test_a_system_that_refuses_a_memory_file_leaves_the_pools_without_an_error(monkeypatch: pytest.MonkeyPatch):
+    def refused(name):
+        raise PermissionError(1, "Operation not permitted")  # as a container's seccomp profile may answer
+
+    monkeypatch.setattr(os, "memfd_create", refused)
+    assert heap.pool_gaps() == {}
+
+
 def test_a_kernel_parents_preload_leaves_no_gaps_in_the_c_librarys_heap():
     code = (
         "from campushub.server import forkserver, heap; "

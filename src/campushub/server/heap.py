@@ -70,14 +70,19 @@ def fill_gaps():
 
 
 def pool_gaps() -> dict[int, int]:
-    """Free blocks in Python's partly used pools, by block size (empty if this Python cannot say)."""
+    """Free blocks in Python's partly used pools, by block size (empty if this Python, or this system, cannot say:
+    filling is a saving, never a reason for a parent not to start)."""
     report = getattr(sys, "_debugmallocstats", None)
     if report is None:
         return {}
-    fd = os.memfd_create("campushub-mallocstats")
+    try:
+        fd = os.memfd_create("campushub-mallocstats")
+    except OSError:
+        return {}
     saved = os.dup(2)
     try:
-        sys.stderr.flush()
+        if sys.stderr:
+            sys.stderr.flush()
         os.dup2(fd, 2)  # it prints to the C library's stderr
         try:
             report()
