@@ -76,24 +76,28 @@ def pool_gaps() -> dict[int, int]:
     if report is None:
         return {}
     try:
-        fd = os.memfd_create("campushub-mallocstats")
+        text = _printed_to_stderr(report)
     except OSError:
         return {}
-    saved = os.dup(2)
-    try:
-        if sys.stderr:
-            sys.stderr.flush()
-        os.dup2(fd, 2)  # it prints to the C library's stderr
-        try:
-            report()
-        finally:
-            os.dup2(saved, 2)
-        os.lseek(fd, 0, os.SEEK_SET)
-        text = b"".join(iter(lambda: os.read(fd, 65536), b""))
-    finally:
-        os.close(saved)
-        os.close(fd)
     return {int(size): int(free) for size, free in _POOL_ROW.findall(text)}
+
+
+def _printed_to_stderr(report) -> bytes:
+    """What ``report()`` prints to the C library's stderr (file descriptor 2), which is then as it was."""
+    with os.fdopen(os.memfd_create("campushub-mallocstats"), "w+b") as captured:
+        saved = os.dup(2)
+        try:
+            if sys.stderr:
+                sys.stderr.flush()
+            os.dup2(captured.fileno(), 2)
+            try:
+                report()
+            finally:
+                os.dup2(saved, 2)
+        finally:
+            os.close(saved)
+        captured.seek(0)
+        return captured.read()
 
 
 def heap_gap_bytes() -> int:
