@@ -18,9 +18,7 @@ from campushub.server import heap
 
 live = [bytes(200) for _ in range(8000)]  # 240-byte blocks of Python's pools
 del live[::2]
-libc = ctypes.CDLL(None)
-libc.malloc.restype = ctypes.c_void_p
-libc.malloc.argtypes = [ctypes.c_size_t]
+libc = heap._libc()
 libc.free.argtypes = [ctypes.c_void_p]
 chunks = [libc.malloc(600) for _ in range(4000)]  # chunks of the C library's heap
 for chunk in chunks[::2]:

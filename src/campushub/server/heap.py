@@ -24,8 +24,9 @@ import sys
 _POOL_ROW = re.compile(rb"^\s*\d+\s+(\d+)\s+\d+\s+\d+\s+(\d+)\s*$", re.MULTILINE)
 #: the bytes a ``bytes`` object takes beside its content, and the smallest block of Python's allocator one fits
 _BYTES_HEADER, _SMALLEST_BYTES_BLOCK = sys.getsizeof(b""), 48
-#: the C library's smallest request, and the largest its per-thread cache keeps (7 chunks of each 16-byte size)
-_C_SMALLEST, _C_CACHED, _C_CACHE_DEPTH = 24, 1032, 7
+#: the C library's smallest request and the chunk it takes, and the largest request its per-thread cache keeps (7
+#: chunks of each size, every 16 bytes)
+_C_SMALLEST, _C_SMALLEST_CHUNK, _C_CACHED, _C_CACHE_DEPTH = 24, 32, 1032, 7
 #: at most this much of the C library's free space is filled: it gives the smallest free chunks first, and a large
 #: free chunk costs a child nothing it would not use anyway (its pages hold nothing of the parent's)
 _C_MOST = 4 * 2**20
@@ -116,12 +117,12 @@ def _fill_c_heap():
             malloc(size)
     filled, free = 0, _free_below_top(libc)
     while free >= 4096 and filled < _C_MOST:
-        chunks = min(free, _C_MOST - filled) // 32
+        chunks = min(free, _C_MOST - filled) // _C_SMALLEST_CHUNK
         for _ in range(chunks):  # the smallest chunk: a larger free chunk is split until it is used up
             malloc(_C_SMALLEST)
-        filled += chunks * 32
+        filled += chunks * _C_SMALLEST_CHUNK
         before, free = free, _free_below_top(libc)
-        if before - free < chunks * 16:
+        if before - free < chunks * _C_SMALLEST_CHUNK // 2:
             return  # what is left free is out of this thread's reach: another thread's arena, counted with it
 
 
