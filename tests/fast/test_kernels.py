@@ -3,6 +3,7 @@ kernels ``campushub doctor`` names as reachable by other users' code."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 
@@ -75,3 +76,67 @@ def test_doctor_names_the_shared_kernels_other_users_code_can_reach(tmp_path):
     assert "not encrypted" not in geo_new and "debugger" in geo_new, geo_new
     assert "not encrypted" in r and "debugger" not in r, r
     assert doctor.kernel_findings(loaded(tmp_path, EMBEDDED), [str(kernels)]) == []  # one account: nothing to reach
+
+
+def connection_after_pre_launch(tmp_path, monkeypatch, argv: list[str]) -> dict:
+    """What a kernel's connection file holds once campushub's provisioner has prepared its start in a server with
+    a kernel parent (the parent is not asked: nothing is launched)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    from campushub.server.forkserver import KERNEL_PARENT, KERNEL_SOCKETS
+    from campushub.server.kernels import ForkedKernelProvisioner
+
+    monkeypatch.setenv(KERNEL_PARENT, "99")
+    monkeypatch.setenv(KERNEL_SOCKETS, str(tmp_path / "sockets"))
+    kernels = tmp_path / "kernels"
+    kernelspec(kernels, "k", argv, supported_encryption=["curve"])
+    km = AsyncKernelManager(
+        kernel_name="k",
+        kernel_id="6d3b1a9e-1c2b-4a7e-9d1f-0123456789ab",
+        connection_file=str(tmp_path / "kernel.json"),
+        transport_encryption="auto",
+    )
+    km.kernel_spec_manager.kernel_dirs = [str(kernels)]
+    km.provisioner = ForkedKernelProvisioner(kernel_id=km.kernel_id, kernel_spec=km.kernel_spec, parent=km)
+    asyncio.run(km.provisioner.pre_launch())
+    return json.loads((tmp_path / "kernel.json").read_text())
+
+
+def test_a_forked_kernels_channels_are_unix_sockets_in_its_kernel_parents_folder(tmp_path, monkeypatch):
+    """Another user's code could connect to a kernel's TCP ports on the loopback; not to sockets in that folder."""
+    info = connection_after_pre_launch(tmp_path, monkeypatch, ["python", *THIS[1:]])
+    assert info["transport"] == "ipc" and not info.get("curve_publickey"), info
+    assert info["ip"] == str(tmp_path / "sockets" / "6d3b1a9e-1c2b-4a7e-9d1f-0123456789ab"), info
+    assert all(0 < info[f"{name}_port"] < 10 for name in ("shell", "iopub", "stdin", "control", "hb")), info
+
+
+def test_a_kernel_started_the_normal_way_keeps_encrypted_tcp(tmp_path, monkeypatch):
+    info = connection_after_pre_launch(tmp_path, monkeypatch, ["/opt/conda/envs/geo/bin/python", *THIS[1:]])
+    assert info["transport"] == "tcp" and info["curve_publickey"], info
+
+
+def test_the_sockets_folder_is_the_users_alone_and_in_tmpdir_unless_a_socket_path_would_be_too_long(
+    tmp_path, monkeypatch
+):
+    """A Unix socket's path has at most 107 bytes; a Slurm job's TMPDIR can be long."""
+    import os
+    import shutil
+    import stat
+    import tempfile
+
+    from campushub.server.forkserver import sockets_folder
+
+    short = tempfile.mkdtemp(prefix="k")
+    long = tmp_path / ("x" * 80)
+    long.mkdir()
+    try:
+        for tmpdir, parent in ((short, short), (long, "/tmp")):
+            monkeypatch.setenv("TMPDIR", str(tmpdir))
+            monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR again
+            folder = sockets_folder()
+            mode = os.stat(folder)
+            shutil.rmtree(folder)
+            assert os.path.dirname(folder) == parent, folder
+            assert stat.S_IMODE(mode.st_mode) == 0o700 and mode.st_uid == os.getuid(), mode
+    finally:
+        shutil.rmtree(short)

@@ -13,7 +13,6 @@ import os
 import pwd
 import re
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -29,14 +28,13 @@ from harness import KERNELS_PARENT, Kernel, base_site
 USERS = ("cht-fast-a", "cht-fast-b")
 OTHER = "cht-fast-c"
 PORTS = "cht-fast-p"
-RESTARTS = "cht-fast-r"
 SLOW = {"slug": "slow", "name": "Started the normal way", "backend": "local", "system_users": True, "fast_start": False}
 SHARED = {"slug": "shared", "name": "Shared", "backend": "local", "system_users": True, "share_identical_pages": True}
 
 
 @pytest.fixture(scope="module")
 def hub(hubs, accounts):
-    accounts(*USERS, OTHER, PORTS, RESTARTS)
+    accounts(*USERS, OTHER, PORTS)
     site = base_site()
     site["profiles"] = [*site["profiles"], SLOW, SHARED]
     hub = hubs.start(site, "fast")
@@ -379,27 +377,10 @@ def test_a_forked_kernel_that_dies_is_started_again_by_its_server(hub):
     hub.stop_server(s, user)
 
 
-#: a user's own server config that takes every port jupyter_client chooses for a kernel, as another server's kernel
-#: started at the same moment can, before the kernel binds it; and notes each in ~/taken-ports
-TAKE_CHOSEN_PORTS = """
-import os, socket
-from jupyter_client.provisioning.local_provisioner import LocalPortCache
-
-choose, taken = LocalPortCache.find_available_port, []
-
-def choose_and_lose(cache, ip):
-    port = choose(cache, ip)
-    taken.append(socket.create_server((ip, port)))
-    with open(os.path.expanduser("~/taken-ports"), "a") as f:
-        print(port, file=f)
-    return port
-
-LocalPortCache.find_available_port = choose_and_lose
-"""
-#: code for a kernel: the ports it bound
-KERNEL_PORTS = (
+#: code for a kernel: its connection (transport, address, ports), as its own connection file says
+KERNEL_CONNECTION = (
     "from ipykernel.kernelapp import IPKernelApp as a; a = a.instance(); "
-    "{n: getattr(a, n + '_port') for n in ('shell', 'iopub', 'stdin', 'control', 'hb')}"
+    "(a.transport, a.ip, {n: getattr(a, n + '_port') for n in ('shell', 'iopub', 'stdin', 'control', 'hb')})"
 )
 
 
@@ -414,57 +395,49 @@ def answer_after_restart(kernel: Kernel, code: str) -> dict:
     return again
 
 
-def test_a_kernel_starts_though_the_ports_chosen_for_it_were_taken_and_keeps_its_own(hub):
-    """One kernel in a class of 100 opening theirs at once never started: another server's kernel bound a port
-    jupyter_client had chosen for it, and every restart reused the lost port. A forked kernel binds ports of its own
-    choosing, and its restarts keep them (the server's open channels stay connected)."""
-    account = pwd.getpwnam(PORTS)
-    home = Path(account.pw_dir)
-    config = home / ".jupyter" / "jupyter_server_config.py"
-    config.parent.mkdir(exist_ok=True)
-    config.write_text(TAKE_CHOSEN_PORTS)
-    for path in (config.parent, config):
-        os.chown(path, account.pw_uid, account.pw_gid)
-    try:
-        s, token, _pid = started(hub, PORTS)
-        with Kernel.with_token(hub.url, PORTS, token, timeout=30) as kernel:
-            assert kernel.execute("1+1", timeout=30)["result"] == "2"
-            taken = {int(port) for port in (home / "taken-ports").read_text().split()}
-            ports = ast.literal_eval(kernel.execute(KERNEL_PORTS)["result"])
-            assert len(taken) >= 5 and not taken & set(ports.values()), (taken, ports)  # 5 for each kernel opened
-            assert kernel.execute(KERNELS_PARENT)["result"] == repr(f"campushub-kernels {PORTS}")
-            assert kernel.execute("import os; os.kill(os.getpid(), 9)")["died"]
-            assert ast.literal_eval(answer_after_restart(kernel, KERNEL_PORTS)["result"]) == ports
-        hub.stop_server(s, PORTS)
-    finally:
-        config.unlink()
+def tcp_listeners(pid: int) -> set[int]:
+    """The TCP ports a process listens on (its sockets' inodes in the host's tables)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
 
 
-def test_a_restart_whose_iopub_port_was_taken_while_the_kernel_was_down_chooses_new_ports(hub):
-    """A restart keeps the kernel's ports. If another process took one while the kernel was down (here the IOPub
-    port, whose holder answers a connection as the kernel would), the kernel's next start chooses new ones, and the
-    server's activity watcher (the culler's source) follows them."""
-    s, token, _pid = started(hub, RESTARTS)
-    with Kernel.with_token(hub.url, RESTARTS, token, timeout=30) as kernel:
-        for _attempt in range(3):  # the port is taken once the kernel has ended, before its server restarts it
-            pid = int(kernel.execute("import os; os.getpid()")["result"])
-            ports = ast.literal_eval(kernel.execute(KERNEL_PORTS)["result"])
-            assert kernel.execute("os.kill(os.getpid(), 9)")["died"]
-            while Path(f"/proc/{pid}").exists():
-                time.sleep(0.005)
-            try:
-                taken = socket.create_server(("127.0.0.1", ports["iopub"]))
-                break
-            except OSError:  # the restart was quicker: try again
-                answer_after_restart(kernel, "1")
-        with taken:
-            again = ast.literal_eval(answer_after_restart(kernel, KERNEL_PORTS)["result"])
-            assert again["iopub"] != ports["iopub"], (ports, again)
-            model = kernel.http.get(f"{kernel.base}/{kernel.id}", timeout=30).json()
-            assert kernel.execute("1+1")["result"] == "2"
-            later = kernel.http.get(f"{kernel.base}/{kernel.id}", timeout=30).json()
-            assert later["last_activity"] > model["last_activity"] and later["execution_state"] == "idle", later
-    hub.stop_server(s, RESTARTS)
+def test_a_forked_kernels_channels_are_on_no_port_and_its_sockets_are_its_users_alone(hub):
+    """A kernel's TCP ports on the loopback are open to every user's code, and one kernel in a class of 100 opening
+    theirs at once never started: another server's kernel bound a port jupyter_client had chosen for it. A forked
+    kernel's channels are Unix sockets in a folder only its user can open; its restarts keep them (the server's open
+    channels stay connected), and the server's activity watcher (the culler's source) still hears it."""
+    user = PORTS
+    s, token, _pid = started(hub, user)
+    account = pwd.getpwnam(user)
+    with Kernel.with_token(hub.url, user, token, timeout=30) as kernel:
+        pid = int(kernel.execute("import os; os.getpid()")["result"])
+        transport, ip, ports = ast.literal_eval(kernel.execute(KERNEL_CONNECTION)["result"])
+        # ipykernel's pipe for its subprocesses' output stays on TCP (it takes only what carries a key of its own)
+        pipe = int(kernel.execute("get_ipython().kernel.iopub_thread._pipe_port")["result"])
+        assert transport == "ipc" and tcp_listeners(pid) == {pipe}, (transport, tcp_listeners(pid), pipe)
+        folder = os.stat(os.path.dirname(ip))
+        assert (folder.st_uid, folder.st_mode & 0o777) == (account.pw_uid, 0o700), folder
+        assert all(Path(f"{ip}-{port}").is_socket() for port in ports.values()), (ip, ports)
+        assert kernel.execute("os.kill(os.getpid(), 9)")["died"]
+        assert ast.literal_eval(answer_after_restart(kernel, KERNEL_CONNECTION)["result"]) == (transport, ip, ports)
+        assert kernel.execute(KERNELS_PARENT)["result"] == repr(f"campushub-kernels {user}")
+        model = kernel.http.get(f"{kernel.base}/{kernel.id}", timeout=30).json()
+        assert kernel.execute("1+1")["result"] == "2"
+        later = kernel.http.get(f"{kernel.base}/{kernel.id}", timeout=30).json()
+        assert later["last_activity"] > model["last_activity"] and later["execution_state"] == "idle", later
+    hub.stop_server(s, user)
+    assert not os.path.exists(os.path.dirname(ip)), "the sockets' folder outlived its server"
 
 
 def ksm(pid: int) -> dict:

@@ -27,13 +27,25 @@ def hub(hubs, accounts):
     hub.stop()
 
 
-#: code for a kernel: a ZeroMQ subscriber to every message on another kernel's IOPub port (PORT)
+#: code for a kernel: a ZeroMQ subscriber to every message on another kernel's IOPub (ADDRESS)
 SUBSCRIBE = (
     "import zmq; listener = zmq.Context.instance().socket(zmq.SUB); listener.setsockopt(zmq.SUBSCRIBE, b''); "
-    "listener.connect('tcp://127.0.0.1:PORT')"
+    "listener.connect('ADDRESS')"
 )
 #: code for that kernel: whether anything it heard within 3 s held SECRET
 HEARD = "b'SECRET' in b''.join(b''.join(listener.recv_multipart()) for _ in iter(lambda: listener.poll(3000), 0))"
+#: code for a kernel: what connecting to the Unix socket at PATH raised
+CONNECT = (
+    "import socket; s = socket.socket(socket.AF_UNIX)\n"
+    "try:\n    s.connect('PATH'); e = None\nexcept OSError as x:\n    e = type(x).__name__\ne"
+)
+
+
+def iopub_address(info: dict) -> str:
+    """A kernel's IOPub address, from its connection file: a TCP port, or (a forked kernel) a Unix socket."""
+    if info["transport"] == "ipc":
+        return f"ipc://{info['ip']}-{info['iopub_port']}"
+    return f"tcp://127.0.0.1:{info['iopub_port']}"
 
 
 def subscriber(info: dict):
@@ -45,18 +57,21 @@ def subscriber(info: dict):
         listener.curve_serverkey = info["curve_publickey"].encode()
         listener.curve_publickey, listener.curve_secretkey = zmq.curve_keypair()
     listener.setsockopt(zmq.SUBSCRIBE, b"")
-    listener.connect(f"tcp://127.0.0.1:{info['iopub_port']}")
+    listener.connect(iopub_address(info))
     return listener
 
 
-def test_another_users_code_cannot_hear_a_kernels_output(hub):
+@pytest.mark.parametrize("profile", ["local", "slow"])
+def test_another_users_code_cannot_hear_a_kernels_output(hub, profile):
     """What a kernel prints (IOPub) was sent to any subscriber: another user's notebook heard it. Only a holder of
-    the kernel's connection file (its owner, here root standing in for the server) hears it now."""
+    the kernel's connection file (its owner, here root standing in for the server) hears it now: a forked kernel's
+    sockets are in a folder only its user can open (``local``), a kernel started the normal way encrypts its TCP
+    channels (``slow``)."""
     import zmq
 
     eavesdropper, victim = USERS
     s_e, token_e = hub.with_server(eavesdropper)
-    s_v, token_v = hub.with_server(victim)
+    s_v, token_v = hub.with_server(victim, profile)
     with (
         Kernel.with_token(hub.url, eavesdropper, token_e, timeout=30) as listening,
         Kernel.with_token(hub.url, victim, token_v, timeout=30) as speaking,
@@ -65,8 +80,12 @@ def test_another_users_code_cannot_hear_a_kernels_output(hub):
             "from ipykernel.kernelapp import IPKernelApp as a; a.instance().abs_connection_file"
         )["result"]
         info = json.loads(Path(ast.literal_eval(connection_file)).read_text())
+        assert info["transport"] == ("ipc" if profile == "local" else "tcp"), info
+        if info["transport"] == "ipc":
+            path = f"{info['ip']}-{info['iopub_port']}"
+            assert listening.execute(CONNECT.replace("PATH", path))["result"] == "'PermissionError'"
         holder = subscriber(info)
-        assert listening.execute(SUBSCRIBE.replace("PORT", str(info["iopub_port"])))["error"] is None
+        assert listening.execute(SUBSCRIBE.replace("ADDRESS", iopub_address(info)))["error"] is None
         time.sleep(1)  # both subscriptions reach the kernel
         secret = f"SECRET-{os.urandom(8).hex()}"
         assert speaking.execute(f"print({secret!r}); 1")["result"] == "1"

@@ -31,12 +31,14 @@ import json
 import os
 import random
 import select
+import shutil
 import signal
 import site
 import socket
 import ssl
 import struct
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -102,6 +104,11 @@ PRELOAD = [
 ]
 #: where a forked server finds its kernel parent (a file descriptor)
 KERNEL_PARENT = "CAMPUSHUB_KERNEL_PARENT"
+#: the folder of a server's forked kernels' sockets (campushub.server.kernels): made, readable and writable by the
+#: user alone, with the kernel parent, which removes it as it ends (with the server)
+KERNEL_SOCKETS = "CAMPUSHUB_KERNEL_SOCKETS"
+#: the longest folder a kernel's socket may be in: the socket's path, ``FOLDER/KERNEL_ID-PORT``, has at most 107 bytes
+LONGEST_SOCKETS_FOLDER = 107 - len("/00000000-0000-0000-0000-000000000000-5")
 #: set ("1") for a server that was not forked here (a container, a Slurm job) of a ``fast_start`` profile: it forks a
 #: kernel parent of its own as it starts (:func:`campushub.server.singleuser.warm_kernels`)
 WARM_KERNELS = "CAMPUSHUB_WARM_KERNELS"
@@ -374,14 +381,25 @@ def _user_site():
 # ---------------------------------------------------------------- kernels, forked from the server's child
 
 
+def sockets_folder() -> str:
+    """A new folder for a server's kernels' sockets, that only its user can open (``mkdtemp``: 0700): in ``$TMPDIR``,
+    or in ``/tmp`` where ``$TMPDIR`` is too long a path for a socket's name in it."""
+    folder = tempfile.mkdtemp(prefix="campushub-kernels-")
+    if len(folder) > LONGEST_SOCKETS_FOLDER:
+        os.rmdir(folder)
+        folder = tempfile.mkdtemp(prefix="campushub-kernels-", dir="/tmp")
+    return folder
+
+
 def start_kernel_parent(warm: bool = False) -> int:
     """Fork, from the child before its server starts, a parent for the user's Python kernels; with ``warm`` (a
     server not forked from a pre-imported parent), the kernel parent imports the kernel machinery itself, while the
     server imports JupyterLab.
 
     Returns the file descriptor of the server's end of their socket pair; the kernel
-    provisioner (campushub.server.kernels) asks for kernels over it.
+    provisioner (campushub.server.kernels) asks for kernels over it. Sets :data:`KERNEL_SOCKETS`.
     """
+    os.environ[KERNEL_SOCKETS] = sockets = sockets_folder()
     server_end, kernel_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     gc.freeze()
     if os.fork() == 0:
@@ -408,6 +426,7 @@ def start_kernel_parent(warm: bool = False) -> int:
                     _kernel(request)
                 _send(kernel_end, {"pid": pid})
         finally:
+            shutil.rmtree(sockets, ignore_errors=True)
             os._exit(code)
     kernel_end.close()
     server_end.set_inheritable(False)

@@ -4,10 +4,11 @@ JupyterLab computes where it keeps a user's settings and workspaces from HOME wh
 server forked from campushub's pre-imported parent (campushub.server.forkserver) that was the parent's HOME, not
 the user's, and saving either failed. jupyter-resource-usage compares the CPU limit (CPU_LIMIT, in CPUs)
 with the use it measures in percent of one CPU, so its meter warned (red) at any use: it gets the limit in
-its own unit. Kernels listen on the host's loopback, where every user's code can connect: their channels are
-encrypted (CurveZMQ), with keys only their connection file holds, wherever this server's ZeroMQ can (an ipykernel
-that declares it, 7.4 or later; docs/authentication.md). A user's own config (~/.jupyter) still wins over all of
-this.
+its own unit. Kernels started the normal way listen on the host's loopback, where every user's code can connect:
+their channels are encrypted (CurveZMQ), with keys only their connection file holds, wherever this server's ZeroMQ
+can (an ipykernel that declares it, 7.4 or later; docs/authentication.md). Forked kernels talk over Unix sockets in a
+folder only their user can open instead (campushub.server.kernels). A user's own config (~/.jupyter) still wins over
+all of this.
 """
 
 import os
