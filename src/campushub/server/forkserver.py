@@ -107,8 +107,9 @@ KERNEL_PARENT = "CAMPUSHUB_KERNEL_PARENT"
 #: the folder of a server's forked kernels' sockets (campushub.server.kernels): made, readable and writable by the
 #: user alone, with the kernel parent, which removes it as it ends (with the server)
 KERNEL_SOCKETS = "CAMPUSHUB_KERNEL_SOCKETS"
-#: the longest folder a kernel's socket may be in: the socket's path, ``FOLDER/KERNEL_ID-PORT``, has at most 107 bytes
-LONGEST_SOCKETS_FOLDER = 107 - len("/00000000-0000-0000-0000-000000000000-5")
+#: the longest folder a kernel's socket may be in: the socket's path, ``FOLDER/NAME-PORT`` (a name of 16 hex digits,
+#: campushub.server.kernels), has at most 107 bytes
+LONGEST_SOCKETS_FOLDER = 107 - len("/0123456789abcdef-5")
 #: set ("1") for a server that was not forked here (a container, a Slurm job) of a ``fast_start`` profile: it forks a
 #: kernel parent of its own as it starts (:func:`campushub.server.singleuser.warm_kernels`)
 WARM_KERNELS = "CAMPUSHUB_WARM_KERNELS"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -84,7 +85,8 @@ class ForkedKernelProvisioner(LocalProvisioner):
         if km is not None and KERNEL_SOCKETS in os.environ and _is_this_ipykernel(km.format_kernel_cmd()):
             if km.transport != "ipc":  # its first start: a restart keeps the sockets the server's channels know
                 km.transport, km.cache_ports = "ipc", False
-                km.ip = os.path.join(os.environ[KERNEL_SOCKETS], km.kernel_id or "kernel")
+                # a name of its own, not the kernel's id: a client may choose that (POST /api/kernels)
+                km.ip = os.path.join(os.environ[KERNEL_SOCKETS], secrets.token_hex(8))
             kwargs["transport_encryption"] = "disabled"  # no other account can reach the sockets
         return await super().pre_launch(**kwargs)
 
