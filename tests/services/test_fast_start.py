@@ -195,11 +195,13 @@ def test_a_dead_fork_server_is_replaced_and_so_is_one_with_old_packages(hub):
     user = USERS[1]
     s, _token, pid = started(hub, user)
     parent = int(status(pid)["PPid"])
+    folder = os.path.dirname(fork_servers_socket(parent))
     hub.stop_server(s, user)
     os.kill(parent, signal.SIGKILL)
     s, _token, pid = started(hub, user)  # a new parent, not the normal way
     second = int(status(pid)["PPid"])
     assert second != parent and "campushub.server.forkserver" in Path(f"/proc/{second}/cmdline").read_text()
+    assert not os.path.exists(folder), "the dead parent's socket folder was left in /tmp"
     hub.stop_server(s, user)
     # a package installed into the environment the servers run from
     marker = os.path.join(sysconfig.get_paths()["purelib"], "campushub_test_marker-0.0.dist-info")
@@ -212,6 +214,27 @@ def test_a_dead_fork_server_is_replaced_and_so_is_one_with_old_packages(hub):
         hub.stop_server(s, user)
     finally:
         os.rmdir(marker)
+
+
+def fork_servers_socket(pid: int) -> str:
+    """The socket a fork server listens on, from its command line (``python -m campushub.server.forkserver PATH``)."""
+    return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[3].decode()
+
+
+def test_a_hub_that_ends_leaves_no_fork_server_folder(hub_factory, accounts):
+    """The fork server's socket is in a folder the hub made in /tmp: one left for each hub start adds up."""
+    (user,) = accounts("cht-fast-gone")
+    hub = hub_factory(base_site())
+    s, token = hub.with_server(user)
+    parent = int(status(server_pid(hub, user, token))["PPid"])
+    folder = os.path.dirname(fork_servers_socket(parent))
+    assert os.path.isdir(folder)
+    hub.stop_server(s, user)
+    hub.stop()
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{parent}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not os.path.exists(folder), "the fork server's folder outlived its hub"
 
 
 def test_a_fork_whose_pid_the_hub_did_not_save_ends(accounts, capfd):

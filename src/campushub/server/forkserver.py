@@ -173,7 +173,12 @@ def serve(path: str):
         except InterruptedError:
             continue
         if sys.stdin in readable and not os.read(sys.stdin.fileno(), 1):
-            return  # the hub has gone: its children stay, and the next hub finds them
+            # the hub has gone: its children stay, and the next hub finds them; the socket and the folder the hub
+            # made for it (empty then) go
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+                os.rmdir(os.path.dirname(path))
+            return
         if listener in readable:
             connection, _ = listener.accept()
             _, uid, _ = struct.unpack("3i", connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))

@@ -40,6 +40,8 @@ class Parent:
             await self.start()
 
     async def start(self):
+        if self.path:  # the folder of a parent that died (one that ended by itself removed its own)
+            shutil.rmtree(os.path.dirname(self.path), ignore_errors=True)
         # a new private folder (0700, a random name) for its socket: short, as Unix socket paths must be
         self.path = os.path.join(tempfile.mkdtemp(prefix="campushub-"), "forkserver.sock")
         env = {k: os.environ[k] for k in PARENT_ENV if k in os.environ} | {"PYDEVD_DISABLE_FILE_VALIDATION": "1"}
