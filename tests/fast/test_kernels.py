@@ -145,3 +145,20 @@ def test_the_sockets_folder_is_the_users_alone_and_in_tmpdir_unless_a_socket_pat
             assert stat.S_IMODE(mode.st_mode) == 0o700 and mode.st_uid == os.getuid(), mode
     finally:
         shutil.rmtree(short)
+
+
+def test_a_server_whose_kernels_get_no_sockets_folder_still_starts_and_starts_them_the_normal_way():
+    """No writable TMPDIR or /tmp (a container's read-only file system): the folder is a saving, never a reason for
+    the server not to start."""
+    import subprocess
+
+    code = (
+        "import os, tempfile; from campushub.server import forkserver as f\n"
+        "def refuse(*a, **k): raise PermissionError(13, 'Permission denied', '/tmp')\n"
+        "tempfile.mkdtemp = refuse\n"
+        "fd = f.start_kernel_parent()\n"
+        "print(fd > 2, f.KERNEL_SOCKETS in os.environ)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["True", "False"], out
+    assert "kernels start the normal way: no folder for their sockets" in out.stderr, out

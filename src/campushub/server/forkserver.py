@@ -403,9 +403,14 @@ def start_kernel_parent(warm: bool = False) -> int:
     server imports JupyterLab.
 
     Returns the file descriptor of the server's end of their socket pair; the kernel
-    provisioner (campushub.server.kernels) asks for kernels over it. Sets :data:`KERNEL_SOCKETS`.
+    provisioner (campushub.server.kernels) asks for kernels over it. Sets :data:`KERNEL_SOCKETS` where a folder can
+    be made.
     """
-    os.environ[KERNEL_SOCKETS] = sockets = sockets_folder()
+    try:
+        os.environ[KERNEL_SOCKETS] = sockets = sockets_folder()
+    except OSError as e:  # no writable TMPDIR or /tmp: the server still starts, its kernels the normal way
+        sockets = ""
+        print(f"campushub: kernels start the normal way: no folder for their sockets ({e})", file=sys.stderr)
     server_end, kernel_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     gc.freeze()
     if os.fork() == 0:
@@ -432,7 +437,8 @@ def start_kernel_parent(warm: bool = False) -> int:
                     _kernel(request)
                 _send(kernel_end, {"pid": pid})
         finally:
-            shutil.rmtree(sockets, ignore_errors=True)
+            if sockets:
+                shutil.rmtree(sockets, ignore_errors=True)
             os._exit(code)
     kernel_end.close()
     server_end.set_inheritable(False)
