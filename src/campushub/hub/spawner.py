@@ -29,6 +29,8 @@ from .turns import ADMISSION, check_memory, listening
 
 #: how many ports a start tries when another process holds the one its server was given
 PORT_TRIES = 3
+#: the home page's words for a server that ended by itself, when its backend has only its log
+ENDED_BY_ITSELF = {"words": "Your server ended by itself.", "advice": "The last lines of its log below say why."}
 #: Slurm accountings the ledger waits for
 RECONCILING: set[asyncio.Future] = set()
 
@@ -160,8 +162,8 @@ class CampusProfilesSpawner(Form, ProfilesSpawner, OwnAccount):
             return status
         if self.child_spawner is not None:
             ended = await self._end_reason()
-            if ended:
-                self.last_end = ended
+            if ended:  # a backend that knows only the log (local) adds it: a failed start's words stay
+                self.last_end = ended if ended.get("words") else {**ENDED_BY_ITSELF, **self.last_end, **ended}
             if self.pending in (None, "check"):  # noticed here, not polled again by the stop that follows
                 metrics.session_ended(self, ended)
                 self._record_end(*self._poll_outcome(ended, restored))
@@ -175,9 +177,9 @@ class CampusProfilesSpawner(Form, ProfilesSpawner, OwnAccount):
         return await self.child_spawner.get_url()
 
     def _poll_outcome(self, ended: dict, restored: bool) -> tuple[str, str, float | None]:
-        """How a server found ended by a poll ended: as its backend says, else (found so at the hub's start) gone
-        since its last activity."""
-        if ended:
+        """How a server found ended by a poll ended: as its backend says, else (found so at the hub's start, by a
+        backend that knows no state of it, only its log) gone since its last activity."""
+        if ended and (ended.get("state") or not restored):
             return record.outcome_of(ended), str(ended.get("words", "")), None
         if restored:
             last = self.orm_spawner.last_activity if self.orm_spawner is not None else None

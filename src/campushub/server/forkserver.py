@@ -10,9 +10,10 @@ How a server is started, and why the parent never holds a user's secrets::
     hub ── connect (only the parent's own account may: SO_PEERCRED) ─────────> parent
     parent: fork(); the child keeps the connection, the parent closes its copy
     child ── {"pid": N} ──────────────────────────────────────────────────────> hub
-    hub ── {"argv", "env" (the user's token), "cwd", "uid", "gid", "groups"} ──> child only
+    hub ── {"argv", "env" (the user's token), "cwd", "uid", "gid", "groups", "log"} ──> child only
     child: becomes the user (setgroups, setgid, setuid), takes HOME, cwd, umask and env,
-           resets signals, reseeds random state, recomputes the user's paths, and runs the
+           resets signals, reseeds random state, recomputes the user's paths, sends its output
+           to the user's own log (campushub.server.output), and runs the
            server (campushub.server.singleuser); before that it forks its own kernel parent
 
 The parent is started with a minimal environment: a forked child's memory (and its
@@ -44,6 +45,7 @@ import time
 from pathlib import Path
 
 from . import heap
+from .output import output_to
 
 #: jupyter_server's packages whose request handlers every server loads as it starts
 SERVER_HANDLERS = [
@@ -279,6 +281,8 @@ def _child(connection: socket.socket):
         user = spec["env"].get("JUPYTERHUB_USER", "")
         title(os.path.basename(spec["argv"][0]), user)
         _become(spec)
+        if spec.get("log"):  # before the kernel parent forks: it and the kernels inherit the server's output
+            output_to(spec["log"], stdin=True)
         kernels = start_kernel_parent()
         if spec.get("share_pages") is True:
             _share_identical_pages()

@@ -1,9 +1,10 @@
 """The spawners of ``local`` profiles: JupyterHub's local spawners, which start servers by forking them from a
 pre-imported parent (:mod:`.forking`); when the fast path cannot serve, the server starts the normal way and the
-hub's log says why."""
+hub's log says why. Either way a server's output goes to a log of its user's own (:mod:`campushub.server.output`)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
@@ -14,6 +15,7 @@ from jupyterhub.utils import random_port
 from traitlets import Bool
 
 from ...ops import processes
+from ...server import output, userfile
 from ...server.singleuser import GATE
 from ..accounts import OwnAccount
 from ..base import keep_state
@@ -81,6 +83,29 @@ class FastStart(LocalProcessSpawner):
         self.pid = pid
         keep_state(self, self.ip or "127.0.0.1", self.port)
 
+    def make_preexec_fn(self, name):
+        """JupyterHub's (the user's account and folder), then the server's output to its own log."""
+        become, log = super().make_preexec_fn(name), self.server_log()
+
+        def preexec():
+            become()
+            output.output_to(log)  # stdin stays: the hub's "go" comes on it
+
+        return preexec
+
+    def server_log(self) -> str:
+        """The server's log (its output), in its folder."""
+        raise NotImplementedError
+
+    async def read_log(self) -> str:
+        """The last lines of the server's log; "" when they cannot be read safely."""
+        raise NotImplementedError
+
+    async def end_reason(self, failed_start: bool = False) -> dict:
+        """The last lines of the server's log, all a local server leaves of how it ended."""
+        log = await self.read_log()
+        return {"log": log} if log else {}
+
     def get_env(self):
         env = super().get_env()
         if self.gated:
@@ -135,11 +160,29 @@ class CampusLocalSpawner(FastStart, OwnAccount):
             "gid": account.pw_gid,
             "groups": os.getgrouplist(self.user.name, account.pw_gid),
             "umask": 0o022,
+            "log": self.server_log(),
         }
+
+    def server_log(self) -> str:
+        return os.path.join(self.own_account().pw_dir, output.FILE)
+
+    async def read_log(self) -> str:
+        """Read as the user (a root hub's child that becomes them): the folder is theirs."""
+        return await userfile.read_tail(self.user.name, self.server_log(), [])
 
 
 class CampusHubAccountSpawner(FastStart, SimpleLocalProcessSpawner):
     """SimpleLocalProcessSpawner (servers as the hub's own account, each in its folder) with the fast start."""
 
     def fork_spec(self, env: dict, argv: list[str]) -> dict:
-        return {"argv": argv, "env": env, "cwd": self.home_dir, "uid": None, "umask": 0o022}
+        return {"argv": argv, "env": env, "cwd": self.home_dir, "uid": None, "umask": 0o022, "log": self.server_log()}
+
+    def server_log(self) -> str:
+        return os.path.join(self.home_dir, output.FILE)
+
+    async def read_log(self) -> str:
+        """Read by the hub, as the account the server ran as (its own), within the same bounds."""
+        try:
+            return await asyncio.to_thread(userfile.tail, self.server_log())
+        except OSError:
+            return ""
