@@ -276,6 +276,8 @@ def test_jupyterlabs_debugger_panel_stops_at_a_breakpoint_and_shows_the_variable
             page.keyboard.type("def f(a):\nb = a * 2\nreturn b\n")
             page.keyboard.press("Backspace")
             page.keyboard.type("f(21)")
+            # the breakpoint gutter follows the editor's lines: all four are drawn before one of its marks is clicked
+            expect(page.locator(".jp-Notebook .jp-Cell .cm-content .cm-line")).to_have_count(4, timeout=30_000)
             page.locator(".jp-Notebook .jp-Cell .cm-gutter.cm-breakpoint-gutter .cm-gutterElement").nth(2).click()
             page.keyboard.press("Shift+Enter")
             variables = page.locator(".jp-DebuggerVariables")
