@@ -283,7 +283,7 @@ def _child(connection: socket.socket):
         _become(spec)
         if spec.get("log"):  # before the kernel parent forks: it and the kernels inherit the server's output
             output_to(spec["log"], stdin=True)
-        kernels = start_kernel_parent()
+        kernels = start_kernel_parent(leave=(connection,))  # the hub's connection: the server's alone
         if spec.get("share_pages") is True:
             _share_identical_pages()
         _send(connection, {"ok": True})
@@ -401,10 +401,10 @@ def sockets_folder() -> str:
     return folder
 
 
-def start_kernel_parent(warm: bool = False) -> int:
+def start_kernel_parent(warm: bool = False, leave: tuple[socket.socket, ...] = ()) -> int:
     """Fork, from the child before its server starts, a parent for the user's Python kernels; with ``warm`` (a
     server not forked from a pre-imported parent), the kernel parent imports the kernel machinery itself, while the
-    server imports JupyterLab.
+    server imports JupyterLab. The kernel parent closes the sockets in ``leave``, so that no kernel holds them.
 
     Returns the file descriptor of the server's end of their socket pair; the kernel
     provisioner (campushub.server.kernels) asks for kernels over it. Sets :data:`KERNEL_SOCKETS` where a folder can
@@ -421,7 +421,8 @@ def start_kernel_parent(warm: bool = False) -> int:
         code = 0
         try:
             title("campushub-kernels", os.environ.get("JUPYTERHUB_USER", ""))
-            server_end.close()
+            for held in (server_end, *leave):
+                held.close()
             from .singleuser import aiohttp_as_installed, forget_deferred
 
             forget_deferred()
