@@ -28,7 +28,7 @@ def output_to(path: str, stdin: bool = False):
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NOCTTY | os.O_NONBLOCK, 0o600)
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise OSError(f"{path} is not a regular file")
+                raise OSError("not a regular file")
             os.ftruncate(fd, 0)
             os.fchmod(fd, 0o600)
             os.set_blocking(fd, True)
