@@ -174,9 +174,15 @@ class HubClient:
     def stop_server(self, session: requests.Session, user: str):
         r = self.api(session, "DELETE", f"users/{user}/server")
         assert r.status_code in (202, 204), (r.status_code, r.text)
-        deadline = time.monotonic() + 60
+        self.wait_no_server(session, user)
+
+    def wait_no_server(
+        self, session: requests.Session, user: str, timeout: float = 60, why: str = "server did not stop"
+    ):
+        """Until ``user`` has no server: stopped, ended by itself and noticed, or failed to start."""
+        deadline = time.monotonic() + timeout
         while self.whoami_user(session, user)["servers"].get(""):
-            assert time.monotonic() < deadline, "server did not stop"
+            assert time.monotonic() < deadline, why
             time.sleep(0.5)
 
     def run_code(self, user: str, token: str, code: str, timeout: float = 120) -> str:

@@ -295,6 +295,8 @@ def _child(connection: socket.socket):
         code = singleuser.serve() or 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
+        if not isinstance(e.code, int | None):  # as Python prints it at the top: the server's last words, in its log
+            print(e.code, file=sys.stderr)
     except BaseException as e:  # noqa: BLE001 (everything must end here: never return into the parent's loop)
         with contextlib.suppress(OSError):
             _send(connection, {"error": f"{type(e).__name__}: {e}"})
