@@ -177,9 +177,9 @@ class CampusProfilesSpawner(Form, ProfilesSpawner, OwnAccount):
         return await self.child_spawner.get_url()
 
     def _poll_outcome(self, ended: dict, restored: bool) -> tuple[str, str, float | None]:
-        """How a server found ended by a poll ended: as its backend says, else (found so at the hub's start, by a
-        backend that knows no state of it, only its log) gone since its last activity."""
-        if ended and (ended.get("state") or not restored):
+        """How a server found ended by a poll ended: in its backend's words, else (found so at the hub's start; a
+        local server leaves only its log) gone since its last activity."""
+        if ended.get("words"):
             return record.outcome_of(ended), str(ended.get("words", "")), None
         if restored:
             last = self.orm_spawner.last_activity if self.orm_spawner is not None else None

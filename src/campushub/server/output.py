@@ -6,15 +6,17 @@ that look like the hub's own (a sign-in, an admin's token) or fill the disk it w
 as its user and before any of the user's code runs, sends its output to :data:`FILE` in its folder (its home, or
 ``state_dir/home/NAME`` for servers as the hub's account), made anew at each start and readable by the user alone:
 its kernel parent and kernels inherit it. The home page shows its last lines when the server ends by itself or
-fails to start. Standard library only: a child of the fork server and the hub's own ``preexec_fn`` both call it.
+fails to start. Standard library only (and userfile's open, which is too): a child of the fork server and the hub's
+own ``preexec_fn`` both call it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import stat
 import sys
+
+from .userfile import open_regular
 
 #: the server's log, in its folder
 FILE = ".campushub-server.log"
@@ -25,10 +27,8 @@ def output_to(path: str, stdin: bool = False):
     account (never through a symlink, a FIFO or a device), emptied, 0600; to nothing when it cannot be, with a
     line saying why on the output it replaces. With ``stdin``, standard input becomes nothing too."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NOCTTY | os.O_NONBLOCK, 0o600)
+        fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise OSError("not a regular file")
             os.ftruncate(fd, 0)
             os.fchmod(fd, 0o600)
             os.set_blocking(fd, True)

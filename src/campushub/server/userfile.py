@@ -11,6 +11,7 @@ that process, the hub reads at most :data:`MAX_BYTES` of what it prints, for at 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import pwd
 import stat
@@ -22,14 +23,25 @@ LINES = 15
 TIMEOUT = 10  # s
 
 
+def open_regular(path: str, flags: int, mode: int = 0o600) -> int:
+    """A descriptor of the regular file ``path``, opened with ``flags`` (without blocking): never through a final
+    symlink, and never a FIFO or a device, which could hold or flood whoever opens it. OSError otherwise."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY, mode)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
 def tail(path: str, lines: int = LINES) -> str:
     """The last ``lines`` lines of the regular file ``path`` (not a symlink, FIFO or device), from its last
     :data:`MAX_BYTES`. In the user's own process."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+    fd = open_regular(path, os.O_RDONLY)
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise OSError(f"{path} is not a regular file")
         os.lseek(fd, max(0, info.st_size - MAX_BYTES), os.SEEK_SET)
         data = os.read(fd, MAX_BYTES)
     finally:
