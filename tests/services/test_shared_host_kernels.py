@@ -5,6 +5,7 @@ import ast
 import json
 import os
 import pwd
+import shutil
 import time
 from pathlib import Path
 
@@ -176,6 +177,65 @@ def test_the_debugger_stops_at_a_breakpoint_and_shows_the_frame_and_turns_off_an
             assert kernel.execute("6 * 7")["result"] == "42"
     finally:
         hub.stop_server(s, user)
+
+
+#: code for a kernel: its process id and the folder its temporary files go to
+TEMPORARY = "import os, tempfile; (os.getpid(), tempfile.gettempdir())"
+#: code for a kernel: make the folder ipykernel's debugger would use for the kernel with process id PID in /tmp, as
+#: a folder anyone can write to, and a link in the kernel's temporary folder to it (where the link can be made)
+LAY_OUT = """
+import os
+laid = '/tmp/ipykernel_PID'
+os.mkdir(laid); os.chmod(laid, 0o777)
+try:
+    os.symlink(laid, os.path.join('TMP', 'ipykernel_PID')); linked = True
+except OSError:
+    linked = False
+linked
+"""
+
+
+@pytest.mark.parametrize("profile", ["local", "slow"])
+def test_another_users_code_cannot_lay_out_a_kernels_temporary_files(hub, profile):
+    """ipykernel's debugger writes each cell it debugs to ``/tmp/ipykernel_PID``, a name anyone can work out from the
+    kernel's process id: another user's code made that folder first, writable by all, and read every cell the user
+    debugged (or left links there, named as the next cells would be). Now a server, its kernels and its terminals
+    have a temporary folder (``TMPDIR``) that only their user can open, removed when the server ends, and the
+    debugger uses no folder that is not its user's alone."""
+    attacker, victim = USERS
+    s_a, token_a = hub.with_server(attacker)
+    s_v, token_v = hub.with_server(victim, profile)
+    uid = pwd.getpwnam(victim).pw_uid
+    laid, running = "", [s_a, s_v]
+    try:
+        with (
+            Kernel.with_token(hub.url, attacker, token_a, timeout=30) as attacking,
+            Kernel.with_token(hub.url, victim, token_v, timeout=30) as debugged,
+        ):
+            pid, tmp = ast.literal_eval(debugged.execute(TEMPORARY)["result"])
+            laid = f"/tmp/ipykernel_{pid}"
+            tried = attacking.execute(LAY_OUT.replace("PID", str(pid)).replace("TMP", tmp))
+            assert tried["result"] == "False", f"{attacker} made a link in {victim}'s temporary folder {tmp}: {tried}"
+            turn_on(debugged)
+            source = debugged.debug("dumpCell", {"code": CELL})["body"]["sourcePath"]
+            read = attacking.execute(f"os.listdir({laid!r})")
+            assert read["result"] == "[]", f"{attacker} read {victim}'s debugged cell in {laid}: {source}, {read}"
+            turn_off(debugged)
+            assert tmp != "/tmp" and Path(source).is_relative_to(tmp), (tmp, source)
+            for folder in (tmp, os.path.dirname(source)):
+                st = os.lstat(folder)
+                assert (st.st_uid, oct(st.st_mode)) == (uid, "0o40700"), (folder, st)
+            assert "PermissionError" in str(attacking.execute(f"os.listdir({tmp!r})")["error"])
+        hub.stop_server(running.pop(), victim)
+        deadline = time.monotonic() + 10  # the server's kernel parent removes it as it ends, after the server
+        while os.path.exists(tmp):
+            assert time.monotonic() < deadline, f"{victim}'s temporary folder {tmp} was left after the server ended"
+            time.sleep(0.2)
+    finally:
+        if laid:
+            shutil.rmtree(laid, ignore_errors=True)
+        for session, user in zip(running, USERS, strict=False):
+            hub.stop_server(session, user)
 
 
 #: code for a kernel: the TCP ports that listen on this host now

@@ -1,5 +1,6 @@
 """`slurm` profiles on a real single-node Slurm (slurmctld, slurmd, munge), through a real hub."""
 
+import ast
 import json
 import os
 import pwd
@@ -159,6 +160,11 @@ def test_a_slurm_server_runs_as_the_user_and_its_job_ends_with_it(hub, slurm_con
     assert hub.run_code(user, token, "import gc; gc.isenabled()") == "True"
     # it listed only its own modules for its debugger: the kernel parent listed its own once
     assert hub.run_code(user, token, OWN_MODULES_ONLY) == "True"
+    # its temporary files go to a folder of its own, which only the user can open (server/temporary.py)
+    tmp = ast.literal_eval(hub.run_code(user, token, "import tempfile; tempfile.gettempdir()"))
+    st = os.lstat(tmp)
+    assert os.path.basename(tmp).startswith("campushub-tmp-"), tmp
+    assert (st.st_uid, oct(st.st_mode)) == (pwd.getpwnam(user).pw_uid, "0o40700"), (tmp, st)
     # the server reported its port itself, once it listened, without batchspawner-singleuser or the hub's modules
     log = Path(pwd.getpwnam(user).pw_dir, f"jupyterhub_slurmspawner_{job}.log").read_text()
     assert "campushub: reported port" in log, log[-2000:]
@@ -172,6 +178,7 @@ def test_a_slurm_server_runs_as_the_user_and_its_job_ends_with_it(hub, slurm_con
             subprocess.run(["ps", "-u", user, "-o", "pid,cmd"], capture_output=True, text=True).stdout,
         )
         time.sleep(0.5)
+    assert not os.path.exists(tmp), f"the job's temporary folder {tmp} was left after it ended"
 
 
 def test_job_limits_match_the_profile_and_oom_kills_only_the_kernel(hub):

@@ -29,6 +29,8 @@ from tornado.ioloop import IOLoop
 from traitlets import Type
 from zmq import ROUTING_ID
 
+from . import temporary
+
 #: what the kernel runs, on its main thread as ipykernel runs ``debugpy.listen``, to start pydevd
 LISTEN = '__import__("campushub.server.debugger", fromlist=["listen"]).listen()'
 HEADER = b"Content-Length: "
@@ -119,7 +121,11 @@ class PairedDebugger(Debugger):
     def start(self):
         """As ipykernel starts debugpy (on the kernel's main thread), but with :func:`listen`; then connect."""
         if not self.debugpy_initialized:
-            os.makedirs(get_tmp_directory(), mode=0o700, exist_ok=True)
+            try:  # the cells it debugs are written there: never to a folder another user made first
+                temporary.users_alone(get_tmp_directory())
+            except OSError as e:
+                self.log.error("The debugger did not start: %s", e)
+                return False
             content = {"code": LISTEN, "silent": True}
             identity = self.shell_socket.getsockopt(ROUTING_ID)
             self.session.send(self.shell_socket, "execute_request", content, None, identity)

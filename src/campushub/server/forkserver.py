@@ -44,7 +44,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import heap
+from . import heap, temporary
 from .output import output_to
 
 #: jupyter_server's packages whose request handlers every server loads as it starts
@@ -283,6 +283,7 @@ def _child(connection: socket.socket):
         _become(spec)
         if spec.get("log"):  # before the kernel parent forks: it and the kernels inherit the server's output
             output_to(spec["log"], stdin=True)
+        temporary.make_own()  # before the kernel parent forks: it and the kernels inherit the server's TMPDIR
         kernels = start_kernel_parent(leave=(connection,))  # the hub's connection: the server's alone
         if spec.get("share_pages") is True:
             _share_identical_pages()
@@ -446,6 +447,7 @@ def start_kernel_parent(warm: bool = False, leave: tuple[socket.socket, ...] = (
         finally:
             if sockets:
                 shutil.rmtree(sockets, ignore_errors=True)
+            temporary.remove_own()
             os._exit(code)
     kernel_end.close()
     server_end.set_inheritable(False)
@@ -463,6 +465,7 @@ def _kernel(request: dict):
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
+        tempfile.tempdir = None  # from the kernel's TMPDIR: its kernel spec may name another
         random.seed()
         ssl.RAND_add(os.urandom(64), 64.0)
         # the kernel ends when its parent does (which ends with the server), as a kernel started

@@ -29,6 +29,7 @@ Measured figures: docs/benchmarks.md.
 
 from __future__ import annotations
 
+import atexit
 import gc
 import importlib.abc
 import importlib.machinery
@@ -40,7 +41,7 @@ import threading
 import types
 from pathlib import Path
 
-from . import job_port
+from . import job_port, temporary
 
 CONFIG = str(Path(__file__).parent / "jupyter")
 #: set by the hub for a server it starts the normal way: wait on stdin for its "go" (the pid is saved)
@@ -294,6 +295,9 @@ def serve(cold: bool = False):
     gate()
     diet()
     job_port.choose()
+    if cold:  # a forked server's child made its folder before its kernel parent
+        temporary.make_own()
+        atexit.register(temporary.remove_own)
     warm_kernels()
     if cold:
         collect_once_started()
