@@ -136,6 +136,24 @@ def test_bad_input_gets_words(site):
     )
 
 
+FORMULAS = ['=HYPERLINK("http://x/"&A1)', "+1+1", "-2+3", "@SUM(A1)", "\tcmd"]
+
+
+def test_a_group_named_as_a_formula_is_text_in_the_csv_and_the_export(site):
+    """Some campuses let users make their own groups: one named as a spreadsheet formula stays text (a leading
+    ``'``) in the report's CSV and in the export of pruned sessions; the table and JSON keep the name as it is."""
+    now = time.time()
+    add(site, [session(1, "ann", T0, 1, 1), session(2, "ben", now - 40 * 86400, 1, 1)], {1: FORMULAS, 2: FORMULAS})
+    found = run_report(site)
+    rows, shown = list(csv.DictReader(found.as_csv().splitlines())), json.loads(found.as_json())["rows"]
+    assert sorted(r["group"] for r in rows) == sorted(f"'{f}" for f in FORMULAS)
+    assert sorted(r["group"] for r in shown) == sorted(FORMULAS)
+    assert [r["hours"] for r in rows] == [str(r["hours"]) for r in shown]  # numbers as they are
+    _, path = store.prune(site, now - 30 * 86400)
+    exported = [(r["user"], r["groups"]) for r in csv.DictReader(path.read_text().splitlines())]
+    assert exported == [(user, "'" + ";".join(sorted(FORMULAS))) for user in ("ann", "ben")]
+
+
 def test_rows_a_stopped_hub_left_open_are_closed_with_what_it_knows(site):
     add(site, [session(1, "ann", T0, 2, 0, ended=None, outcome=None)], {})
     assert store.sweep(site) == 1

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import exists, select
 
+from .cells import inert
 from .tables import SESSION_GROUPS, SESSIONS
 
 GROUPINGS = ("user", "group", "profile", "backend", "account", "month", "day")
@@ -270,7 +271,7 @@ class Report:
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=[self.by, *COLUMNS], lineterminator="\n")
         writer.writeheader()
-        writer.writerows(self.rows)
+        writer.writerows({k: inert(v) for k, v in row.items()} for row in self.rows)
         return out.getvalue()
 
     def as_table(self) -> str:

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, and_, create_engine, delete, inspect, select,
 
 from ..ops import database, state
 from ..sitefile.model import Site
+from .cells import inert
 from .record import OUTCOMES
 from .tables import SESSION_GROUPS, SESSIONS
 
@@ -202,7 +203,7 @@ def _export(site: Site, rows, groups: dict[int, list[str]]) -> Path:
         writer = csv.writer(out)
         writer.writerow([*columns, "groups"])
         for row in rows:
-            writer.writerow([*row, ";".join(sorted(groups.get(row.id, [])))])
+            writer.writerow([inert(v) for v in (*row, ";".join(sorted(groups.get(row.id, []))))])
     return path
 
 
