@@ -217,7 +217,7 @@ def idle_memory(hub: Hub, user: str, token: str) -> dict:
 ROLES = (
     ("proxy", b"configurable-http-proxy"),
     ("fork server", b"-m\0campushub.server.forkserver"),
-    ("hub", b"-m\0campushub.hub\0"),
+    ("hub", b"-m\0jupyterhub\0"),
     ("kernel parents", b"campushub-kernels"),
     ("kernels", b"ipykernel_launcher"),
     ("server processes", b"campushub-singleuser"),

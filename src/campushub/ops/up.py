@@ -52,7 +52,7 @@ def run_hub(path: Path, as_user: str | None = None) -> int:
     print(f"campushub: starting JupyterHub for {path} (state in {state_dir})", file=sys.stderr, flush=True)
     since = time.time()
     hub = subprocess.Popen(
-        [sys.executable, "-m", "campushub.hub", "-f", str(CONFIG_FILE)],  # JupyterHub, on uvloop (hub/__main__.py)
+        [sys.executable, "-m", "jupyterhub", "-f", str(CONFIG_FILE)],
         env=env,
         cwd=state_dir,
         start_new_session=True,
